@@ -1,0 +1,99 @@
+"""The `maskcls` command line: everything the studio does, headless."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+COMMANDS = {}
+
+
+def command(name: str, help: str):
+    """Register `fn(args)` under `name`; `fn.configure(parser)` adds its arguments."""
+    def wrap(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+    return wrap
+
+
+def _print(obj, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, indent=2, default=str) if as_json else text)
+
+
+def _scan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="data root in the competition layout")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--corrections", default=None, help="preset (community) or CSV of label corrections")
+    p.add_argument("--age-bounds", default="30,60", help="lower,upper age band bounds (default 30,60)")
+
+
+@command("scan", "index a data root and report people, images, class counts and skipped files")
+def cmd_scan(args) -> int:
+    from .corrections import load_corrections
+    from .dataindex import index_data
+    from .labels import AgeBounds, class_name
+    lo, hi = (int(x) for x in args.age_bounds.split(","))
+    bounds = AgeBounds(lo, hi)
+    corr = load_corrections(args.corrections) if args.corrections else None
+    idx = index_data(args.root, bounds, corr)
+    s = idx.summary()
+    lines = [f"root        {s['root']}", f"people      {s['people']}", f"images      {s['images']}",
+             f"eval images {s['eval_images']} ({s['eval_missing']} missing)", "class counts:"]
+    lines += [f"  {c:2d} {class_name(c, bounds):28s} {n}" for c, n in enumerate(s["class_counts"])]
+    lines.append(f"skipped     {len(s['skipped'])}")
+    lines += [f"  {r['path']}: {r['reason']}" for r in s["skipped"][:50]]
+    for key in ("missing", "inconsistent"):
+        if s[key]:
+            lines.append(f"{key:11s} {len(s[key])}")
+            lines += [f"  {r['path']}: {r['reason']}" for r in s[key][:20]]
+    lines.append(f"seconds     {s['seconds']}")
+    _print(s, args.json, "\n".join(lines))
+    return 0
+
+
+cmd_scan.configure = _scan_args
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="folder to write the dataset into")
+    p.add_argument("--people", type=int, default=300)
+    p.add_argument("--eval-people", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-listing", default=None, help="reproduce a real listing (train_image_paths.txt)")
+    p.add_argument("--eval-ids", default=None, help="eval ImageIDs in info.csv order (default: beside the listing)")
+    p.add_argument("--workers", type=int, default=None)
+
+
+@command("demo-data", "write a synthetic dataset in the competition layout")
+def cmd_demo(args) -> int:
+    from .demo import write_demo
+    info = write_demo(args.out, args.people, args.eval_people, args.seed, args.from_listing, args.eval_ids,
+                      args.workers)
+    print(json.dumps(info))
+    return 0
+
+
+cmd_demo.configure = _demo_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskcls", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (fn, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        fn.configure(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"maskcls {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

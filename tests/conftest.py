@@ -1,0 +1,57 @@
+"""Shared fixtures: the real dataset's layout with tiny images, and a small generated demo dataset."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # pretrained downloads fail at once, not after a timeout
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("MASKCLS_REFERENCE", REPO.parent / "shared" / "reference"))
+
+
+def reference_file(name: str) -> Path:
+    path = REFERENCE / name
+    if not path.exists():
+        pytest.fail(f"reference file {path} is missing: the tests need ../shared/reference/ beside the repo "
+                    f"(or MASKCLS_REFERENCE pointing at it)")
+    return path
+
+
+def _tiny(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (6, 8), (120, 90, 60)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def real_layout(tmp_path_factory) -> Path:
+    """All 18,900 real training paths with tiny images, plus AppleDouble files and one corrupt image."""
+    root = tmp_path_factory.mktemp("real")
+    data = {"jpg": _tiny("JPEG"), "jpeg": _tiny("JPEG"), "png": _tiny("PNG")}
+    made = set()
+    for line in reference_file("train_image_paths.txt").read_text().splitlines():
+        path = root / line
+        if path.parent not in made:
+            path.parent.mkdir(parents=True)
+            made.add(path.parent)
+        path.write_bytes(data[path.suffix[1:].lower()])
+    first = root / "train/images/000001_female_Asian_45"
+    (first / "._mask1.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "train/images/000002_female_Asian_52/._normal.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (root / "train/images/000004_male_Asian_54/mask3.jpg").write_bytes(b"this is not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small demo dataset (60 people, 15 eval people) shared by the tests that only read it."""
+    from maskcls.demo import write_demo
+    root = tmp_path_factory.mktemp("demo")
+    write_demo(root, people=60, eval_people=15, seed=3, workers=2)
+    return root
