@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 
 COMMANDS = {}
 
@@ -74,6 +76,56 @@ def cmd_demo(args) -> int:
 
 
 cmd_demo.configure = _demo_args
+
+
+def default_runs_root() -> str:
+    return os.environ.get("MASKCLS_RUNS", "checkpoints")
+
+
+def default_run_name(model: str) -> str:
+    return f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="run config JSON (see README); defaults fill what it omits")
+    p.add_argument("--preset", help="config preset: demo-cpu, gpu-effnet")
+    p.add_argument("--data", help="data root (overrides data_root)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
+    p.add_argument("--name", help="run name (default: <model>-<time>)")
+    p.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS or ./checkpoints)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt")
+
+
+def config_from_args(args) -> "RunConfig":
+    """--preset, then --config, then --data and --set, in that order of precedence (last wins)."""
+    from .config import RunConfig, create_config
+    cfg = create_config(args.preset) if args.preset else RunConfig()
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            loaded = json.load(f)
+        cfg = RunConfig.from_dict({**cfg.to_dict(), **loaded})
+    if args.data:
+        cfg = cfg.with_overrides([f"data_root={args.data}"])
+    return cfg.with_overrides(args.set)
+
+
+@command("train", "train a model as a run config says; writes the run folder")
+def cmd_train(args) -> int:
+    from .trainer import train_from_config
+    runs_root = args.runs_root or default_runs_root()
+    if args.resume:
+        from .config import RunConfig
+        status = train_from_config(RunConfig(), runs_root, args.resume, resume=True)
+    else:
+        cfg = config_from_args(args)
+        if not cfg.data_root:
+            raise ValueError("no data root: give --data ROOT or data_root in the config")
+        status = train_from_config(cfg, runs_root, args.name or default_run_name(cfg.model))
+    print(json.dumps({k: status.get(k) for k in ("state", "epoch", "best_f1")}))
+    return 0
+
+
+cmd_train.configure = _train_args
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -171,3 +172,22 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
     seconds = time.perf_counter() - t0
     return {"root": str(root), "people": len(train), "images": 7 * len(train), "eval_images": len(rows),
             "seconds": round(seconds, 2), "images_per_s": round(7 * len(specs) / max(seconds, 1e-9), 1)}
+
+
+STUDIO_DEMO = {"people": 600, "eval_people": 100, "seed": 0}  # what the studio generates on first start
+
+
+def cache_home() -> Path:
+    """Where generated demo data and other caches live (outside git): $MASKCLS_CACHE or ~/.cache/maskcls."""
+    return Path(os.environ.get("MASKCLS_CACHE", Path.home() / ".cache" / "maskcls"))
+
+
+def ensure_demo(folder: str | os.PathLike | None = None, progress=None, **kwargs) -> Path:
+    """The studio's demo dataset, generated once; a `.complete` marker means a finished, usable copy."""
+    params = {**STUDIO_DEMO, **kwargs}
+    folder = Path(folder) if folder else cache_home() / f"demo-{params['people']}-{params['eval_people']}-s{params['seed']}"
+    marker = folder / ".complete"
+    if not marker.exists():
+        info = write_demo(folder, params["people"], params["eval_people"], params["seed"], progress=progress)
+        write_text(marker, json.dumps(info))
+    return folder

@@ -25,6 +25,7 @@ def split_by_person(train: pd.DataFrame, val_ratio: float = 0.2, seed: int = 42,
     if not 0.0 < val_ratio < 1.0:
         raise ValueError(f"val_ratio must be between 0 and 1 (exclusive), got {val_ratio}")
     people = _people(train)
+    ids = np.asarray(people.index, dtype=object)
     strata = people["stratum"].to_numpy()
     # strata with a single person cannot be stratified; fold them into the most common one
     counts = pd.Series(strata).value_counts()
@@ -35,9 +36,9 @@ def split_by_person(train: pd.DataFrame, val_ratio: float = 0.2, seed: int = 42,
             raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
         skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         _, val_idx = list(skf.split(np.zeros(len(people)), strata))[fold]
-        val_people = people.index[val_idx]
+        val_people = ids[val_idx]
     else:
-        _, val_people = train_test_split(people.index, test_size=val_ratio, random_state=seed, stratify=strata)
+        _, val_people = train_test_split(ids, test_size=val_ratio, random_state=seed, stratify=strata)
     return train["person_id"].isin(set(val_people)).to_numpy()
 
 

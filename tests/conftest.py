@@ -55,3 +55,25 @@ def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     write_demo(root, people=60, eval_people=15, seed=3, workers=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def studio_demo(tmp_path_factory) -> Path:
+    """The studio's own demo dataset, generated once into a private MASKCLS_CACHE for the whole session."""
+    from maskcls.demo import ensure_demo
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["MASKCLS_CACHE"] = str(cache)
+    return ensure_demo()
+
+
+def app_test(page: str | None = None, **state):
+    """An AppTest of the studio (optionally switched to `page`, e.g. 'pages/data.py'), with session state set."""
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(REPO / "dashboard" / "Home.py"), default_timeout=60)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    if page:
+        at.switch_page(str(REPO / page))
+        at.run()
+    return at

@@ -1,0 +1,42 @@
+"""Studio entry point: declares the pages and the shared sidebar, then runs the chosen page."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import streamlit as st  # noqa: E402
+
+import ui  # noqa: E402
+
+PAGES = ui.REPO / "pages"
+
+
+def home() -> None:
+    st.title("maskcls studio")
+    st.caption("Face mask x gender x age: 18 classes, scored by macro F1")
+    ui.demo_banner()
+    index = ui.current_index()
+    if index is None:
+        return
+    s = index.summary()
+    st.markdown(f"**Data root:** `{s['root']}`")
+    c = st.columns(4)
+    c[0].metric("People", f"{s['people']:,}")
+    c[1].metric("Training images", f"{s['images']:,}")
+    c[2].metric("Eval images", f"{s['eval_images']:,}")
+    c[3].metric("Skipped files", f"{len(s['skipped']):,}")
+    if s["eval_missing"]:
+        st.warning(f"{s['eval_missing']} images named in eval/info.csv are missing (see the Data page).")
+    st.subheader("What you can do here")
+    st.page_link(str(PAGES / "data.py"), label="Data: class imbalance, attributes, leak-free splits, samples", icon="📊")
+
+
+st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
+ui.sidebar()
+pages = [
+    st.Page(home, title="Home", icon="🏠", default=True),
+    st.Page(str(PAGES / "data.py"), title="Data", icon="📊"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,97 @@
+"""Shared studio helpers: the sidebar settings, cached data access, and user-facing errors."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import streamlit as st  # noqa: E402
+
+from maskcls.corrections import list_presets as correction_presets  # noqa: E402
+from maskcls.dataindex import DataIndex, index_data  # noqa: E402
+from maskcls.demo import STUDIO_DEMO, ensure_demo  # noqa: E402
+from maskcls.labels import AgeBounds  # noqa: E402
+
+DEFAULTS = {
+    "data_root": os.environ.get("MASKCLS_DATA", ""),
+    "runs_root": os.environ.get("MASKCLS_RUNS", str(REPO / "checkpoints")),
+    "age_lower": 30,
+    "age_upper": 60,
+    "corrections": "none",
+}
+
+
+def init_session() -> None:
+    for k, v in DEFAULTS.items():
+        st.session_state.setdefault(k, v)
+
+
+def sidebar() -> None:
+    """Data root, runs root, age bounds and label corrections: shared by every page."""
+    init_session()
+    with st.sidebar:
+        st.text_input("Data root", key="data_root", placeholder="empty: generated demo data",
+                      help="A folder in the competition layout (train/images/<id>_<gender>_<race>_<age>/, eval/)")
+        st.text_input("Runs root", key="runs_root", help="Where training runs are written")
+        c1, c2 = st.columns(2)
+        c1.number_input("Age bound 1", min_value=1, max_value=98, step=1, key="age_lower")
+        c2.number_input("Age bound 2", min_value=2, max_value=99, step=1, key="age_upper",
+                        help="Top teams trained with 58")
+        st.selectbox("Label corrections", correction_presets(), key="corrections")
+
+
+def bounds() -> AgeBounds | None:
+    try:
+        return AgeBounds(int(st.session_state["age_lower"]), int(st.session_state["age_upper"]))
+    except ValueError as e:
+        st.error(str(e))
+        return None
+
+
+@st.cache_resource(show_spinner=False)
+def demo_root() -> str:
+    """Generate the demo dataset once per machine (cached on disk too)."""
+    bar = st.progress(0.0, text="Generating the synthetic demo dataset (first start only)…")
+    path = ensure_demo(progress=lambda d, n: bar.progress(d / n, text=f"Generating demo data: {d}/{n} people"))
+    bar.empty()
+    return str(path)
+
+
+def is_demo() -> bool:
+    return not st.session_state.get("data_root", "").strip()
+
+
+def data_root() -> str:
+    return demo_root() if is_demo() else st.session_state["data_root"].strip()
+
+
+@st.cache_data(max_entries=8, show_spinner="Indexing the data…")
+def _index(root: str, lower: int, upper: int, corrections: str) -> DataIndex:
+    from maskcls.corrections import load_corrections
+    corr = load_corrections(corrections) if corrections != "none" else None
+    return index_data(root, AgeBounds(lower, upper), corr)
+
+
+def current_index() -> DataIndex | None:
+    """The index of the data root in use, or None after showing why it cannot be used."""
+    b = bounds()
+    if b is None:
+        return None
+    try:
+        root = data_root()
+        return _index(root, b.lower, b.upper, st.session_state.get("corrections", "none"))
+    except ValueError as e:
+        st.error(f"Cannot use this data root. {e}")
+        return None
+
+
+def demo_banner() -> None:
+    if is_demo():
+        p = STUDIO_DEMO
+        st.info(f"You are looking at **synthetic demo data** ({p['people']} generated people, {p['eval_people']} eval "
+                f"people, drawn faces in the competition layout). Enter a data root in the sidebar to use real data.",
+                icon="🧪")

@@ -1,0 +1,96 @@
+"""One epoch of training, one pass of validation / prediction. Each returns plain numbers and arrays."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .augment import AugmentSpec
+from .pipelines import mix_batch
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, ...); the message says why and what to try."""
+
+
+def autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler, device: torch.device, amp: bool = True, grad_clip: float = 0.0, ema=None,
+                    spec: AugmentSpec | None = None, mix_generator: torch.Generator | None = None,
+                    limit_batches: int = 0, on_step=None) -> dict:
+    """Train over `loader` once; `on_step(step, n_steps)` reports progress. Raises TrainingError on NaN."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    n_steps = min(len(loader), limit_batches) if limit_batches else len(loader)
+    t0 = time.perf_counter()
+    for step, (x, y, _) in enumerate(loader):
+        if limit_batches and step >= limit_batches:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        target = y
+        if spec is not None and (spec.mix.cutmix_p + spec.mix.mixup_p) > 0:
+            x, target = mix_batch(x, y, spec, mix_generator)
+        with autocast(device, amp):
+            logits = model(x)
+        loss = loss_fn(logits.float(), target)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became {loss.item()} at step {step + 1}: lower the learning rate, "
+                                f"turn on gradient clipping, or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        b = y.shape[0]
+        total_loss += float(loss.detach()) * b
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += b
+        if on_step:
+            on_step(step + 1, n_steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+            "train_images": seen, "train_seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, device: torch.device, amp: bool = True, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (N, 18) and the row indices they belong to, in loader order."""
+    model.eval()
+    probs, rows = [], []
+    for x, _, idx in loader:
+        x = x.to(device, non_blocking=True)
+        with autocast(device, amp):
+            p = F.softmax(model(x).float(), 1)
+            if tta_flip:
+                p = (p + F.softmax(model(x.flip(-1)).float(), 1)) / 2
+        probs.append(p.cpu())
+        rows.append(idx.cpu())
+    if not probs:
+        return np.zeros((0, 18), np.float32), np.zeros(0, np.int64)
+    return torch.cat(probs).numpy(), torch.cat(rows).numpy()
+
+
+def validate(model: nn.Module, loader, labels: np.ndarray, device: torch.device, amp: bool = True) -> tuple[dict, np.ndarray]:
+    """Validation loss (cross entropy) and probabilities in row order of `labels`."""
+    probs, rows = predict(model, loader, device, amp)
+    ordered = np.zeros_like(probs)
+    ordered[rows] = probs
+    y = np.asarray(labels)[: len(ordered)]
+    loss = float(F.nll_loss(torch.log(torch.from_numpy(ordered).clamp_min(1e-8)), torch.from_numpy(y).long())) if len(y) else math.nan
+    return {"val_loss": loss}, ordered

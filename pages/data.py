@@ -1,0 +1,51 @@
+"""Data page: the 18-class imbalance, each attribute, leak-free vs leaky splits, samples, skipped files."""
+import streamlit as st
+
+import ui
+from maskcls import charts
+from maskcls.labels import class_names
+
+st.title("Data")
+ui.demo_banner()
+index = ui.current_index()
+if index is None:
+    st.stop()
+train, bounds = index.train, index.bounds
+
+table = charts.class_count_table(train, bounds)
+st.plotly_chart(charts.class_count_figure(table), width="stretch")
+with st.expander("Class counts as a table"):
+    st.dataframe(table, hide_index=True, width="stretch")
+
+st.subheader("Attributes")
+cols = st.columns(3)
+for col, fig in zip(cols, charts.attribute_figures(train, bounds).values()):
+    col.plotly_chart(fig, width="stretch")
+
+st.subheader("Train vs validation: image-level random split vs person-level split")
+c1, c2 = st.columns(2)
+ratio = c1.slider("Validation share", 0.1, 0.4, 0.2, 0.05, key="data_val_ratio")
+seed = c2.number_input("Split seed", value=42, step=1, key="data_split_seed")
+comparison = charts.split_comparison(train, ratio, int(seed))
+cols = st.columns(2)
+for col, (name, r) in zip(cols, comparison.items()):
+    col.plotly_chart(charts.split_figure(r["shares"], name), width="stretch")
+    col.metric("People with photos on both sides", r["leaked_people"],
+               help="Each such person's face is in training and validation: validation scores are inflated")
+    col.caption(f"Largest per-class share gap: {r['max_gap']:.2f} points")
+
+st.subheader("Sample images per class")
+names = class_names(bounds)
+cls = st.selectbox("Class", range(18), format_func=lambda c: f"{c}: {names[c]}", key="data_class")
+rows = train[train["label"] == cls]
+if rows.empty:
+    st.write("No images of this class.")
+else:
+    picks = rows.sample(min(12, len(rows)), random_state=0)
+    st.image(picks["path"].tolist(), caption=picks["folder"].tolist(), width=120)
+
+st.subheader("Skipped and problem files")
+if index.problems.empty:
+    st.success("Nothing was skipped: every file was usable.")
+else:
+    st.dataframe(index.problems, hide_index=True, width="stretch")
