@@ -31,6 +31,8 @@ def home() -> None:
         st.warning(f"{s['eval_missing']} images named in eval/info.csv are missing (see the Data page).")
     st.subheader("What you can do here")
     st.page_link(str(PAGES / "data.py"), label="Data: class imbalance, attributes, leak-free splits, samples", icon="📊")
+    st.page_link(str(PAGES / "augment.py"), label="Augment: preview transforms at chosen probabilities, save a spec",
+                 icon="🎨")
 
 
 st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
@@ -38,5 +40,6 @@ ui.sidebar()
 pages = [
     st.Page(home, title="Home", icon="🏠", default=True),
     st.Page(str(PAGES / "data.py"), title="Data", icon="📊"),
+    st.Page(str(PAGES / "augment.py"), title="Augment", icon="🎨"),
 ]
 st.navigation(pages).run()

@@ -216,3 +216,28 @@ def create_preset(name: str) -> AugmentSpec:
     if name not in PRESETS:
         raise ValueError(f"unknown augmentation preset {name!r}; valid: {list_presets()}")
     return PRESETS[name]()
+
+
+SPEC_FOLDER = "augment-specs"  # under the runs root: specs saved in the studio, usable by the CLI
+
+
+def save_spec(runs_root, name: str, spec: AugmentSpec):
+    """Save a validated spec as <runs_root>/augment-specs/<name>.json (atomically)."""
+    from .fileio import check_name, inside, write_text
+    path = inside(runs_root, SPEC_FOLDER, check_name(name, "spec name") + ".json")
+    write_text(path, spec.validate().to_json())
+    return path
+
+
+def list_saved_specs(runs_root) -> list[str]:
+    from pathlib import Path
+    folder = Path(runs_root) / SPEC_FOLDER
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def load_saved_spec(runs_root, name: str) -> AugmentSpec:
+    from .fileio import check_name, inside
+    path = inside(runs_root, SPEC_FOLDER, check_name(name, "spec name") + ".json")
+    if not path.exists():
+        raise ValueError(f"no saved augmentation spec named {name!r} in {path.parent}")
+    return AugmentSpec.from_json(path.read_text())

@@ -26,7 +26,7 @@ class CachedLoader:
                  seed: int = 0, rank: int = 0, world: int = 1, channels_last: bool = False,
                  max_gpu_fraction: float = 0.4):
         self.rows = np.asarray(rows)
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.labels = torch.as_tensor(np.array(labels, dtype=np.int64))
         self.batch_size = batch_size
         self.train = train
         self.device = device

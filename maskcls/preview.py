@@ -1,0 +1,32 @@
+"""Augmentation preview: N random draws of one image under a spec, and how often each transform fired."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .augment import AugmentSpec
+from .pipelines import BatchAugment, denormalize, load_preprocessed
+
+
+def load_source(path: str, spec: AugmentSpec) -> np.ndarray:
+    """The image as the pipeline sees it before random transforms: decoded and center-cropped, full size."""
+    from PIL import Image
+    with Image.open(path) as im:
+        w, h = im.size
+    crop = spec.crop
+    if crop:
+        spec.validate((h, w))
+        return load_preprocessed(path, (crop[0], crop[1]), crop)
+    return load_preprocessed(path, (h, w), None)
+
+
+def preview_draws(image: np.ndarray, spec: AugmentSpec, n: int = 8, seed: int = 0) -> tuple[list[np.ndarray], dict[str, int], float]:
+    """`n` augmented copies of `image` (H, W, 3) uint8 as uint8 arrays, fire counts per transform, seconds."""
+    t0 = time.perf_counter()
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).expand(n, -1, -1, -1)
+    out, fired = BatchAugment(spec, train=True, seed=seed)(x)
+    pixels = (denormalize(out, spec) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    counts = {k: int(v.sum()) for k, v in fired.items()}
+    return list(pixels), counts, time.perf_counter() - t0

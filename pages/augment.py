@@ -1,0 +1,161 @@
+"""Augment page: build a spec with sliders, preview many random draws, save it for training."""
+import streamlit as st
+
+import ui
+from maskcls.augment import FLAGGED, MODES, TRANSFORMS, AugmentSpec, SpecError, TransformSpec, create_preset, \
+    list_presets, list_saved_specs, save_spec
+from maskcls.imageio import ImageError
+from maskcls.labels import class_names
+from maskcls.preview import load_source, preview_draws
+
+# slider ranges per parameter: (min, max, step)
+RANGES = {"brightness": (0.0, 1.0, 0.05), "contrast": (0.0, 1.0, 0.05), "saturation": (0.0, 1.0, 0.05),
+          "hue": (0.0, 0.5, 0.01), "degrees": (0.0, 180.0, 1.0), "scale_min": (0.01, 0.5, 0.01),
+          "scale_max": (0.01, 0.9, 0.01)}
+NUMBER_INPUTS = ("sigma_min", "sigma_max", "kernel")  # typed values: a bad one gets a message, not a clamp
+
+
+def spec_to_state(spec: AugmentSpec) -> None:
+    """Load a spec into the widgets (used by presets and JSON import, before widgets render)."""
+    s = st.session_state
+    s["aug_mode"], s["aug_p"] = spec.mode, float(spec.p)
+    s["aug_crop_on"] = spec.crop is not None
+    if spec.crop:
+        s["aug_crop_h"], s["aug_crop_w"] = spec.crop
+    chosen = {t.name: t for t in spec.transforms}
+    for name, defaults in TRANSFORMS.items():
+        t = chosen.get(name)
+        s[f"aug_{name}_on"] = t is not None
+        s[f"aug_{name}_p"] = float(t.p) if t else 0.5
+        for k, v in {**defaults, **(t.params if t else {})}.items():
+            s[f"aug_{name}_{k}"] = int(v) if k == "kernel" else float(v)
+    s["aug_cutmix_p"], s["aug_vertical"], s["aug_mixup_p"] = spec.mix.cutmix_p, spec.mix.vertical, spec.mix.mixup_p
+    s["aug_normalize"] = spec.normalize
+
+
+def state_to_spec() -> AugmentSpec:
+    s = st.session_state
+    spec = AugmentSpec(mode=s["aug_mode"], p=s["aug_p"], normalize=s["aug_normalize"],
+                       crop=[int(s["aug_crop_h"]), int(s["aug_crop_w"])] if s["aug_crop_on"] else None)
+    for name, defaults in TRANSFORMS.items():
+        if s[f"aug_{name}_on"]:
+            spec.transforms.append(TransformSpec(name, s[f"aug_{name}_p"], {k: s[f"aug_{name}_{k}"] for k in defaults}))
+    spec.mix.cutmix_p, spec.mix.vertical, spec.mix.mixup_p = s["aug_cutmix_p"], s["aug_vertical"], s["aug_mixup_p"]
+    return spec
+
+
+def apply_preset() -> None:
+    spec_to_state(create_preset(st.session_state["aug_preset"]))
+
+
+def import_json() -> None:
+    try:
+        spec_to_state(AugmentSpec.from_json(st.session_state["aug_import_text"]))
+        st.session_state["aug_import_msg"] = ("success", "Imported.")
+    except SpecError as e:
+        st.session_state["aug_import_msg"] = ("error", f"Import refused: {e}")
+
+
+st.title("Augment")
+index = ui.current_index()
+if index is None:
+    st.stop()
+if "aug_mode" not in st.session_state:
+    spec_to_state(create_preset("strong"))
+    st.session_state.update(aug_crop_h=320, aug_crop_w=256, aug_seed=0, aug_n=8)
+
+names = class_names(index.bounds)
+top = st.columns([2, 3, 1])
+cls = top[0].selectbox("Class", range(18), format_func=lambda c: f"{c}: {names[c]}", key="aug_class")
+rows = index.train[index.train["label"] == cls]
+if rows.empty:
+    st.warning("No image of this class in the data.")
+    st.stop()
+options = rows["path"].tolist()
+if st.session_state.get("aug_path") not in options:
+    st.session_state["aug_path"] = options[0]
+top[1].selectbox("Image", options, key="aug_path", format_func=lambda p: "/".join(p.split("/")[-2:]))
+top[2].button("Random image", on_click=lambda: st.session_state.update(aug_path=rows.sample(1)["path"].iloc[0]))
+
+c = st.columns([1, 1, 2, 2])
+c[0].selectbox("Preset", list_presets(), key="aug_preset")
+c[1].button("Load preset", on_click=apply_preset)
+c[2].radio("Mode", MODES, key="aug_mode", horizontal=True,
+           help="each: every transform has its own p · all: one coin applies the whole set · preprocess: "
+                "deterministic, p = 1, for train, validation and test alike")
+c[3].slider("p (mode all: one coin for the whole set)", 0.0, 1.0, key="aug_p", disabled=st.session_state["aug_mode"] != "all")
+
+boxes = {}
+with st.expander("Transforms", expanded=True):
+    crop_cols = st.columns(4)
+    crop_cols[0].checkbox("Center crop", key="aug_crop_on", help="Applied everywhere, before resizing")
+    crop_cols[1].number_input("crop height", step=16, key="aug_crop_h", disabled=not st.session_state["aug_crop_on"])
+    crop_cols[2].number_input("crop width", step=16, key="aug_crop_w", disabled=not st.session_state["aug_crop_on"])
+    crop_cols[3].checkbox("Normalize (ImageNet mean/std)", key="aug_normalize")
+    boxes["crop"] = st.container()
+    cols = st.columns(4)
+    for i, (name, defaults) in enumerate(TRANSFORMS.items()):
+        with cols[i % 4]:
+            box = st.container(border=True)
+            boxes[name] = box
+            box.checkbox(name.replace("_", " "), key=f"aug_{name}_on")
+            if name in FLAGGED:
+                box.caption(f"⚠️ {FLAGGED[name]}")
+            on = st.session_state[f"aug_{name}_on"]
+            box.slider("p", 0.0, 1.0, step=0.05, key=f"aug_{name}_p",
+                       disabled=not on or st.session_state["aug_mode"] != "each")
+            for k in defaults:
+                if k in NUMBER_INPUTS:
+                    box.number_input(k, step=1 if k == "kernel" else 0.1, key=f"aug_{name}_{k}", disabled=not on)
+                else:
+                    lo, hi, step = RANGES[k]
+                    box.slider(k, lo, hi, step=step, key=f"aug_{name}_{k}", disabled=not on)
+with st.expander("Batch mixing (training only, not in the single-image preview)"):
+    m = st.columns(3)
+    m[0].slider("CutMix p", 0.0, 1.0, step=0.05, key="aug_cutmix_p")
+    m[1].checkbox("Vertical strips", key="aug_vertical", help="Cut full-height strips (a winning team's variant)")
+    m[2].slider("MixUp p", 0.0, 1.0, step=0.05, key="aug_mixup_p")
+    boxes["mix"] = st.container()
+
+spec = state_to_spec()
+try:
+    spec.validate()
+    source = load_source(st.session_state["aug_path"], spec)
+except SpecError as e:
+    boxes.get(e.field.split(".")[0], st).error(str(e))
+    st.stop()
+except ImageError as e:
+    st.error(f"Cannot preview this image: {e}")
+    st.stop()
+
+r = st.columns([1, 1, 4])
+r[0].number_input("Draws", 1, 32, key="aug_n")
+r[1].number_input("Seed", 0, 10**6, key="aug_seed")
+r[2].button("🎲 Reroll", on_click=lambda: st.session_state.update(aug_seed=int(st.session_state["aug_seed"]) + 1))
+draws, fired, seconds = preview_draws(source, spec, int(st.session_state["aug_n"]), int(st.session_state["aug_seed"]))
+st.image([source] + draws, caption=["original"] + [f"draw {i + 1}" for i in range(len(draws))], width=170)
+st.caption(f"Rendered {len(draws)} draws in {seconds * 1000:.0f} ms")
+if fired:
+    st.dataframe({"transform": list(fired), "fired": [f"{v}/{len(draws)}" for v in fired.values()],
+                  "expected": [f"{spec.probability(t):.2f}" for t in spec.ordered()]}, hide_index=True)
+
+st.subheader("Save, export, import")
+s = st.columns([2, 1, 1])
+st.session_state.setdefault("aug_name", "my-spec")
+s[0].text_input("Spec name", key="aug_name")
+if s[1].button("Save for training"):
+    try:
+        path = save_spec(st.session_state["runs_root"], st.session_state["aug_name"], spec)
+        st.session_state["train_augment"] = st.session_state["aug_name"]
+        st.success(f"Saved to {path}; it is selected on the Train page.")
+    except ValueError as e:
+        st.error(str(e))
+s[2].download_button("Export JSON", spec.to_json(), file_name="augment.json", mime="application/json")
+saved = list_saved_specs(st.session_state["runs_root"])
+if saved:
+    st.caption("Saved specs: " + ", ".join(saved))
+st.text_area("Paste a spec JSON to import", key="aug_import_text", height=100)
+st.button("Import", on_click=import_json)
+if "aug_import_msg" in st.session_state:
+    kind, msg = st.session_state.pop("aug_import_msg")
+    getattr(st, kind)(msg)
