@@ -94,6 +94,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="run name (default: <model>-<time>)")
     p.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS or ./checkpoints)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt")
+    p.add_argument("--run", metavar="RUN", help="train the run folder RUN from its config.json (job runner)")
+    p.add_argument("--queue", action="store_true", help="with --run: wait for a free slot of the device first")
+    p.add_argument("--slots", type=int, default=1, help="with --queue: jobs per device at once")
 
 
 def config_from_args(args) -> "RunConfig":
@@ -113,7 +116,16 @@ def config_from_args(args) -> "RunConfig":
 def cmd_train(args) -> int:
     from .trainer import train_from_config
     runs_root = args.runs_root or default_runs_root()
-    if args.resume:
+    if args.run and args.queue:
+        from .jobs import run_job
+        status = run_job(runs_root, args.run, args.slots)
+    elif args.run:
+        from .config import RunConfig
+        from .rundir import RunDir
+        from .trainer import run_training
+        run = RunDir(runs_root, args.run)
+        status = run_training(RunConfig.from_dict(run.read_config()), run, resume=run.last_path.exists())
+    elif args.resume:
         from .config import RunConfig
         status = train_from_config(RunConfig(), runs_root, args.resume, resume=True)
     else:
@@ -126,6 +138,60 @@ def cmd_train(args) -> int:
 
 
 cmd_train.configure = _train_args
+
+
+def _jobs_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    s = sub.add_parser("submit", help="start a training job in the background; prints its run name")
+    s.add_argument("config", help="run config JSON")
+    s.add_argument("--name", help="run name (default: <model>-<time>)")
+    s.add_argument("--data", help="data root (overrides data_root)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--slots", type=int, default=1, help="jobs per device at once (default 1)")
+    ls = sub.add_parser("list", help="list jobs: name, state, device, progress, started, ended")
+    ls.add_argument("--json", action="store_true")
+    c = sub.add_parser("cancel", help="cancel a queued or running job")
+    c.add_argument("name")
+    lg = sub.add_parser("logs", help="print a job's log")
+    lg.add_argument("name")
+    lg.add_argument("--lines", type=int, default=200)
+    for q in (s, ls, c, lg):
+        q.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS or ./checkpoints)")
+
+
+def _when(t) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+@command("jobs", "background training jobs: submit, list, cancel, logs")
+def cmd_jobs(args) -> int:
+    from . import jobs
+    from .rundir import RunDir
+    runs_root = args.runs_root or default_runs_root()
+    if args.action == "submit":
+        with open(args.config, encoding="utf-8") as f:
+            from .config import RunConfig
+            cfg = RunConfig.from_dict(json.load(f))
+        if args.data:
+            cfg = cfg.with_overrides([f"data_root={args.data}"])
+        cfg = cfg.with_overrides(args.set)
+        run = jobs.submit(cfg, runs_root, args.name or default_run_name(cfg.model), args.slots)
+        print(run.name)
+    elif args.action == "list":
+        rows = [j.as_dict() for j in jobs.list_jobs(runs_root)]
+        text = "\n".join(f"{r['name']:32s} {r['state']:10s} {r['device']:7s} {100 * r['progress']:5.1f}%  "
+                         f"{_when(r['started'])}  {_when(r['ended'])}" + (f"  {r['error']}" if r["error"] else "")
+                         for r in rows) or "no jobs"
+        _print(rows, args.json, text)
+    elif args.action == "cancel":
+        info = jobs.cancel(runs_root, args.name)
+        print(f"{info.name}: {info.state}")
+    else:
+        print(RunDir(runs_root, args.name).log_tail(args.lines))
+    return 0
+
+
+cmd_jobs.configure = _jobs_args
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,6 +91,6 @@ def validate(model: nn.Module, loader, labels: np.ndarray, device: torch.device,
     probs, rows = predict(model, loader, device, amp)
     ordered = np.zeros_like(probs)
     ordered[rows] = probs
-    y = np.asarray(labels)[: len(ordered)]
+    y = np.array(labels, dtype=np.int64)[: len(ordered)]
     loss = float(F.nll_loss(torch.log(torch.from_numpy(ordered).clamp_min(1e-8)), torch.from_numpy(y).long())) if len(y) else math.nan
     return {"val_loss": loss}, ordered

@@ -1,0 +1,258 @@
+"""Background training jobs coordinated through the file system: no daemon, nothing lost on a restart.
+
+A job is a run folder plus a detached `python -m maskcls train --run NAME --queue` process in its own
+process group. That process waits for a slot of its device: a `flock` on <runs_root>/.locks/<device>.<slot>
+that the kernel releases when the process dies, so a crashed job never blocks the queue. A job's state is
+read from its status.json *and* the liveness of its pid: a queued/running job whose process is gone is
+shown as failed (lost), never as running forever.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import RunConfig
+from .fileio import check_name, write_text
+from .rundir import RunDir, list_runs, now
+
+STATES = ("queued", "running", "completed", "failed", "cancelled")
+LOCK_DIR = ".locks"
+
+
+@dataclass
+class JobInfo:
+    name: str
+    state: str
+    device: str
+    progress: float
+    epoch: int
+    epochs: int
+    best_f1: float | None
+    started: float | None
+    ended: float | None
+    submitted: float | None
+    error: str | None
+    pid: int | None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# -- process liveness --------------------------------------------------------------------------------------
+def _proc_start(pid: int) -> int | None:
+    """Kernel start time of `pid` (clock ticks since boot), None if no such live process (zombies count as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def is_alive(pid: int | None, start: int | None = None) -> bool:
+    """True if `pid` runs and (when `start` is known) is the same process, not a recycled pid."""
+    if not pid:
+        return False
+    s = _proc_start(int(pid))
+    return s is not None and (start is None or s == start)
+
+
+# -- device slots ----------------------------------------------------------------------------------------------
+def _slot_files(runs_root: Path, device: str, slots: int) -> list[Path]:
+    folder = runs_root / LOCK_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return [folder / f"{device.replace(':', '-')}.{i}.lock" for i in range(slots)]
+
+
+def try_acquire(runs_root: Path, device: str, slots: int = 1):
+    """A held slot (an open file with an exclusive flock), or None when all `slots` are busy."""
+    for path in _slot_files(runs_root, device, slots):
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            f.close()
+    return None
+
+
+def _first_in_line(run: RunDir, device: str) -> bool:
+    """FIFO: no live queued job on this device was submitted before this one."""
+    mine = run.read_status().get("submitted", 0)
+    for other in list_runs(run.root):
+        if other.name == run.name:
+            continue
+        st = other.read_status()
+        if (st.get("state") == "queued" and st.get("device") == device and st.get("submitted", 0) < mine
+                and is_alive(st.get("pid"), st.get("pid_start"))):
+            return False
+    return True
+
+
+def wait_for_slot(run: RunDir, device: str, slots: int = 1, poll: float = 0.5):
+    """Block until this job may use `device`; returns the held lock files (keep them open while training)."""
+    while True:
+        if _first_in_line(run, device):
+            held = try_acquire(run.root, device, slots)
+            if held is not None:
+                return [held]
+        time.sleep(poll)
+
+
+# -- submit, list, cancel ------------------------------------------------------------------------------------------
+def device_of(cfg: RunConfig) -> str:
+    """The device a job queues on: 'cpu' or 'cuda:N' (GPU index N)."""
+    if cfg.device == "auto":
+        import torch
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    return "cuda:0" if cfg.device == "cuda" else cfg.device
+
+
+def create_run(runs_root: str | os.PathLike, name: str, cfg: RunConfig) -> RunDir:
+    """Create the run folder atomically: two launches with one name give one run and one clear error."""
+    run = RunDir(runs_root, check_name(name))
+    Path(runs_root).mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(run.path)
+    except FileExistsError:
+        raise ValueError(f"a run named {name!r} already exists in {runs_root}; choose another name") from None
+    write_text(run.config_path, cfg.to_json())
+    return run
+
+
+def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int = 1) -> RunDir:
+    """Create the run and start its detached job process; returns at once (the job may be queued)."""
+    cfg.validate()
+    device = device_of(cfg)
+    run = create_run(runs_root, name, cfg)
+    run.write_status(state="queued", device=device, submitted=now(), progress=0.0, epoch=0, epochs=cfg.epochs,
+                     slots=slots)
+    env = dict(os.environ)
+    if device.startswith("cuda:"):
+        first = int(device.split(":")[1])
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(cfg.gpus))
+    env["PYTHONUNBUFFERED"] = "1"
+    args = [sys.executable, "-m", "maskcls", "train", "--run", run.name, "--runs-root", str(Path(runs_root).resolve()),
+            "--queue", "--slots", str(slots)]
+    log = open(run.log_path, "ab")
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
+    log.close()
+    run.write_status(pid=proc.pid, pid_start=_proc_start(proc.pid), pgid=proc.pid)
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends, while we live
+    return run
+
+
+def job_info(run: RunDir) -> JobInfo:
+    st = run.read_status()
+    state = st.get("state", "failed")
+    error = st.get("error")
+    if state in ("queued", "running") and not is_alive(st.get("pid"), st.get("pid_start")):
+        state, error = "failed", f"lost: the job process ({st.get('pid')}) ended without a final status (killed?)"
+    return JobInfo(name=run.name, state=state, device=st.get("device", "?"), progress=float(st.get("progress", 0.0)),
+                   epoch=int(st.get("epoch", 0)), epochs=int(st.get("epochs", 0)), best_f1=st.get("best_f1"),
+                   started=st.get("started"), ended=st.get("ended"), submitted=st.get("submitted"), error=error,
+                   pid=st.get("pid"))
+
+
+def list_jobs(runs_root: str | os.PathLike) -> list[JobInfo]:
+    return [job_info(r) for r in list_runs(runs_root) if r.status_path.exists()]
+
+
+def cancel(runs_root: str | os.PathLike, name: str, grace: float = 5.0) -> JobInfo:
+    """SIGTERM the job's process group, SIGKILL after `grace` seconds; the state ends `cancelled`."""
+    run = RunDir(runs_root, name)
+    st = run.read_status()
+    pid = st.get("pid")
+    pgid = st.get("pgid") or pid  # the job process leads its own group (start_new_session)
+    if st.get("state") not in ("queued", "running"):
+        raise ValueError(f"job {name!r} is {st.get('state', 'unknown')}, not queued or running")
+    if is_alive(pid, st.get("pid_start")):
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.time() + grace
+        while time.time() < deadline and _group_alive(pgid):
+            time.sleep(0.1)
+        if _group_alive(pgid):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while _group_alive(pgid) and time.time() < deadline + 5:
+                time.sleep(0.1)
+    if run.read_status().get("state") in ("queued", "running"):
+        run.write_status(state="cancelled", ended=now(), pid=None)
+    return job_info(run)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is any live (non-zombie) process left in process group `pgid`?"""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def run_job(runs_root: str | os.PathLike, name: str, slots: int = 1) -> dict:
+    """The job process: wait in the queue for the device, then train (under torchrun when gpus > 1)."""
+    from .trainer import Cancelled, run_training
+    run = RunDir(runs_root, name)
+    cfg = RunConfig.from_dict(run.read_config())
+    device = run.read_status().get("device") or device_of(cfg)
+    run.write_status(pid=os.getpid(), pid_start=_proc_start(os.getpid()), pgid=os.getpgid(0))
+
+    def on_term(signum, frame):
+        raise Cancelled("cancelled while queued")
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        held = wait_for_slot(run, device, slots)
+    except Cancelled:
+        run.write_status(state="cancelled", ended=now(), pid=None)
+        run.log("cancelled while queued")
+        return run.read_status()
+    run.log(f"device {device} free: starting")
+    try:
+        if cfg.gpus > 1:
+            return _run_torchrun(run, cfg)
+        if device.startswith("cuda"):
+            cfg.device = "cuda"  # CUDA_VISIBLE_DEVICES maps the chosen GPU to cuda:0
+        return run_training(cfg, run, resume=run.last_path.exists())
+    except Cancelled:
+        return run.read_status()
+    finally:
+        for f in held:
+            f.close()
+
+
+def _run_torchrun(run: RunDir, cfg: RunConfig) -> dict:
+    """Multi-GPU: the job process supervises `torchrun --nproc_per_node N` in its own process group."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.gpus}",
+            "-m", "maskcls", "train", "--run", run.name, "--runs-root", str(run.root.resolve())]
+    run.write_status(state="running", started=now(), launcher="torchrun")
+    proc = subprocess.Popen(args)
+    try:
+        code = proc.wait()
+    except BaseException:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        raise
+    st = run.read_status()
+    if code != 0 and st.get("state") == "running":
+        run.write_status(state="failed", ended=now(), error=f"torchrun exited with code {code}", pid=None)
+    return run.read_status()
