@@ -194,6 +194,92 @@ def cmd_jobs(args) -> int:
 cmd_jobs.configure = _jobs_args
 
 
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="data root holding eval/info.csv and eval/images")
+    p.add_argument("--members", nargs="+", required=True, metavar="RUN[:CKPT[:WEIGHT]]")
+    p.add_argument("--method", choices=["soft", "hard", "soup"], default="soft")
+    p.add_argument("--tta", choices=["none", "flip"], default="none")
+    p.add_argument("--out", default="submission.csv")
+    p.add_argument("--runs-root", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default=None, help="decoded-image cache (default <data>/.maskcls-cache)")
+    p.add_argument("--validate", action="store_true", help="also score members and ensemble on validation")
+
+
+def device_from(name: str):
+    import torch
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@command("predict", "predict the eval set with one model or an ensemble; writes the submission CSV")
+def cmd_predict(args) -> int:
+    from .ensemble import Member, demo_score, ensemble_probabilities, eval_paths, score_members, write_submission
+    runs_root = args.runs_root or default_runs_root()
+    members = [Member.parse(m) for m in args.members]
+    device = device_from(args.device)
+    cache_dir = args.cache_dir or os.path.join(args.data, ".maskcls-cache")
+    tta = args.tta == "flip"
+    t0 = time.perf_counter()
+    if args.validate:
+        table, notes, _ = score_members(runs_root, members, args.method, device, cache_dir, tta)
+        print(table.to_string(index=False))
+        for n in notes:
+            print("note:", n)
+    info, paths = eval_paths(args.data)
+    probs = ensemble_probabilities(runs_root, members, args.method, paths, device, cache_dir, tta)
+    probs_path = write_submission(args.out, info["image_id"].tolist(), probs)
+    print(f"wrote {args.out} ({len(info)} rows) and {probs_path} in {time.perf_counter() - t0:.1f}s")
+    score = demo_score(info, probs)
+    if score:
+        print(f"score against the demo's hidden labels: macro F1 {score['macro_f1']:.4f}, "
+              f"accuracy {score['accuracy']:.4f}")
+    return 0
+
+
+cmd_predict.configure = _predict_args
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["train", "infer", "scan"])
+    p.add_argument("--data", required=True, help="data root (e.g. made by `maskcls demo-data`)")
+    p.add_argument("--model", default="resnet10t")
+    p.add_argument("--size", default="128,96", help="height,width")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="baseline DataLoader workers")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-amp", action="store_true", help="fp32 instead of bf16 autocast on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast pipeline's model")
+    p.add_argument("--augment", default="baseline", help="augmentation preset for both pipelines")
+    p.add_argument("--members", type=int, default=1, help="infer: models averaged")
+    p.add_argument("--tta", choices=["none", "flip"], default="none")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--json", action="store_true")
+
+
+@command("bench", "compare the baseline-style pipeline with the fast one (images/s and ratio)")
+def cmd_bench(args) -> int:
+    from . import bench
+    size = tuple(int(v) for v in args.size.split(","))
+    if args.what == "train":
+        r = bench.bench_train(args.data, args.model, size, args.batch, args.workers, args.steps, args.warmup,
+                              not args.no_amp, args.augment, args.device, args.cache_dir, args.compile)
+    elif args.what == "infer":
+        r = bench.bench_infer(args.data, args.model, size, args.batch, args.workers, args.device, args.cache_dir,
+                              args.members, args.tta == "flip")
+    else:
+        r = bench.bench_scan(args.data)
+    text = "\n".join(f"{k:28s} {v}" for k, v in r.items())
+    _print(r, args.json, text)
+    return 0
+
+
+cmd_bench.configure = _bench_args
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskcls", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

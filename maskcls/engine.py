@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 
@@ -18,34 +19,50 @@ class TrainingError(RuntimeError):
     """Training cannot go on (NaN loss, ...); the message says why and what to try."""
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Native bf16 matmul/conv on this CPU (AMX / AVX512-BF16): there bf16 autocast is ~1.5-2x faster."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA, and on CPUs with native bf16; otherwise full fp32."""
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if amp and device.type == "cpu" and cpu_has_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, device: torch.device, amp: bool = True, grad_clip: float = 0.0, ema=None,
                     spec: AugmentSpec | None = None, mix_generator: torch.Generator | None = None,
-                    limit_batches: int = 0, on_step=None) -> dict:
-    """Train over `loader` once; `on_step(step, n_steps)` reports progress. Raises TrainingError on NaN."""
+                    limit_batches: int = 0, on_step=None, check_every: int = 25) -> dict:
+    """Train over `loader` once; `on_step(step, n_steps)` reports progress. Raises TrainingError on NaN.
+
+    Running sums stay on the device and finiteness is checked every `check_every` steps, so the GPU
+    is not made to wait for the host on every step.
+    """
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    finite = torch.ones((), device=device, dtype=torch.bool)
+    seen = 0
     n_steps = min(len(loader), limit_batches) if limit_batches else len(loader)
+    mixing = spec is not None and (spec.mix.cutmix_p + spec.mix.mixup_p) > 0
     t0 = time.perf_counter()
     for step, (x, y, _) in enumerate(loader):
         if limit_batches and step >= limit_batches:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        target = y
-        if spec is not None and (spec.mix.cutmix_p + spec.mix.mixup_p) > 0:
-            x, target = mix_batch(x, y, spec, mix_generator)
+        target = mix_batch(x, y, spec, mix_generator) if mixing else (x, y)
+        x, target = target
         with autocast(device, amp):
             logits = model(x)
         loss = loss_fn(logits.float(), target)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the loss became {loss.item()} at step {step + 1}: lower the learning rate, "
-                                f"turn on gradient clipping, or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
@@ -56,15 +73,24 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, optimizer: tor
         if ema is not None:
             ema.update_parameters(model)
         b = y.shape[0]
-        total_loss += float(loss.detach()) * b
-        correct += int((logits.detach().argmax(1) == y).sum())
+        loss = loss.detach()
+        finite &= torch.isfinite(loss)
+        total_loss += loss * b
+        correct += (logits.detach().argmax(1) == y).sum()
         seen += b
+        if (step + 1) % check_every == 0 or step + 1 == n_steps:
+            if not bool(finite):
+                raise TrainingError(f"the loss became nan or inf by step {step + 1}: lower the learning rate, "
+                                    f"turn on gradient clipping, or check the data")
         if on_step:
             on_step(step + 1, n_steps)
+    if not bool(finite):
+        raise TrainingError("the loss became nan or inf: lower the learning rate, turn on gradient clipping, "
+                            "or check the data")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+    return {"train_loss": float(total_loss) / max(seen, 1), "train_accuracy": int(correct) / max(seen, 1),
             "train_images": seen, "train_seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
 
 
@@ -92,5 +118,5 @@ def validate(model: nn.Module, loader, labels: np.ndarray, device: torch.device,
     ordered = np.zeros_like(probs)
     ordered[rows] = probs
     y = np.array(labels, dtype=np.int64)[: len(ordered)]
-    loss = float(F.nll_loss(torch.log(torch.from_numpy(ordered).clamp_min(1e-8)), torch.from_numpy(y).long())) if len(y) else math.nan
+    loss = float(F.nll_loss(torch.log(torch.from_numpy(ordered.copy()).clamp_min(1e-8)), torch.from_numpy(y).long())) if len(y) else math.nan
     return {"val_loss": loss}, ordered

@@ -224,9 +224,9 @@ class BatchAugment:
         fired = self.fire_masks(b)
         det = self.spec.mode == "preprocess"
         for t in self.spec.ordered():
-            m = fired[t.name].to(x.device)
-            if not bool(m.any()):
+            if not bool(fired[t.name].any()):  # decided on the host: no device sync
                 continue
+            m = fired[t.name].to(x.device, non_blocking=True)
             prm = self.spec.params(t)
             if t.name == "grayscale":
                 y = _gray(x).expand_as(x)

@@ -86,9 +86,10 @@ def create_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Opti
     params = model.parameters()
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
 
 
 def _install_sigterm() -> None:
@@ -176,7 +177,7 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist) -> dict:
         train_rows, val_rows = train_rows.iloc[tr_ok].reset_index(drop=True), val_rows.iloc[va_ok].reset_index(drop=True)
         if weights is not None:
             weights = weights[tr_ok]
-        cl = cfg.channels_last and device.type == "cuda"
+        cl = cfg.channels_last
         train_loader = CachedLoader(cache.array, tr_ok, train_rows["label"].to_numpy(), cfg.batch_size, spec, True,
                                     device, weights, cfg.seed, dist.rank, dist.world, cl)
         val_loader = CachedLoader(cache.array, n_tr + va_ok, val_rows["label"].to_numpy(), cfg.batch_size * 2, spec,
@@ -193,7 +194,7 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist) -> dict:
         if dist.main:
             run.write_status(warning=warning)
     model.to(device)
-    if cfg.channels_last and device.type == "cuda":
+    if cfg.channels_last and cfg.loader == "cache":
         model = model.to(memory_format=torch.channels_last)
     cw = class_weights(train_rows["label"].to_numpy()).to(device) if cfg.class_weights else None
     loss_fn = create_loss(cfg.loss, cw, cfg.focal_gamma, cfg.smoothing, cfg.combo).to(device)

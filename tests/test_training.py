@@ -109,7 +109,7 @@ def test_nan_after_a_good_epoch_keeps_checkpoints_loadable(demo_root, tmp_path, 
 
     monkeypatch.setattr(maskcls.trainer, "create_loss", lambda *a, **k: NanLater(real(*a, **k), good_calls=3))
     cfg = tiny(demo_root, tmp_path, epochs=2, limit_batches=3)
-    with pytest.raises(TrainingError, match="the loss became nan"):
+    with pytest.raises(TrainingError, match="the loss became nan or inf"):
         train_from_config(cfg, tmp_path / "runs", "n")
     run = RunDir(tmp_path / "runs", "n")
     assert run.read_status()["state"] == "failed" and "nan" in run.read_status()["error"]

@@ -1,0 +1,236 @@
+"""Ensembles of checkpoints: weight soups, soft and hard voting, flip TTA, and the submission CSV."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .cache import build_cache
+from .config import RunConfig
+from .engine import predict
+from .fileio import write_csv
+from .loaders import CachedLoader
+from .metrics import macro_f1
+from .models import create_model
+from .rundir import CheckpointError, RunDir, load_checkpoint
+
+METHODS = ("soft", "hard", "soup")
+
+
+@dataclass
+class Member:
+    run: str
+    checkpoint: str = "best.pt"
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Member":
+        """'RUN', 'RUN:CKPT' or 'RUN:CKPT:WEIGHT'."""
+        parts = text.split(":")
+        if not parts[0] or len(parts) > 3:
+            raise ValueError(f"member {text!r}: expected RUN[:CHECKPOINT[:WEIGHT]]")
+        return cls(parts[0], parts[1] if len(parts) > 1 and parts[1] else "best.pt",
+                   float(parts[2]) if len(parts) > 2 else 1.0)
+
+    @property
+    def label(self) -> str:
+        return f"{self.run}:{self.checkpoint}"
+
+
+def load_member(runs_root, member: Member) -> tuple[dict, RunConfig]:
+    run = RunDir(runs_root, member.run)
+    if not run.exists():
+        raise ValueError(f"no run named {member.run!r} in {runs_root}")
+    ckpt = load_checkpoint(run.checkpoint(member.checkpoint))
+    return ckpt, RunConfig.from_dict(ckpt["config"])
+
+
+def build_model(ckpt: dict, cfg: RunConfig, source: str = "checkpoint") -> torch.nn.Module:
+    """The checkpoint's own architecture with its weights; a mismatch is explained, not dumped."""
+    model, _ = create_model(cfg.model, pretrained=False, head=cfg.head)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{source} does not fit model {cfg.model} ({cfg.head} head): "
+                              f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
+    return model.eval()
+
+
+def soup_state(states: list[dict], labels: list[str], configs: list[RunConfig],
+               weights: list[float] | None = None) -> dict:
+    """Average checkpoints of one architecture (uniform or weighted). Mixing architectures is refused."""
+    first = configs[0]
+    for cfg, label in zip(configs[1:], labels[1:]):
+        if (cfg.model, cfg.head) != (first.model, first.head):
+            raise ValueError(f"cannot average weights of different architectures: {labels[0]} is {first.model} "
+                             f"({first.head} head) but {label} is {cfg.model} ({cfg.head} head); use soft or hard voting")
+    w = np.asarray(weights if weights is not None else [1.0] * len(states), dtype=np.float64)
+    w = w / w.sum()
+    out = {}
+    for key, ref in states[0].items():
+        if ref.is_floating_point():
+            out[key] = sum(float(wi) * s[key].float() for wi, s in zip(w, states)).to(ref.dtype)
+        else:
+            out[key] = ref.clone()  # counters such as num_batches_tracked
+    return out
+
+
+def soft_vote(probs: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
+    w = np.asarray(weights if weights is not None else [1.0] * len(probs), dtype=np.float64)
+    return np.tensordot(w / w.sum(), np.stack(probs), axes=1).astype(np.float32)
+
+
+def hard_vote(probs: list[np.ndarray]) -> np.ndarray:
+    """Majority of the members' argmax; ties go to the tied class with the highest mean probability."""
+    stacked = np.stack(probs)  # (M, N, C)
+    votes = np.zeros(stacked.shape[1:], dtype=np.float64)
+    np.add.at(votes, (np.arange(stacked.shape[1])[None, :].repeat(len(probs), 0), stacked.argmax(2)), 1.0)
+    mean = stacked.mean(0)
+    top = votes == votes.max(1, keepdims=True)
+    return np.where(top, mean, -1.0).argmax(1)
+
+
+def predict_paths(model: torch.nn.Module, cfg: RunConfig, paths: list[str], device: torch.device,
+                  cache_dir: str | os.PathLike, tta: bool = False, batch_size: int = 256, progress=None) -> np.ndarray:
+    """(N, 18) probabilities for image files, through the decoded cache at the model's own input size."""
+    spec = cfg.augment_spec()
+    cache = build_cache(paths, tuple(cfg.image_size), cache_dir, spec.crop, progress=progress)
+    bad = [p for p, _ in cache.problems]
+    if bad:
+        raise ValueError(f"{len(bad)} image(s) could not be decoded, e.g. {bad[0]}: {cache.problems[0][1]}")
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = CachedLoader(cache.array, np.arange(len(paths)), np.zeros(len(paths)), batch_size, spec, False, device,
+                          channels_last=cfg.channels_last)
+    probs, rows = predict(model, loader, device, cfg.amp, tta_flip=tta)
+    out = np.zeros_like(probs)
+    out[rows] = probs
+    return out
+
+
+def member_probabilities(runs_root, members: list[Member], paths: list[str], device: torch.device,
+                         cache_dir, tta: bool = False, progress=None) -> list[np.ndarray]:
+    out = []
+    for i, m in enumerate(members):
+        ckpt, cfg = load_member(runs_root, m)
+        model = build_model(ckpt, cfg, m.label)
+        out.append(predict_paths(model, cfg, paths, device, cache_dir, tta))
+        if progress:
+            progress(i + 1, len(members))
+    return out
+
+
+def ensemble_probabilities(runs_root, members: list[Member], method: str, paths: list[str], device: torch.device,
+                           cache_dir, tta: bool = False, progress=None) -> np.ndarray:
+    """The ensemble's (N, 18) probabilities (for hard voting: one-hot of the vote)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown ensemble method {method!r}; valid: {METHODS}")
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    if method == "soup":
+        loaded = [load_member(runs_root, m) for m in members]
+        cfgs = [c for _, c in loaded]
+        state = soup_state([c["model"] for c, _ in loaded], [m.label for m in members], cfgs,
+                           [m.weight for m in members])
+        model = build_model({"model": state}, cfgs[0], "soup")
+        return predict_paths(model, cfgs[0], paths, device, cache_dir, tta, progress=progress)
+    probs = member_probabilities(runs_root, members, paths, device, cache_dir, tta, progress)
+    if method == "soft":
+        return soft_vote(probs, [m.weight for m in members])
+    return np.eye(18, dtype=np.float32)[hard_vote(probs)]
+
+
+def greedy_soup(runs_root, candidates: list[Member], paths: list[str], labels: np.ndarray, device, cache_dir,
+                tta: bool = False) -> tuple[list[Member], float]:
+    """Add checkpoints best-first; keep one only if validation macro F1 does not drop."""
+    scored = []
+    for m in candidates:
+        p = ensemble_probabilities(runs_root, [m], "soup", paths, device, cache_dir, tta)
+        scored.append((macro_f1(labels, p.argmax(1)), m))
+    scored.sort(key=lambda t: -t[0])
+    chosen, best = [scored[0][1]], scored[0][0]
+    for _, m in scored[1:]:
+        p = ensemble_probabilities(runs_root, chosen + [m], "soup", paths, device, cache_dir, tta)
+        f1 = macro_f1(labels, p.argmax(1))
+        if f1 >= best:
+            chosen, best = chosen + [m], f1
+    return chosen, best
+
+
+def eval_paths(data_root) -> tuple[pd.DataFrame, list[str]]:
+    """eval/info.csv in its order with image paths; a missing image is an error that names it."""
+    from .dataindex import _scan_eval
+    problems: list = []
+    table = _scan_eval(Path(data_root), problems)
+    if table is None:
+        why = problems[0][2] if problems else "eval/info.csv not found"
+        raise ValueError(f"cannot predict the eval set of {data_root}: {why}")
+    missing = table.loc[~table["exists"], "image_id"].tolist()
+    if missing:
+        raise ValueError(f"{len(missing)} eval image(s) named in eval/info.csv are missing from eval/images: "
+                         f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
+    return table, table["path"].tolist()
+
+
+def write_submission(out: str | os.PathLike, image_ids: list[str], probs: np.ndarray) -> Path:
+    """`ImageID,ans` in info.csv order; the probabilities go beside it as <out>.probs.csv for blending."""
+    out = Path(out)
+    write_csv(out, pd.DataFrame({"ImageID": image_ids, "ans": probs.argmax(1).astype(int)}))
+    probs_path = out.with_suffix(".probs.csv")
+    frame = pd.DataFrame(probs, columns=[f"p{i}" for i in range(18)])
+    frame.insert(0, "ImageID", image_ids)
+    write_csv(probs_path, frame)
+    return probs_path
+
+
+def demo_score(table: pd.DataFrame, probs: np.ndarray) -> dict | None:
+    """Score against the demo's hidden labels (eval/labels.csv), when the data has them."""
+    if "label" not in table.columns or table["label"].isna().any():
+        return None
+    y = table["label"].astype(int).to_numpy()
+    return {"macro_f1": macro_f1(y, probs.argmax(1)), "accuracy": float((probs.argmax(1) == y).mean())}
+
+
+SPLIT_KEYS = ("data_root", "val_ratio", "split_seed", "fold", "n_folds", "corrections", "age_lower", "age_upper")
+
+
+def shared_validation(runs_root, members: list[Member]) -> tuple[pd.DataFrame, list[str]]:
+    """The validation rows of the first member's split, and a note for each member trained on another split."""
+    from .trainer import prepare_split
+    cfgs = [load_member(runs_root, m)[1] for m in members]
+    ref = {k: getattr(cfgs[0], k) for k in SPLIT_KEYS}
+    notes = []
+    for m, c in zip(members[1:], cfgs[1:]):
+        diff = [k for k in SPLIT_KEYS if getattr(c, k) != ref[k]]
+        if diff:
+            notes.append(f"{m.label} was trained on another split ({', '.join(diff)} differ): its validation score "
+                         f"may include images it trained on")
+    _, val_rows, _ = prepare_split(cfgs[0])
+    return val_rows, notes
+
+
+def score_members(runs_root, members: list[Member], method: str, device, cache_dir, tta: bool = False,
+                  progress=None) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """One table: every member and the ensemble on the shared validation split (macro F1, accuracy)."""
+    val_rows, notes = shared_validation(runs_root, members)
+    paths, y = val_rows["path"].tolist(), val_rows["label"].to_numpy()
+    probs = member_probabilities(runs_root, members, paths, device, cache_dir, tta, progress)
+    rows = []
+    for m, p in zip(members, probs):
+        cfg = load_member(runs_root, m)[1]
+        rows.append({"member": m.label, "model": cfg.model, "macro_f1": macro_f1(y, p.argmax(1)),
+                     "accuracy": float((p.argmax(1) == y).mean())})
+    if method == "soup":
+        ens = ensemble_probabilities(runs_root, members, "soup", paths, device, cache_dir, tta)
+    elif method == "hard":
+        ens = np.eye(18, dtype=np.float32)[hard_vote(probs)]
+    else:
+        ens = soft_vote(probs, [m.weight for m in members])
+    rows.append({"member": f"ensemble ({method}{', flip TTA' if tta else ''})", "model": "",
+                 "macro_f1": macro_f1(y, ens.argmax(1)), "accuracy": float((ens.argmax(1) == y).mean())})
+    return pd.DataFrame(rows), notes, ens
