@@ -33,6 +33,9 @@ def home() -> None:
     st.page_link(str(PAGES / "data.py"), label="Data: class imbalance, attributes, leak-free splits, samples", icon="📊")
     st.page_link(str(PAGES / "augment.py"), label="Augment: preview transforms at chosen probabilities, save a spec",
                  icon="🎨")
+    st.page_link(str(PAGES / "train.py"), label="Train: launch background jobs on the GPU or CPU, watch them live",
+                 icon="🏋️")
+    st.page_link(str(PAGES / "runs.py"), label="Runs: compare runs, curves and config differences", icon="📈")
 
 
 st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
@@ -41,5 +44,7 @@ pages = [
     st.Page(home, title="Home", icon="🏠", default=True),
     st.Page(str(PAGES / "data.py"), title="Data", icon="📊"),
     st.Page(str(PAGES / "augment.py"), title="Augment", icon="🎨"),
+    st.Page(str(PAGES / "train.py"), title="Train", icon="🏋️"),
+    st.Page(str(PAGES / "runs.py"), title="Runs", icon="📈"),
 ]
 st.navigation(pages).run()

@@ -105,11 +105,11 @@ def predict(model: nn.Module, loader, device: torch.device, amp: bool = True, tt
             p = F.softmax(model(x).float(), 1)
             if tta_flip:
                 p = (p + F.softmax(model(x.flip(-1)).float(), 1)) / 2
-        probs.append(p.cpu())
-        rows.append(idx.cpu())
+        probs.append(p)  # stays on the device: one transfer at the end, no sync per batch
+        rows.append(idx)
     if not probs:
         return np.zeros((0, 18), np.float32), np.zeros(0, np.int64)
-    return torch.cat(probs).numpy(), torch.cat(rows).numpy()
+    return torch.cat(probs).cpu().numpy(), torch.cat([r.to(probs[0].device) for r in rows]).cpu().numpy()
 
 
 def validate(model: nn.Module, loader, labels: np.ndarray, device: torch.device, amp: bool = True) -> tuple[dict, np.ndarray]:

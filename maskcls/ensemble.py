@@ -94,52 +94,66 @@ def hard_vote(probs: list[np.ndarray]) -> np.ndarray:
     return np.where(top, mean, -1.0).argmax(1)
 
 
-def predict_paths(model: torch.nn.Module, cfg: RunConfig, paths: list[str], device: torch.device,
-                  cache_dir: str | os.PathLike, tta: bool = False, batch_size: int = 256, progress=None) -> np.ndarray:
-    """(N, 18) probabilities for image files, through the decoded cache at the model's own input size."""
-    spec = cfg.augment_spec()
-    cache = build_cache(paths, tuple(cfg.image_size), cache_dir, spec.crop, progress=progress)
-    bad = [p for p, _ in cache.problems]
-    if bad:
-        raise ValueError(f"{len(bad)} image(s) could not be decoded, e.g. {bad[0]}: {cache.problems[0][1]}")
-    model = model.to(device)
+class EvalInputs:
+    """Decoded, device-resident inputs for a list of images, built once per input form and shared by members."""
+
+    def __init__(self, paths: list[str], device: torch.device, cache_dir, batch_size: int = 256, progress=None):
+        self.paths, self.device, self.cache_dir = paths, device, cache_dir
+        self.batch_size, self.progress = batch_size, progress
+        self._loaders: dict = {}
+
+    def loader(self, cfg: RunConfig) -> CachedLoader:
+        spec = cfg.augment_spec()
+        key = (tuple(cfg.image_size), str(spec.crop), spec.to_json(), cfg.channels_last)
+        if key not in self._loaders:
+            cache = build_cache(self.paths, tuple(cfg.image_size), self.cache_dir, spec.crop, progress=self.progress)
+            if cache.problems:
+                raise ValueError(f"{len(cache.problems)} image(s) could not be decoded, e.g. "
+                                 f"{cache.problems[0][0]}: {cache.problems[0][1]}")
+            n = len(self.paths)
+            self._loaders[key] = CachedLoader(cache.array, np.arange(n), np.zeros(n), self.batch_size, spec, False,
+                                              self.device, channels_last=cfg.channels_last)
+        return self._loaders[key]
+
+
+def predict_paths(model: torch.nn.Module, cfg: RunConfig, inputs: EvalInputs, tta: bool = False) -> np.ndarray:
+    """(N, 18) probabilities of `model` for the images of `inputs`, at the model's own input size."""
+    model = model.to(inputs.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader = CachedLoader(cache.array, np.arange(len(paths)), np.zeros(len(paths)), batch_size, spec, False, device,
-                          channels_last=cfg.channels_last)
-    probs, rows = predict(model, loader, device, cfg.amp, tta_flip=tta)
+    probs, rows = predict(model, inputs.loader(cfg), inputs.device, cfg.amp, tta_flip=tta)
     out = np.zeros_like(probs)
     out[rows] = probs
     return out
 
 
-def member_probabilities(runs_root, members: list[Member], paths: list[str], device: torch.device,
+def member_probabilities(runs_root, members: list[Member], paths: list[str] | EvalInputs, device: torch.device,
                          cache_dir, tta: bool = False, progress=None) -> list[np.ndarray]:
+    inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
     out = []
     for i, m in enumerate(members):
         ckpt, cfg = load_member(runs_root, m)
-        model = build_model(ckpt, cfg, m.label)
-        out.append(predict_paths(model, cfg, paths, device, cache_dir, tta))
+        out.append(predict_paths(build_model(ckpt, cfg, m.label), cfg, inputs, tta))
         if progress:
             progress(i + 1, len(members))
     return out
 
 
-def ensemble_probabilities(runs_root, members: list[Member], method: str, paths: list[str], device: torch.device,
-                           cache_dir, tta: bool = False, progress=None) -> np.ndarray:
+def ensemble_probabilities(runs_root, members: list[Member], method: str, paths: list[str] | EvalInputs,
+                           device: torch.device, cache_dir, tta: bool = False, progress=None) -> np.ndarray:
     """The ensemble's (N, 18) probabilities (for hard voting: one-hot of the vote)."""
     if method not in METHODS:
         raise ValueError(f"unknown ensemble method {method!r}; valid: {METHODS}")
     if not members:
         raise ValueError("an ensemble needs at least one member")
+    inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
     if method == "soup":
         loaded = [load_member(runs_root, m) for m in members]
         cfgs = [c for _, c in loaded]
         state = soup_state([c["model"] for c, _ in loaded], [m.label for m in members], cfgs,
                            [m.weight for m in members])
-        model = build_model({"model": state}, cfgs[0], "soup")
-        return predict_paths(model, cfgs[0], paths, device, cache_dir, tta, progress=progress)
-    probs = member_probabilities(runs_root, members, paths, device, cache_dir, tta, progress)
+        return predict_paths(build_model({"model": state}, cfgs[0], "soup"), cfgs[0], inputs, tta)
+    probs = member_probabilities(runs_root, members, inputs, device, cache_dir, tta, progress)
     if method == "soft":
         return soft_vote(probs, [m.weight for m in members])
     return np.eye(18, dtype=np.float32)[hard_vote(probs)]
@@ -148,14 +162,15 @@ def ensemble_probabilities(runs_root, members: list[Member], method: str, paths:
 def greedy_soup(runs_root, candidates: list[Member], paths: list[str], labels: np.ndarray, device, cache_dir,
                 tta: bool = False) -> tuple[list[Member], float]:
     """Add checkpoints best-first; keep one only if validation macro F1 does not drop."""
+    inputs = EvalInputs(paths, device, cache_dir)
     scored = []
     for m in candidates:
-        p = ensemble_probabilities(runs_root, [m], "soup", paths, device, cache_dir, tta)
+        p = ensemble_probabilities(runs_root, [m], "soup", inputs, device, cache_dir, tta)
         scored.append((macro_f1(labels, p.argmax(1)), m))
     scored.sort(key=lambda t: -t[0])
     chosen, best = [scored[0][1]], scored[0][0]
     for _, m in scored[1:]:
-        p = ensemble_probabilities(runs_root, chosen + [m], "soup", paths, device, cache_dir, tta)
+        p = ensemble_probabilities(runs_root, chosen + [m], "soup", inputs, device, cache_dir, tta)
         f1 = macro_f1(labels, p.argmax(1))
         if f1 >= best:
             chosen, best = chosen + [m], f1
@@ -218,15 +233,16 @@ def score_members(runs_root, members: list[Member], method: str, device, cache_d
                   progress=None) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     """One table: every member and the ensemble on the shared validation split (macro F1, accuracy)."""
     val_rows, notes = shared_validation(runs_root, members)
-    paths, y = val_rows["path"].tolist(), val_rows["label"].to_numpy()
-    probs = member_probabilities(runs_root, members, paths, device, cache_dir, tta, progress)
+    y = val_rows["label"].to_numpy()
+    inputs = EvalInputs(val_rows["path"].tolist(), device, cache_dir)
+    probs = member_probabilities(runs_root, members, inputs, device, cache_dir, tta, progress)
     rows = []
     for m, p in zip(members, probs):
         cfg = load_member(runs_root, m)[1]
         rows.append({"member": m.label, "model": cfg.model, "macro_f1": macro_f1(y, p.argmax(1)),
                      "accuracy": float((p.argmax(1) == y).mean())})
     if method == "soup":
-        ens = ensemble_probabilities(runs_root, members, "soup", paths, device, cache_dir, tta)
+        ens = ensemble_probabilities(runs_root, members, "soup", inputs, device, cache_dir, tta)
     elif method == "hard":
         ens = np.eye(18, dtype=np.float32)[hard_vote(probs)]
     else:

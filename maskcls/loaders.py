@@ -18,32 +18,50 @@ from .pipelines import BatchAugment, PerImageAugment, normalize
 from .sampling import epoch_indices
 
 
-class CachedLoader:
-    """Iterates (x float (B,3,H,W) on `device`, y (B,), row idx (B,)) over rows of a decoded cache."""
+def _to_tensor(array: np.ndarray, rows: np.ndarray, device: torch.device, max_gpu_fraction: float) -> torch.Tensor:
+    """The selected rows as one (N, H, W, 3) uint8 tensor: GPU-resident when it fits, else pinned host memory.
 
-    def __init__(self, array: np.ndarray, rows: np.ndarray, labels: np.ndarray, batch_size: int,
+    Copied in chunks straight from the memory map, so no second full-size host copy is made.
+    """
+    n = len(rows)
+    shape = (n,) + tuple(array.shape[1:])
+    contiguous = n == 0 or (rows[0] == 0 and np.array_equal(rows, np.arange(n)))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        nbytes = int(np.prod(shape))
+        out = torch.empty(shape, dtype=torch.uint8, device=device if nbytes < max_gpu_fraction * free else "cpu",
+                          pin_memory=nbytes >= max_gpu_fraction * free)
+    else:
+        return torch.from_numpy(np.array(array[:n]) if contiguous else array[rows])  # a private, writable copy
+    step = 2048
+    for start in range(0, n, step):
+        part = array[start:start + step] if contiguous else array[rows[start:start + step]]
+        out[start:start + step].copy_(torch.from_numpy(np.ascontiguousarray(part)), non_blocking=False)
+    return out
+
+
+class CachedLoader:
+    """Iterates (x float (B,3,H,W) on `device`, y (B,), row idx (B,)) over rows of a decoded cache.
+
+    On CUDA the pixels, labels and the epoch's order all live on the GPU, so a step never waits for a
+    host-to-device copy or a sync.
+    """
+
+    def __init__(self, array: np.ndarray | torch.Tensor, rows: np.ndarray, labels: np.ndarray, batch_size: int,
                  spec: AugmentSpec, train: bool, device: torch.device, weights: np.ndarray | None = None,
                  seed: int = 0, rank: int = 0, world: int = 1, channels_last: bool = False,
                  max_gpu_fraction: float = 0.4):
         self.rows = np.asarray(rows)
-        self.labels = torch.as_tensor(np.array(labels, dtype=np.int64))
         self.batch_size = batch_size
         self.train = train
         self.device = device
         self.weights = weights
         self.rank, self.world = rank, world
         self.channels_last = channels_last
-        self.augment = BatchAugment(spec, train=train, seed=seed + 1000 * rank)
+        self.augment = BatchAugment(spec, train=train, seed=seed + 1000 * rank, device=device)
         self.generator = torch.Generator().manual_seed(seed)  # same order on every rank, then sharded
-        host = torch.from_numpy(np.ascontiguousarray(array[self.rows]))  # (N, H, W, 3) uint8
-        self.data = host
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if host.numel() < max_gpu_fraction * free:  # GPU-resident: no host->device copy per batch
-                self.data = host.to(device)
-            else:
-                self.data = host.pin_memory()
-        self.labels_dev = self.labels.to(device)
+        self.data = array if isinstance(array, torch.Tensor) else _to_tensor(array, self.rows, device, max_gpu_fraction)
+        self.labels = torch.as_tensor(np.array(labels, dtype=np.int64)).to(device)
 
     def __len__(self) -> int:
         n = len(self.rows) // self.world
@@ -61,14 +79,15 @@ class CachedLoader:
             order = order[:usable][self.rank::self.world]
         n = len(order)
         stop = n - n % self.batch_size if (self.train and n >= self.batch_size) else n
+        order = order.to(self.data.device)  # one copy per epoch, not per batch
+        labels = self.labels.to(self.data.device)
         for start in range(0, stop, self.batch_size):
             idx = order[start:start + self.batch_size]
-            xb = self.data[idx.to(self.data.device)] if self.data.device.type == "cuda" else self.data[idx]
-            xb = xb.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
+            xb = self.data[idx].to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
             x, _ = self.augment(xb)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels_dev[idx.to(self.device)], idx
+            yield x, labels[idx].to(self.device, non_blocking=True), idx
 
 
 class ImageFiles(Dataset):

@@ -113,7 +113,8 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
-    return (torch.rand(n, generator=g, device=g.device) * (hi - lo) + lo).to(device)
+    """Per-image parameters drawn where the batch lives (the generator is on that device)."""
+    return torch.rand(n, generator=g, device=g.device) * (hi - lo) + lo
 
 
 def _bcast(v: torch.Tensor) -> torch.Tensor:
@@ -194,11 +195,13 @@ def _erase(x, prm, g):
 class BatchAugment:
     """Callable on (B, 3, H, W) uint8/float -> (normalised float batch, {name: bool tensor (B,)})."""
 
-    def __init__(self, spec: AugmentSpec, train: bool = True, seed: int | None = None):
+    def __init__(self, spec: AugmentSpec, train: bool = True, seed: int | None = None, device="cpu"):
         self.spec = spec
         self.train = train
-        self.g = torch.Generator(device="cpu")
-        self.g.manual_seed(seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
+        seed = seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+        self.g = torch.Generator(device="cpu").manual_seed(seed)  # which transforms fire: decided on the host
+        self.device = torch.device(device)
+        self.gd = torch.Generator(device=self.device).manual_seed(seed + 1)  # parameters: drawn on the device
 
     def fire_masks(self, b: int) -> dict[str, torch.Tensor]:
         spec = self.spec
@@ -226,22 +229,24 @@ class BatchAugment:
         for t in self.spec.ordered():
             if not bool(fired[t.name].any()):  # decided on the host: no device sync
                 continue
-            m = fired[t.name].to(x.device, non_blocking=True)
+            m = fired[t.name]
+            m = m.pin_memory().to(x.device, non_blocking=True) if x.is_cuda else m
+            g = self.gd if self.gd.device == x.device else self.g
             prm = self.spec.params(t)
             if t.name == "grayscale":
                 y = _gray(x).expand_as(x)
             elif t.name == "color_jitter":
-                y = _color_jitter(x, prm, self.g)
+                y = _color_jitter(x, prm, g)
             elif t.name == "gaussian_blur":
-                y = _blur(x, prm, self.g, det)
+                y = _blur(x, prm, g, det)
             elif t.name == "hflip":
                 y = x.flip(-1)
             elif t.name == "vflip":
                 y = x.flip(-2)
             elif t.name == "rotation":
-                y = _rotate(x, prm, self.g)
+                y = _rotate(x, prm, g)
             else:
-                y = _erase(x, prm, self.g)
+                y = _erase(x, prm, g)
             x = torch.where(_bcast(m), y, x)
         return normalize(x, self.spec), fired
 

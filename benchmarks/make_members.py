@@ -1,0 +1,19 @@
+"""Write N randomly initialised checkpoints (runs m0..mN-1) for timing ensemble inference: weights don't change speed."""
+import sys
+
+from maskcls.config import RunConfig
+from maskcls.fileio import write_text
+from maskcls.labels import class_names
+from maskcls.models import create_model
+from maskcls.rundir import RunDir, save_checkpoint
+
+root, n, model, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+for i in range(n):
+    cfg = RunConfig(model=model, pretrained=False, image_size=[size, size])
+    run = RunDir(root, f"m{i}")
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_text(run.config_path, cfg.to_json())
+    net, _ = create_model(model, head="single")
+    save_checkpoint(run.best_path, {"model": net.state_dict(), "config": cfg.to_dict(), "classes": class_names(),
+                                    "epoch": 0})
+    print("wrote", run.best_path)

@@ -1,0 +1,20 @@
+"""What this machine can train on: the CPU and each CUDA GPU, with names and free memory."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def list_devices() -> list[dict]:
+    out = [{"device": "cpu", "name": f"CPU ({os.cpu_count()} cores)", "free_gb": None, "total_gb": None}]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(i)
+            out.append({"device": f"cuda:{i}", "name": torch.cuda.get_device_name(i),
+                        "free_gb": round(free / 2**30, 1), "total_gb": round(total / 2**30, 1)})
+    return out
+
+
+def has_gpu() -> bool:
+    return torch.cuda.is_available()

@@ -1,0 +1,112 @@
+"""Train page: a form for the whole run config, launch as a background job, live job table and curves."""
+import time
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from maskcls import jobs
+from maskcls.augment import list_presets as augment_presets, list_saved_specs, load_saved_spec
+from maskcls.config import CHOICES, ConfigError, RunConfig, create_config
+from maskcls.devices import has_gpu, list_devices
+from maskcls.models import CURATED
+from maskcls.rundir import RunDir
+from maskcls.runs import curves_figure, eta_seconds
+
+st.title("Train")
+runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
+devices = list_devices()
+for d in devices[1:]:
+    st.caption(f"🟢 {d['device']}: {d['name']}, {d['free_gb']} GiB free of {d['total_gb']} GiB")
+defaults = create_config("gpu-effnet" if has_gpu() else "demo-cpu")
+saved = list_saved_specs(runs_root)
+
+with st.form("train_form"):
+    st.subheader("New run")
+    c = st.columns(4)
+    model = c[0].selectbox("Model", CURATED, index=CURATED.index(defaults.model), key="train_model",
+                           accept_new_options=True, help="Any timm model name can be typed in")
+    head = c[1].selectbox("Head", CHOICES["head"], key="train_head", help="multi: mask, gender and age heads")
+    pretrained = c[2].checkbox("Pretrained weights", value=defaults.pretrained, key="train_pretrained")
+    freeze = c[3].selectbox("Freeze", CHOICES["freeze"], key="train_freeze", help="head: train only the classifier")
+    c = st.columns(4)
+    loss = c[0].selectbox("Loss", CHOICES["loss"], key="train_loss")
+    gamma = c[1].number_input("Focal gamma", 0.0, 10.0, defaults.focal_gamma, key="train_gamma")
+    smoothing = c[2].number_input("Label smoothing", 0.0, 0.5, defaults.smoothing, key="train_smoothing")
+    sampler = c[3].selectbox("Sampler", CHOICES["sampler"], key="train_sampler",
+                             help="inverse-frequency sampling over the classes or one attribute")
+    c = st.columns(4)
+    optimizer = c[0].selectbox("Optimizer", CHOICES["optimizer"], key="train_optimizer")
+    lr = c[1].number_input("Learning rate", value=defaults.lr, format="%.5f", key="train_lr")
+    weight_decay = c[2].number_input("Weight decay", value=defaults.weight_decay, format="%.5f", key="train_wd")
+    scheduler = c[3].selectbox("Scheduler", CHOICES["scheduler"], key="train_scheduler")
+    c = st.columns(4)
+    epochs = c[0].number_input("Epochs", value=defaults.epochs, step=1, key="train_epochs")
+    batch = c[1].number_input("Batch size", value=defaults.batch_size, step=8, key="train_batch")
+    height = c[2].number_input("Image height", value=defaults.image_size[0], step=16, key="train_h")
+    width = c[3].number_input("Image width", value=defaults.image_size[1], step=16, key="train_w")
+    c = st.columns(4)
+    aug_options = augment_presets() + [f"saved: {n}" for n in saved]
+    chosen = st.session_state.get("train_augment")
+    aug_index = aug_options.index(f"saved: {chosen}") if chosen in saved else aug_options.index(defaults.augment)
+    augment = c[0].selectbox("Augmentation", aug_options, index=aug_index, key="train_aug")
+    val_ratio = c[1].number_input("Validation share (people)", 0.05, 0.5, defaults.val_ratio, key="train_val")
+    split_seed = c[2].number_input("Split seed", value=defaults.split_seed, step=1, key="train_split_seed")
+    seed = c[3].number_input("Seed", value=defaults.seed, step=1, key="train_seed")
+    c = st.columns(4)
+    device = c[0].selectbox("Device", [d["device"] for d in devices], index=len(devices) - 1, key="train_device")
+    name = c[1].text_input("Run name", value=f"{model}-{time.strftime('%m%d-%H%M%S')}", key="train_name")
+    class_weights = c[2].checkbox("Class weights in the loss", key="train_cw")
+    ema = c[3].number_input("EMA decay (0 = off)", 0.0, 0.9999, 0.0, format="%.4f", key="train_ema")
+    submitted = st.form_submit_button("🚀 Launch", type="primary")
+
+if submitted:
+    try:
+        spec = load_saved_spec(runs_root, augment[len("saved: "):]).to_dict() if augment.startswith("saved: ") else augment
+        cfg = RunConfig.from_dict({
+            **defaults.to_dict(), "data_root": ui.data_root(), "corrections": st.session_state["corrections"],
+            "age_lower": int(st.session_state["age_lower"]), "age_upper": int(st.session_state["age_upper"]),
+            "model": model, "head": head, "pretrained": pretrained, "freeze": freeze, "loss": loss,
+            "focal_gamma": float(gamma), "smoothing": float(smoothing), "sampler": sampler, "optimizer": optimizer,
+            "lr": float(lr), "weight_decay": float(weight_decay), "scheduler": scheduler, "epochs": int(epochs),
+            "batch_size": int(batch), "image_size": [int(height), int(width)], "augment": spec,
+            "val_ratio": float(val_ratio), "split_seed": int(split_seed), "seed": int(seed), "device": device,
+            "class_weights": class_weights, "ema": float(ema)})
+        run = jobs.submit(cfg, runs_root, name)
+        st.session_state["train_selected"] = run.name
+        st.success(f"Launched **{run.name}** on {device}.")
+    except (ConfigError, ValueError) as e:
+        st.error(f"Not launched: {e}")
+
+
+@st.fragment(run_every=2.0)
+def live_jobs() -> None:
+    """Refreshes by itself every 2 s; the form above is untouched."""
+    infos = jobs.list_jobs(runs_root)
+    if not infos:
+        st.info("No jobs yet: launch one above.")
+        return
+    table = pd.DataFrame([{
+        "name": j.name, "state": j.state, "progress": j.progress, "epoch": f"{j.epoch}/{j.epochs}",
+        "ETA": f"{eta_seconds(j):.0f} s" if eta_seconds(j) is not None else "",
+        "best F1": j.best_f1, "device": j.device, "error": j.error or ""} for j in infos])
+    st.dataframe(table, hide_index=True, width="stretch", key="train_jobs_table",
+                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+                                "best F1": st.column_config.NumberColumn(format="%.4f")})
+    names = [j.name for j in infos]
+    current = st.session_state.get("train_selected")
+    pick = st.selectbox("Job", names, index=names.index(current) if current in names else 0, key="train_pick")
+    st.session_state["train_selected"] = pick
+    info = next(j for j in infos if j.name == pick)
+    if info.state in ("queued", "running") and st.button(f"Cancel {pick}", key="train_cancel"):
+        try:
+            st.toast(f"{pick}: {jobs.cancel(runs_root, pick).state}")
+        except ValueError as e:
+            st.error(str(e))
+    st.plotly_chart(curves_figure(runs_root, [pick]), width="stretch", key="train_curves")
+    with st.expander("Log", expanded=info.state == "failed"):
+        st.code(RunDir(runs_root, pick).log_tail(30) or "(empty)", language=None)
+
+
+st.subheader("Jobs")
+live_jobs()
