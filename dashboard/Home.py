@@ -36,6 +36,8 @@ def home() -> None:
     st.page_link(str(PAGES / "train.py"), label="Train: launch background jobs on the GPU or CPU, watch them live",
                  icon="🏋️")
     st.page_link(str(PAGES / "runs.py"), label="Runs: compare runs, curves and config differences", icon="📈")
+    st.page_link(str(PAGES / "evaluate.py"), label="Evaluate: confusion, per-class F1, errors with Grad-CAM, "
+                 "likely label errors", icon="🔍")
 
 
 st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
@@ -46,5 +48,6 @@ pages = [
     st.Page(str(PAGES / "augment.py"), title="Augment", icon="🎨"),
     st.Page(str(PAGES / "train.py"), title="Train", icon="🏋️"),
     st.Page(str(PAGES / "runs.py"), title="Runs", icon="📈"),
+    st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon="🔍"),
 ]
 st.navigation(pages).run()

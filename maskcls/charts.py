@@ -65,3 +65,26 @@ def split_figure(shares: pd.DataFrame, title: str) -> go.Figure:
     fig = px.bar(long, x="class", y="share %", color="side", barmode="group", title=title, height=320)
     fig.update_layout(xaxis=dict(tickmode="linear"), margin=dict(t=40, b=10))
     return fig
+
+
+def confusion_figure(matrix, labels: list[str], normalise: bool = False, title: str = "") -> go.Figure:
+    """Heatmap with true classes as rows; row-normalised shows recall per cell."""
+    m = np.asarray(matrix, dtype=float)
+    if normalise:
+        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+    text = np.vectorize(lambda v: f"{v:.2f}" if normalise else f"{int(v)}")(m)
+    fig = go.Figure(go.Heatmap(z=m, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues",
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                      height=max(300, 30 * len(labels) + 120), margin=dict(t=40, b=10))
+    return fig
+
+
+def per_class_f1_figure(per_class: list[dict], names: list[str]) -> go.Figure:
+    frame = pd.DataFrame(per_class)
+    frame["name"] = [f"{c}: {names[c]}" for c in frame["class"]]
+    frame = frame.sort_values("f1")
+    fig = px.bar(frame, x="f1", y="name", orientation="h", hover_data=["precision", "recall", "support"],
+                 title="F1 per class (sorted)", height=520)
+    fig.update_layout(margin=dict(t=40, b=10), xaxis_range=[0, 1])
+    return fig

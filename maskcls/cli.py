@@ -204,6 +204,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", default=None, help="decoded-image cache (default <data>/.maskcls-cache)")
     p.add_argument("--validate", action="store_true", help="also score members and ensemble on validation")
+    p.add_argument("--tuned", action="store_true", help="apply each run's saved macro-F1 class biases")
 
 
 def device_from(name: str):
@@ -228,7 +229,7 @@ def cmd_predict(args) -> int:
         for n in notes:
             print("note:", n)
     info, paths = eval_paths(args.data)
-    probs = ensemble_probabilities(runs_root, members, args.method, paths, device, cache_dir, tta)
+    probs = ensemble_probabilities(runs_root, members, args.method, paths, device, cache_dir, tta, tuned=args.tuned)
     probs_path = write_submission(args.out, info["image_id"].tolist(), probs)
     print(f"wrote {args.out} ({len(info)} rows) and {probs_path} in {time.perf_counter() - t0:.1f}s")
     score = demo_score(info, probs)
@@ -278,6 +279,46 @@ def cmd_bench(args) -> int:
 
 
 cmd_bench.configure = _bench_args
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run")
+    p.add_argument("--checkpoint", default="best.pt")
+    p.add_argument("--runs-root", default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--tune", action="store_true", help="fit per-class biases for macro F1 and save them with the run")
+    p.add_argument("--json", action="store_true")
+
+
+@command("evaluate", "accuracy, macro F1 and per-class precision / recall / F1 of a run on its validation split")
+def cmd_evaluate(args) -> int:
+    from .evaluation import report, run_predictions, save_bias, tune_biases
+    from .labels import class_names
+    from .rundir import probs_of
+    runs_root = args.runs_root or default_runs_root()
+    preds = run_predictions(runs_root, args.run, args.checkpoint, args.device)
+    r = report(preds)
+    out = {"run": args.run, "checkpoint": args.checkpoint, "images": len(preds), "accuracy": r["accuracy"],
+           "macro_f1": r["macro_f1"], "per_class": r["per_class"],
+           "attributes": {k: {"accuracy": v["accuracy"], "macro_f1": v["macro_f1"]} for k, v in r["attributes"].items()}}
+    if args.tune:
+        bias, before, after = tune_biases(probs_of(preds), preds["label"].to_numpy())
+        save_bias(runs_root, args.run, bias, before, after, args.checkpoint)
+        out["tuned"] = {"macro_f1_before": before, "macro_f1_after": after, "bias": [round(b, 3) for b in bias]}
+    names = class_names()
+    lines = [f"{args.run} ({args.checkpoint}), {len(preds)} validation images",
+             f"accuracy  {r['accuracy']:.4f}", f"macro F1  {r['macro_f1']:.4f}",
+             f"{'class':>5} {'name':28s} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>7}"]
+    lines += [f"{c['class']:5d} {names[c['class']]:28s} {c['precision']:9.4f} {c['recall']:7.4f} {c['f1']:7.4f} "
+              f"{c['support']:7d}" for c in r["per_class"]]
+    if args.tune:
+        lines.append(f"tuned class biases: macro F1 {out['tuned']['macro_f1_before']:.4f} -> "
+                     f"{out['tuned']['macro_f1_after']:.4f} (saved with the run)")
+    _print(out, args.json, "\n".join(lines))
+    return 0
+
+
+cmd_evaluate.configure = _evaluate_args
 
 
 def build_parser() -> argparse.ArgumentParser:

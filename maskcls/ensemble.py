@@ -128,19 +128,24 @@ def predict_paths(model: torch.nn.Module, cfg: RunConfig, inputs: EvalInputs, tt
 
 
 def member_probabilities(runs_root, members: list[Member], paths: list[str] | EvalInputs, device: torch.device,
-                         cache_dir, tta: bool = False, progress=None) -> list[np.ndarray]:
+                         cache_dir, tta: bool = False, progress=None, tuned: bool = False) -> list[np.ndarray]:
+    """Each member's (N, 18) probabilities; `tuned` applies a run's saved macro-F1 class biases."""
+    from .evaluation import apply_bias, load_bias
     inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
     out = []
     for i, m in enumerate(members):
         ckpt, cfg = load_member(runs_root, m)
-        out.append(predict_paths(build_model(ckpt, cfg, m.label), cfg, inputs, tta))
+        p = predict_paths(build_model(ckpt, cfg, m.label), cfg, inputs, tta)
+        bias = load_bias(runs_root, m.run) if tuned else None
+        out.append(apply_bias(p, bias) if bias is not None else p)
         if progress:
             progress(i + 1, len(members))
     return out
 
 
 def ensemble_probabilities(runs_root, members: list[Member], method: str, paths: list[str] | EvalInputs,
-                           device: torch.device, cache_dir, tta: bool = False, progress=None) -> np.ndarray:
+                           device: torch.device, cache_dir, tta: bool = False, progress=None,
+                           tuned: bool = False) -> np.ndarray:
     """The ensemble's (N, 18) probabilities (for hard voting: one-hot of the vote)."""
     if method not in METHODS:
         raise ValueError(f"unknown ensemble method {method!r}; valid: {METHODS}")
@@ -153,7 +158,7 @@ def ensemble_probabilities(runs_root, members: list[Member], method: str, paths:
         state = soup_state([c["model"] for c, _ in loaded], [m.label for m in members], cfgs,
                            [m.weight for m in members])
         return predict_paths(build_model({"model": state}, cfgs[0], "soup"), cfgs[0], inputs, tta)
-    probs = member_probabilities(runs_root, members, inputs, device, cache_dir, tta, progress)
+    probs = member_probabilities(runs_root, members, inputs, device, cache_dir, tta, progress, tuned)
     if method == "soft":
         return soft_vote(probs, [m.weight for m in members])
     return np.eye(18, dtype=np.float32)[hard_vote(probs)]

@@ -64,3 +64,10 @@ def load_resized(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     if img.size != tuple(size):
         img = img.resize(tuple(size), Image.BILINEAR, reducing_gap=None)
     return np.asarray(img, dtype=np.uint8)
+
+
+def thumbnail(path: str | os.PathLike, max_side: int = 160) -> np.ndarray:
+    """A small RGB copy for galleries (JPEG draft decoding keeps this cheap)."""
+    img = load_rgb(path, (max_side, max_side))
+    img.thumbnail((max_side, max_side))
+    return np.asarray(img)

@@ -77,3 +77,46 @@ def app_test(page: str | None = None, **state):
         at.switch_page(str(REPO / page))
         at.run()
     return at
+
+
+FLIPPED = 10  # validation people whose gender the trained_run fixture flips on purpose
+
+
+@pytest.fixture(scope="session")
+def trained_run(studio_demo, tmp_path_factory):
+    """A small real run on the studio demo data, with 10 validation people's gender flipped by a corrections CSV.
+
+    Returns (runs_root, run name, flipped person ids).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from maskcls.config import create_config
+    from maskcls.dataindex import index_data
+    from maskcls.splits import split_by_person
+    from maskcls.trainer import train_from_config
+    base = tmp_path_factory.mktemp("trained")
+    from maskcls.corrections import load_corrections
+    train = index_data(studio_demo).train
+    genders = train.drop_duplicates("person_id").set_index("person_id")["gender"]
+    rng = np.random.default_rng(0)
+
+    def flips(ids):
+        return pd.DataFrame({"id": ids, "gender": ["female" if genders[p] == 0 else "male" for p in ids],
+                             "age": "", "swap_mask": 0, "note": "flipped on purpose"})
+    # flipping changes a person's stratum and so the split: pick people who stay in validation once flipped
+    flipped = list(rng.choice(sorted(train.loc[split_by_person(train, 0.2, 42), "person_id"].unique()), FLIPPED,
+                              replace=False))
+    for _ in range(50):
+        flips(flipped).to_csv(base / "flips.csv", index=False)
+        corrected = index_data(studio_demo, corrections=load_corrections(base / "flips.csv")).train
+        val = set(corrected.loc[split_by_person(corrected, 0.2, 42), "person_id"])
+        if set(flipped) <= val:
+            break
+        keep = [p for p in flipped if p in val]
+        flipped = keep + list(rng.choice(sorted(val - set(keep)), FLIPPED - len(keep), replace=False))
+    assert set(flipped) <= val, "could not place the flipped people in validation"
+    cfg = create_config("demo-cpu", data_root=str(studio_demo), corrections=str(base / "flips.csv"),
+                        image_size=[64, 48], epochs=6, cache_dir=str(base / "cache"))
+    train_from_config(cfg, base / "runs", "demo")
+    return base / "runs", "demo", flipped

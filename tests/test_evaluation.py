@@ -1,0 +1,98 @@
+"""Metrics, label-error finding, decision tuning and Grad-CAM on a real (small) trained run."""
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from conftest import app_test
+from maskcls.cli import main
+from maskcls.evaluation import apply_bias, find_label_errors, report, run_predictions, suspects_to_corrections, \
+    tune_biases
+from maskcls.metrics import evaluate_predictions
+from maskcls.rundir import probs_of
+
+
+def test_metrics_equal_scikit_learn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 18, 500)
+    p = np.where(rng.random(500) < 0.7, y, rng.integers(0, 18, 500))
+    r = evaluate_predictions(y, p)
+    assert r["accuracy"] == accuracy_score(y, p)
+    assert r["macro_f1"] == f1_score(y, p, labels=range(18), average="macro", zero_division=0)
+    assert r["confusion"] == confusion_matrix(y, p, labels=range(18)).tolist()
+    prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=range(18), zero_division=0)
+    for c in range(18):
+        assert r["per_class"][c]["precision"] == prec[c] and r["per_class"][c]["recall"] == rec[c]
+        assert r["per_class"][c]["f1"] == f1[c] and r["per_class"][c]["support"] == sup[c]
+    g_true, g_pred = (y // 3) % 2, (p // 3) % 2
+    assert r["attributes"]["gender"]["confusion"] == confusion_matrix(g_true, g_pred).tolist()
+    assert r["attributes"]["age"]["accuracy"] == accuracy_score(y % 3, p % 3)
+
+
+def test_finder_ranks_flipped_people_on_top(trained_run):
+    runs, name, flipped = trained_run
+    people, _ = find_label_errors(run_predictions(runs, name))
+    top = people.head(30)
+    hits = set(top["person_id"]) & set(flipped)
+    assert len(hits) >= 8, (sorted(hits), people.head(30))
+    assert set(top.loc[top["person_id"].isin(flipped), "attribute"]) == {"gender"}
+    fixes = suspects_to_corrections(people, sorted(hits))
+    assert list(fixes.columns) == ["id", "gender", "age", "swap_mask", "note"] and len(fixes) == len(hits)
+
+
+def test_decision_tuning_does_not_lower_macro_f1(trained_run):
+    runs, name, _ = trained_run
+    preds = run_predictions(runs, name)
+    bias, before, after = tune_biases(probs_of(preds), preds["label"].to_numpy())
+    assert after >= before
+    assert report(preds, bias)["macro_f1"] == pytest.approx(after)
+    assert np.allclose(apply_bias(probs_of(preds), np.zeros(18)).sum(1), 1, atol=1e-5)
+
+
+def test_evaluate_cli_json(trained_run, capsys):
+    runs, name, _ = trained_run
+    assert main(["evaluate", name, "--runs-root", str(runs), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "macro_f1", "per_class"} <= set(out) and len(out["per_class"]) == 18
+    assert main(["evaluate", name, "--runs-root", str(runs), "--checkpoint", "epoch_001.pt", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["checkpoint"] == "epoch_001.pt" and 0 <= again["macro_f1"] <= 1
+
+
+def test_gradcam_maps(trained_run):
+    from maskcls.cam import compute_cam, list_cam_methods
+    from maskcls.config import RunConfig
+    from maskcls.ensemble import build_model
+    from maskcls.pipelines import load_preprocessed
+    from maskcls.rundir import RunDir, load_checkpoint
+    runs, name, _ = trained_run
+    ckpt = load_checkpoint(RunDir(runs, name).best_path)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    model = build_model(ckpt, cfg)
+    path = run_predictions(runs, name)["path"].iloc[0]
+    pixels = load_preprocessed(path, tuple(cfg.image_size))
+    for method in list_cam_methods()[:3]:
+        a = compute_cam(model, pixels, cfg.augment_spec(), 0, method)
+        b = compute_cam(model, pixels, cfg.augment_spec(), 14, method)
+        assert a.shape == pixels.shape[:2] and a.min() >= 0 and a.max() <= 1
+        if method != "eigencam":  # EigenCAM is class-agnostic by design
+            assert not np.allclose(a, b)
+
+
+def test_evaluate_page_cell_and_gradcam(trained_run, studio_demo):
+    runs, name, _ = trained_run
+    at = app_test("pages/evaluate.py", runs_root=str(runs))
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) >= 5
+    preds = run_predictions(runs, name)
+    probs = probs_of(preds)
+    wrong = preds["label"].to_numpy() != probs.argmax(1)
+    true, pred = int(preds["label"][wrong].iloc[0]), int(probs[wrong].argmax(1)[0])
+    at.selectbox(key="eval_true").set_value(true).run()
+    at.selectbox(key="eval_pred").set_value(pred).run()
+    assert not at.exception
+    at.toggle(key="eval_cam_on").set_value(True).run()
+    assert not at.exception and not at.error
+    captions = [i.caption for img in at.get("image") for i in img.proto.imgs]
+    assert any(c.startswith("predicted:") for c in captions) and any(c.startswith("true:") for c in captions)
