@@ -38,6 +38,7 @@ def home() -> None:
     st.page_link(str(PAGES / "runs.py"), label="Runs: compare runs, curves and config differences", icon="📈")
     st.page_link(str(PAGES / "evaluate.py"), label="Evaluate: confusion, per-class F1, errors with Grad-CAM, "
                  "likely label errors", icon="🔍")
+    st.page_link(str(PAGES / "ensemble.py"), label="Ensemble: soups and votes with TTA, the submission CSV", icon="🧩")
 
 
 st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
@@ -49,5 +50,6 @@ pages = [
     st.Page(str(PAGES / "train.py"), title="Train", icon="🏋️"),
     st.Page(str(PAGES / "runs.py"), title="Runs", icon="📈"),
     st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon="🔍"),
+    st.Page(str(PAGES / "ensemble.py"), title="Ensemble", icon="🧩"),
 ]
 st.navigation(pages).run()

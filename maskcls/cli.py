@@ -207,19 +207,13 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tuned", action="store_true", help="apply each run's saved macro-F1 class biases")
 
 
-def device_from(name: str):
-    import torch
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 @command("predict", "predict the eval set with one model or an ensemble; writes the submission CSV")
 def cmd_predict(args) -> int:
-    from .ensemble import Member, demo_score, ensemble_probabilities, eval_paths, score_members, write_submission
+    from .ensemble import Member, predict_submission, score_members
     runs_root = args.runs_root or default_runs_root()
     members = [Member.parse(m) for m in args.members]
-    device = device_from(args.device)
+    from .devices import resolve_device
+    device = resolve_device(args.device)
     cache_dir = args.cache_dir or os.path.join(args.data, ".maskcls-cache")
     tta = args.tta == "flip"
     t0 = time.perf_counter()
@@ -228,14 +222,11 @@ def cmd_predict(args) -> int:
         print(table.to_string(index=False))
         for n in notes:
             print("note:", n)
-    info, paths = eval_paths(args.data)
-    probs = ensemble_probabilities(runs_root, members, args.method, paths, device, cache_dir, tta, tuned=args.tuned)
-    probs_path = write_submission(args.out, info["image_id"].tolist(), probs)
-    print(f"wrote {args.out} ({len(info)} rows) and {probs_path} in {time.perf_counter() - t0:.1f}s")
-    score = demo_score(info, probs)
-    if score:
-        print(f"score against the demo's hidden labels: macro F1 {score['macro_f1']:.4f}, "
-              f"accuracy {score['accuracy']:.4f}")
+    r = predict_submission(args.data, runs_root, members, args.method, args.out, device, tta, args.tuned, cache_dir)
+    print(f"wrote {r['csv']} ({r['rows']} rows) and {r['probs_csv']} in {time.perf_counter() - t0:.1f}s")
+    if r["score"]:
+        print(f"score against the demo's hidden labels: macro F1 {r['score']['macro_f1']:.4f}, "
+              f"accuracy {r['score']['accuracy']:.4f}")
     return 0
 
 

@@ -18,3 +18,10 @@ def list_devices() -> list[dict]:
 
 def has_gpu() -> bool:
     return torch.cuda.is_available()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> the first GPU if there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)

@@ -255,3 +255,21 @@ def score_members(runs_root, members: list[Member], method: str, device, cache_d
     rows.append({"member": f"ensemble ({method}{', flip TTA' if tta else ''})", "model": "",
                  "macro_f1": macro_f1(y, ens.argmax(1)), "accuracy": float((ens.argmax(1) == y).mean())})
     return pd.DataFrame(rows), notes, ens
+
+
+def predict_submission(data_root, runs_root, members: list[Member], method: str, out, device: torch.device,
+                       tta: bool = False, tuned: bool = False, cache_dir=None, progress=None) -> dict:
+    """Predict eval/info.csv with the ensemble and write the submission; shared by the CLI and the studio."""
+    info, paths = eval_paths(data_root)
+    cache_dir = cache_dir or Path(data_root) / ".maskcls-cache"
+    probs = ensemble_probabilities(runs_root, members, method, paths, device, cache_dir, tta, progress, tuned)
+    probs_path = write_submission(out, info["image_id"].tolist(), probs)
+    return {"csv": Path(out), "probs_csv": probs_path, "rows": len(info), "probs": probs,
+            "score": demo_score(info, probs)}
+
+
+def class_distribution(train_labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """Share (%) of each class in training vs in the predictions: a shifted distribution is a warning sign."""
+    t = np.bincount(np.asarray(train_labels, int), minlength=18)
+    p = np.bincount(probs.argmax(1), minlength=18)
+    return pd.DataFrame({"training %": 100 * t / max(t.sum(), 1), "predicted %": 100 * p / max(p.sum(), 1)})

@@ -1,0 +1,144 @@
+"""Ensembles: soups, votes, TTA, the submission CSV in info.csv order, and the Ensemble page."""
+import io
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import app_test, reference_file
+from maskcls.cli import main
+from maskcls.config import RunConfig
+from maskcls.ensemble import Member, ensemble_probabilities, eval_paths, hard_vote, member_probabilities, \
+    soft_vote, soup_state
+from maskcls.fileio import write_text
+from maskcls.labels import class_names
+from maskcls.models import create_model
+from maskcls.rundir import RunDir, save_checkpoint
+
+
+def make_member(root, name, model="resnet10t", size=(128, 96), seed=0, state=None):
+    torch.manual_seed(seed)
+    cfg = RunConfig(model=model, pretrained=False, image_size=list(size))
+    run = RunDir(root, name)
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_text(run.config_path, cfg.to_json())
+    net, _ = create_model(model)
+    save_checkpoint(run.best_path, {"model": state or net.state_dict(), "config": cfg.to_dict(),
+                                    "classes": class_names(), "epoch": 1})
+    return Member(name)
+
+
+@pytest.fixture(scope="module")
+def eval_data(demo_root):
+    _, paths = eval_paths(demo_root)
+    return paths[:40]
+
+
+def test_soup_of_identical_checkpoints_predicts_like_one(tmp_path, eval_data):
+    a = make_member(tmp_path, "a", size=(64, 48))
+    state = torch.load(RunDir(tmp_path, "a").best_path, weights_only=True)["model"]
+    make_member(tmp_path, "b", size=(64, 48), state=state)
+    one = ensemble_probabilities(tmp_path, [a], "soft", eval_data, torch.device("cpu"), tmp_path / "c")
+    soup = ensemble_probabilities(tmp_path, [a, Member("b")], "soup", eval_data, torch.device("cpu"), tmp_path / "c")
+    assert np.allclose(one, soup, atol=1e-5)
+
+
+def test_soft_vote_is_the_mean_and_honours_weights(tmp_path, eval_data):
+    members = [make_member(tmp_path, f"m{i}", size=(64, 48), seed=i) for i in range(2)]
+    probs = member_probabilities(tmp_path, members, eval_data, torch.device("cpu"), tmp_path / "c")
+    soft = ensemble_probabilities(tmp_path, members, "soft", eval_data, torch.device("cpu"), tmp_path / "c")
+    assert np.allclose(soft, (probs[0] + probs[1]) / 2, atol=1e-6)
+    assert np.allclose(soft_vote(probs, [3, 1]), 0.75 * probs[0] + 0.25 * probs[1], atol=1e-6)
+
+
+def test_hard_vote_majority_and_tie_break():
+    def onehot(c, p=0.6):
+        v = np.full(18, (1 - p) / 17)
+        v[c] = p
+        return v[None]
+    # majority: 2 of 3 say class 4
+    assert hard_vote([onehot(4), onehot(4), onehot(7, 0.99)])[0] == 4
+    # tie 1-1: class 7 has the higher mean probability
+    assert hard_vote([onehot(4, 0.5), onehot(7, 0.9)])[0] == 7
+    assert hard_vote([onehot(4, 0.9), onehot(7, 0.5)])[0] == 4
+
+
+def test_soup_refuses_mixed_architectures(tmp_path, eval_data):
+    a = make_member(tmp_path, "a", "resnet10t", (64, 48))
+    b = make_member(tmp_path, "b", "test_resnet", (64, 48))
+    with pytest.raises(ValueError, match="cannot average weights of different architectures.*resnet10t.*test_resnet"):
+        ensemble_probabilities(tmp_path, [a, b], "soup", eval_data, torch.device("cpu"), tmp_path / "c")
+    mixed = ensemble_probabilities(tmp_path, [a, b], "soft", eval_data, torch.device("cpu"), tmp_path / "c")
+    assert mixed.shape == (len(eval_data), 18)
+
+
+@pytest.fixture(scope="module")
+def real_eval_order(tmp_path_factory):
+    """A demo root whose eval/info.csv holds the first 700 real eval ids, in their (unsorted) real order."""
+    from maskcls.demo import write_demo
+    root = tmp_path_factory.mktemp("realeval")
+    ids = reference_file("eval_image_ids.txt").read_text().split()[:700]
+    listing = reference_file("train_image_paths.txt").read_text().splitlines()[:70]
+    (root / "ids.txt").write_text("\n".join(ids))
+    (root / "listing.txt").write_text("\n".join(listing))
+    write_demo(root / "data", from_listing=root / "listing.txt", eval_ids=root / "ids.txt", workers=2)
+    return root / "data", ids
+
+
+def test_submission_matches_info_csv_row_for_row(real_eval_order, tmp_path, capsys):
+    root, ids = real_eval_order
+    assert ids != sorted(ids)
+    make_member(tmp_path, "m0")
+    make_member(tmp_path, "m1", seed=1)
+    t0 = time.perf_counter()
+    assert main(["predict", "--data", str(root), "--runs-root", str(tmp_path), "--members", "m0", "m1",
+                 "--method", "soft", "--tta", "flip", "--out", str(tmp_path / "sub.csv"), "--device", "cpu"]) == 0
+    seconds = time.perf_counter() - t0
+    assert seconds <= 20, f"2-member soft vote with flip TTA over 700 images took {seconds:.1f}s"
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype={"ImageID": str})
+    info = pd.read_csv(root / "eval/info.csv", dtype={"ImageID": str})
+    assert list(sub.columns) == ["ImageID", "ans"]
+    assert sub["ImageID"].tolist() == info["ImageID"].tolist() == ids
+    assert sub["ans"].between(0, 17).all() and sub["ans"].dtype.kind == "i"
+    assert (tmp_path / "sub.probs.csv").exists()
+    assert "score against the demo's hidden labels" in capsys.readouterr().out
+
+
+def test_missing_eval_image_is_named(demo_root, tmp_path):
+    import shutil
+    root = tmp_path / "d"
+    shutil.copytree(demo_root / "eval", root / "eval")
+    shutil.copytree(demo_root / "train", root / "train")
+    victim = sorted((root / "eval/images").iterdir())[3]
+    victim.unlink()
+    with pytest.raises(ValueError, match=victim.name):
+        eval_paths(root)
+
+
+def test_ensemble_page_downloads_the_csv(trained_run, studio_demo, monkeypatch):
+    import streamlit.testing.v1.app_test as app_test_module
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    stores = []
+
+    class Capturing(MemoryMediaFileStorage):
+        """Keeps a handle on the test runtime's media store, where download data lives."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            stores.append(self)
+    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", Capturing)
+    runs, name, _ = trained_run
+    at = app_test("pages/ensemble.py", runs_root=str(runs))
+    assert not at.exception
+    next(b for b in at.button if b.label == "Predict the eval set").click().run(timeout=120)
+    assert not at.exception and not at.error
+    dl = at.get("download_button")
+    assert dl, "no download button"
+    filename = dl[0].proto.url.rsplit("/", 1)[1]
+    data = next(s.get_file(filename) for s in reversed(stores) if filename.split(".")[0] in s._files_by_id).content
+    data = data.decode() if isinstance(data, bytes) else data
+    sub = pd.read_csv(io.StringIO(data), dtype={"ImageID": str})
+    info = pd.read_csv(studio_demo / "eval/info.csv", dtype={"ImageID": str})
+    assert sub["ImageID"].tolist() == info["ImageID"].tolist() and sub["ans"].between(0, 17).all()
