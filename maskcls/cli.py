@@ -94,8 +94,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="run name (default: <model>-<time>)")
     p.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS or ./checkpoints)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt")
-    p.add_argument("--run", metavar="RUN", help="train the run folder RUN from its config.json (job runner)")
-    p.add_argument("--queue", action="store_true", help="with --run: wait for a free slot of the device first")
+    p.add_argument("--job", metavar="RUN", help="train the run folder RUN from its config.json (job runner, torchrun)")
+    p.add_argument("--queue", action="store_true", help="with --job: wait for a free slot of the device first")
     p.add_argument("--slots", type=int, default=1, help="with --queue: jobs per device at once")
 
 
@@ -116,14 +116,14 @@ def config_from_args(args) -> "RunConfig":
 def cmd_train(args) -> int:
     from .trainer import train_from_config
     runs_root = args.runs_root or default_runs_root()
-    if args.run and args.queue:
+    if args.job and args.queue:
         from .jobs import run_job
-        status = run_job(runs_root, args.run, args.slots)
-    elif args.run:
+        status = run_job(runs_root, args.job, args.slots)
+    elif args.job:
         from .config import RunConfig
         from .rundir import RunDir
         from .trainer import run_training
-        run = RunDir(runs_root, args.run)
+        run = RunDir(runs_root, args.job)
         status = run_training(RunConfig.from_dict(run.read_config()), run, resume=run.last_path.exists())
     elif args.resume:
         from .config import RunConfig

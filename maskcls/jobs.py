@@ -1,6 +1,6 @@
 """Background training jobs coordinated through the file system: no daemon, nothing lost on a restart.
 
-A job is a run folder plus a detached `python -m maskcls train --run NAME --queue` process in its own
+A job is a run folder plus a detached `python -m maskcls train --job NAME --queue` process in its own
 process group. That process waits for a slot of its device: a `flock` on <runs_root>/.locks/<device>.<slot>
 that the kernel releases when the process dies, so a crashed job never blocks the queue. A job's state is
 read from its status.json *and* the liveness of its pid: a queued/running job whose process is gone is
@@ -141,7 +141,7 @@ def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int =
         first = int(device.split(":")[1])
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(cfg.gpus))
     env["PYTHONUNBUFFERED"] = "1"
-    args = [sys.executable, "-m", "maskcls", "train", "--run", run.name, "--runs-root", str(Path(runs_root).resolve()),
+    args = [sys.executable, "-m", "maskcls", "train", "--job", run.name, "--runs-root", str(Path(runs_root).resolve()),
             "--queue", "--slots", str(slots)]
     log = open(run.log_path, "ab")
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -243,7 +243,7 @@ def run_job(runs_root: str | os.PathLike, name: str, slots: int = 1) -> dict:
 def _run_torchrun(run: RunDir, cfg: RunConfig) -> dict:
     """Multi-GPU: the job process supervises `torchrun --nproc_per_node N` in its own process group."""
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.gpus}",
-            "-m", "maskcls", "train", "--run", run.name, "--runs-root", str(run.root.resolve())]
+            "-m", "maskcls", "train", "--job", run.name, "--runs-root", str(run.root.resolve())]
     run.write_status(state="running", started=now(), launcher="torchrun")
     proc = subprocess.Popen(args)
     try:

@@ -178,8 +178,9 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist) -> dict:
         if weights is not None:
             weights = weights[tr_ok]
         cl = cfg.channels_last
-        train_loader = CachedLoader(cache.array, tr_ok, train_rows["label"].to_numpy(), cfg.batch_size, spec, True,
-                                    device, weights, cfg.seed, dist.rank, dist.world, cl)
+        # batch_size is the global batch: each of `world` processes takes its share of it
+        train_loader = CachedLoader(cache.array, tr_ok, train_rows["label"].to_numpy(), cfg.batch_size // dist.world,
+                                    spec, True, device, weights, cfg.seed, dist.rank, dist.world, cl)
         val_loader = CachedLoader(cache.array, n_tr + va_ok, val_rows["label"].to_numpy(), cfg.batch_size * 2, spec,
                                   False, device, channels_last=cl)
     else:
