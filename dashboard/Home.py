@@ -30,26 +30,26 @@ def home() -> None:
     if s["eval_missing"]:
         st.warning(f"{s['eval_missing']} images named in eval/info.csv are missing (see the Data page).")
     st.subheader("What you can do here")
-    st.page_link(str(PAGES / "data.py"), label="Data: class imbalance, attributes, leak-free splits, samples", icon="📊")
+    st.page_link(str(PAGES / "data.py"), label="Data: class imbalance, attributes, leak-free splits, samples", icon=":material/bar_chart:")
     st.page_link(str(PAGES / "augment.py"), label="Augment: preview transforms at chosen probabilities, save a spec",
-                 icon="🎨")
+                 icon=":material/palette:")
     st.page_link(str(PAGES / "train.py"), label="Train: launch background jobs on the GPU or CPU, watch them live",
-                 icon="🏋️")
-    st.page_link(str(PAGES / "runs.py"), label="Runs: compare runs, curves and config differences", icon="📈")
+                 icon=":material/model_training:")
+    st.page_link(str(PAGES / "runs.py"), label="Runs: compare runs, curves and config differences", icon=":material/stacked_line_chart:")
     st.page_link(str(PAGES / "evaluate.py"), label="Evaluate: confusion, per-class F1, errors with Grad-CAM, "
-                 "likely label errors", icon="🔍")
-    st.page_link(str(PAGES / "ensemble.py"), label="Ensemble: soups and votes with TTA, the submission CSV", icon="🧩")
+                 "likely label errors", icon=":material/search:")
+    st.page_link(str(PAGES / "ensemble.py"), label="Ensemble: soups and votes with TTA, the submission CSV", icon=":material/join:")
 
 
 st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
 ui.sidebar()
 pages = [
-    st.Page(home, title="Home", icon="🏠", default=True),
-    st.Page(str(PAGES / "data.py"), title="Data", icon="📊"),
-    st.Page(str(PAGES / "augment.py"), title="Augment", icon="🎨"),
-    st.Page(str(PAGES / "train.py"), title="Train", icon="🏋️"),
-    st.Page(str(PAGES / "runs.py"), title="Runs", icon="📈"),
-    st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon="🔍"),
-    st.Page(str(PAGES / "ensemble.py"), title="Ensemble", icon="🧩"),
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page(str(PAGES / "data.py"), title="Data", icon=":material/bar_chart:"),
+    st.Page(str(PAGES / "augment.py"), title="Augment", icon=":material/palette:"),
+    st.Page(str(PAGES / "train.py"), title="Train", icon=":material/model_training:"),
+    st.Page(str(PAGES / "runs.py"), title="Runs", icon=":material/stacked_line_chart:"),
+    st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon=":material/search:"),
+    st.Page(str(PAGES / "ensemble.py"), title="Ensemble", icon=":material/join:"),
 ]
 st.navigation(pages).run()

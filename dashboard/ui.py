@@ -94,4 +94,4 @@ def demo_banner() -> None:
         p = STUDIO_DEMO
         st.info(f"You are looking at **synthetic demo data** ({p['people']} generated people, {p['eval_people']} eval "
                 f"people, drawn faces in the competition layout). Enter a data root in the sidebar to use real data.",
-                icon="🧪")
+                icon=":material/science:")

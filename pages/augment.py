@@ -60,6 +60,7 @@ st.title("Augment")
 index = ui.current_index()
 if index is None:
     st.stop()
+st.session_state.setdefault("aug_preset", "strong")
 if "aug_mode" not in st.session_state:
     spec_to_state(create_preset("strong"))
     st.session_state.update(aug_crop_h=320, aug_crop_w=256, aug_seed=0, aug_n=8)
@@ -131,7 +132,7 @@ except ImageError as e:
 r = st.columns([1, 1, 4])
 r[0].number_input("Draws", 1, 32, key="aug_n")
 r[1].number_input("Seed", 0, 10**6, key="aug_seed")
-r[2].button("🎲 Reroll", on_click=lambda: st.session_state.update(aug_seed=int(st.session_state["aug_seed"]) + 1))
+r[2].button("Reroll", icon=":material/casino:", on_click=lambda: st.session_state.update(aug_seed=int(st.session_state["aug_seed"]) + 1))
 draws, fired, seconds = preview_draws(source, spec, int(st.session_state["aug_n"]), int(st.session_state["aug_seed"]))
 st.image([source] + draws, caption=["original"] + [f"draw {i + 1}" for i in range(len(draws))], width=170)
 st.caption(f"Rendered {len(draws)} draws in {seconds * 1000:.0f} ms")

@@ -26,20 +26,20 @@ with st.form("train_form"):
     c = st.columns(4)
     model = c[0].selectbox("Model", CURATED, index=CURATED.index(defaults.model), key="train_model",
                            accept_new_options=True, help="Any timm model name can be typed in")
-    head = c[1].selectbox("Head", CHOICES["head"], key="train_head", help="multi: mask, gender and age heads")
+    head = c[1].selectbox("Head", CHOICES["head"], index=CHOICES["head"].index(defaults.head), key="train_head", help="multi: mask, gender and age heads")
     pretrained = c[2].checkbox("Pretrained weights", value=defaults.pretrained, key="train_pretrained")
-    freeze = c[3].selectbox("Freeze", CHOICES["freeze"], key="train_freeze", help="head: train only the classifier")
+    freeze = c[3].selectbox("Freeze", CHOICES["freeze"], index=CHOICES["freeze"].index(defaults.freeze), key="train_freeze", help="head: train only the classifier")
     c = st.columns(4)
-    loss = c[0].selectbox("Loss", CHOICES["loss"], key="train_loss")
+    loss = c[0].selectbox("Loss", CHOICES["loss"], index=CHOICES["loss"].index(defaults.loss), key="train_loss")
     gamma = c[1].number_input("Focal gamma", 0.0, 10.0, defaults.focal_gamma, key="train_gamma")
     smoothing = c[2].number_input("Label smoothing", 0.0, 0.5, defaults.smoothing, key="train_smoothing")
-    sampler = c[3].selectbox("Sampler", CHOICES["sampler"], key="train_sampler",
+    sampler = c[3].selectbox("Sampler", CHOICES["sampler"], index=CHOICES["sampler"].index(defaults.sampler), key="train_sampler",
                              help="inverse-frequency sampling over the classes or one attribute")
     c = st.columns(4)
-    optimizer = c[0].selectbox("Optimizer", CHOICES["optimizer"], key="train_optimizer")
+    optimizer = c[0].selectbox("Optimizer", CHOICES["optimizer"], index=CHOICES["optimizer"].index(defaults.optimizer), key="train_optimizer")
     lr = c[1].number_input("Learning rate", value=defaults.lr, format="%.5f", key="train_lr")
     weight_decay = c[2].number_input("Weight decay", value=defaults.weight_decay, format="%.5f", key="train_wd")
-    scheduler = c[3].selectbox("Scheduler", CHOICES["scheduler"], key="train_scheduler")
+    scheduler = c[3].selectbox("Scheduler", CHOICES["scheduler"], index=CHOICES["scheduler"].index(defaults.scheduler), key="train_scheduler")
     c = st.columns(4)
     epochs = c[0].number_input("Epochs", value=defaults.epochs, step=1, key="train_epochs")
     batch = c[1].number_input("Batch size", value=defaults.batch_size, step=8, key="train_batch")
@@ -58,7 +58,7 @@ with st.form("train_form"):
     name = c[1].text_input("Run name", value=f"{model}-{time.strftime('%m%d-%H%M%S')}", key="train_name")
     class_weights = c[2].checkbox("Class weights in the loss", key="train_cw")
     ema = c[3].number_input("EMA decay (0 = off)", 0.0, 0.9999, 0.0, format="%.4f", key="train_ema")
-    submitted = st.form_submit_button("🚀 Launch", type="primary")
+    submitted = st.form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
 
 if submitted:
     try:
@@ -98,6 +98,11 @@ def live_jobs() -> None:
     pick = st.selectbox("Job", names, index=names.index(current) if current in names else 0, key="train_pick")
     st.session_state["train_selected"] = pick
     info = next(j for j in infos if j.name == pick)
+    eta = eta_seconds(info)
+    st.markdown(f"**{pick}**: `{info.state}` · epoch {info.epoch}/{info.epochs} · {100 * info.progress:.0f}%"
+                + (f" · ETA {eta:.0f} s" if eta is not None else "")
+                + (f" · best macro F1 {info.best_f1:.4f}" if info.best_f1 is not None else ""))
+    st.progress(min(1.0, info.progress))
     if info.state in ("queued", "running") and st.button(f"Cancel {pick}", key="train_cancel"):
         try:
             st.toast(f"{pick}: {jobs.cancel(runs_root, pick).state}")

@@ -1,0 +1,170 @@
+"""The whole story in a real browser (Debian chromium via Playwright) against a running studio.
+
+Home -> Data -> Augment (move a slider, the grid changes) -> Train (launch a small job, watch it finish)
+-> Evaluate (pick a cell, open Grad-CAM) -> Ensemble (predict, download the CSV, check its rows).
+Screenshots land in test-artifacts/ (one per page).
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(studio_demo, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("browser-runs")
+    port = free_port()
+    env = {**os.environ, "MASKCLS_RUNS": str(runs), "MASKCLS_CACHE": os.environ["MASKCLS_CACHE"]}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "Home.py"),
+                             "--server.port", str(port), "--server.headless", "true"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start:\n" + proc.stdout.read().decode())
+    yield url, runs
+    os.killpg(proc.pid, 15)
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+def wait_idle(page):
+    """Until Streamlit's 'running' indicator is gone."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+
+
+def go(page, name):
+    page.locator("[data-testid='stSidebarNav'] a", has_text=name).first.click()
+    wait_idle(page)
+
+
+def shot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def grid_sources(page):
+    return [img.get_attribute("src") for img in page.locator("[data-testid='stImage'] img").all()]
+
+
+def test_the_whole_story(server, page, studio_demo):
+    url, runs = server
+    page.goto(url)
+    page.get_by_text("maskcls studio").wait_for()
+    page.get_by_text("synthetic demo data").first.wait_for()
+    wait_idle(page)
+    assert page.locator("[data-testid='stMetricValue']").first.inner_text() == "600"
+    shot(page, "1-home")
+
+    go(page, "Data")
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.get_by_text("Images per class").first.wait_for()
+    shot(page, "2-data")
+
+    go(page, "Augment")
+    page.get_by_text(re.compile(r"Rendered 8 draws")).wait_for()
+    before = grid_sources(page)
+    assert len(before) == 9
+    slider = page.locator("[data-testid='stSlider']", has_text="brightness").get_by_role("slider")
+    for _ in range(6):
+        slider.press("ArrowRight")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        wait_idle(page)
+        after = grid_sources(page)
+        if len(after) == 9 and after[1:] != before[1:]:
+            break
+        time.sleep(0.5)
+    assert after[0] == before[0] and after[1:] != before[1:], "the grid did not change after the slider moved"
+    shot(page, "3-augment")
+
+    go(page, "Train")
+    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Image height").fill("64")
+    page.get_by_label("Image width").fill("48")
+    page.get_by_label("Run name").fill("browser-run")
+    page.get_by_role("button", name=re.compile("Launch")).click()
+    page.get_by_text(re.compile("Launched.*browser-run")).wait_for()
+    page.get_by_text(re.compile(r"browser-run.*running")).wait_for(timeout=60_000)
+    seen = set()
+    deadline = time.time() + 240
+    while time.time() < deadline:  # the fragment refreshes by itself: no reload here
+        text = page.locator("[data-testid='stMarkdown']", has_text="browser-run").last.inner_text()
+        seen.add(re.search(r"(\d+)%", text).group(1) if re.search(r"(\d+)%", text) else "")
+        if "completed" in text:
+            break
+        time.sleep(1)
+    assert "completed" in text, text
+    assert len(seen) >= 3, f"progress never advanced on screen: {seen}"
+    page.get_by_text("Jobs", exact=True).scroll_into_view_if_needed()
+    shot(page, "4-train")
+
+    go(page, "Evaluate")
+    page.get_by_text("Errors of one cell").wait_for()
+    preds = pd.read_csv(runs / "browser-run" / "val_predictions.csv")
+    probs = preds[[f"p{i}" for i in range(18)]].to_numpy()
+    wrong = preds["label"].to_numpy() != probs.argmax(1)
+    true, pred = int(preds["label"][wrong].iloc[0]), int(probs[wrong].argmax(1)[0])
+    for label, value in (("True class", true), ("Predicted class", pred)):
+        page.get_by_label(label).click()
+        page.get_by_role("option", name=re.compile(rf"^{value}: ")).click()
+        wait_idle(page)
+    page.get_by_text("Grad-CAM", exact=True).click()
+    wait_idle(page)
+    page.get_by_text(re.compile(r"^predicted: ")).first.wait_for()
+    page.get_by_text(re.compile(r"^predicted: ")).first.scroll_into_view_if_needed()
+    shot(page, "5-evaluate")
+
+    go(page, "Ensemble")
+    page.get_by_role("button", name="Predict the eval set").click()
+    page.get_by_role("button", name=re.compile("Download submission CSV")).wait_for(timeout=120_000)
+    with page.expect_download() as dl:
+        page.get_by_role("button", name=re.compile("Download submission CSV")).click()
+    saved = ARTIFACTS / "submission.csv"
+    dl.value.save_as(saved)
+    sub = pd.read_csv(saved, dtype={"ImageID": str})
+    info = pd.read_csv(studio_demo / "eval" / "info.csv", dtype={"ImageID": str})
+    assert sub["ImageID"].tolist() == info["ImageID"].tolist() and sub["ans"].between(0, 17).all()
+    shot(page, "6-ensemble")

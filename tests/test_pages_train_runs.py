@@ -1,0 +1,57 @@
+"""Train and Runs pages in AppTest: launch a job from the form, see it in the live table, compare runs."""
+import time
+
+from conftest import app_test
+from maskcls import jobs
+from maskcls.rundir import RunDir
+
+
+def test_train_page_submits_a_job_and_lists_it(studio_demo, tmp_path):
+    runs = tmp_path / "runs"
+    at = app_test("pages/train.py", runs_root=str(runs))
+    assert not at.exception
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_h").set_value(64)
+    at.number_input(key="train_w").set_value(48)
+    at.text_input(key="train_name").input("from-page")
+    at.button[0].click().run()  # the form's Launch button
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Launched" in s.value and "from-page" in s.value for s in at.success)
+    table = at.dataframe[0].value
+    assert "from-page" in table["name"].tolist()
+    assert table.set_index("name").at["from-page", "state"] in ("queued", "running", "completed")
+    deadline = time.time() + 180
+    while jobs.job_info(RunDir(runs, "from-page")).state in ("queued", "running") and time.time() < deadline:
+        time.sleep(1)
+    assert jobs.job_info(RunDir(runs, "from-page")).state == "completed", RunDir(runs, "from-page").log_tail()
+    at.run()
+    assert at.dataframe[0].value.set_index("name").at["from-page", "state"] == "completed"
+
+
+def test_train_page_refuses_a_bad_value_with_a_message(studio_demo, tmp_path):
+    at = app_test("pages/train.py", runs_root=str(tmp_path / "runs"))
+    at.number_input(key="train_lr").set_value(-0.1)
+    at.text_input(key="train_name").input("bad/name")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("Not launched" in e.value for e in at.error)
+
+
+def test_runs_page_compares_and_deletes(trained_run, studio_demo, tmp_path):
+    import shutil
+    runs, name, _ = trained_run
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / name, copy / name)
+    shutil.copytree(runs / name, copy / "other")
+    cfg = (copy / "other" / "config.json").read_text().replace('"lr": 0.003', '"lr": 0.001')
+    (copy / "other" / "config.json").write_text(cfg)
+    at = app_test("pages/runs.py", runs_root=str(copy))
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["name"]) == {name, "other"} and table["best macro F1"].notna().all()
+    diff = at.dataframe[1].value
+    assert "lr" in diff.index
+    at.selectbox(key="runs_delete_pick").set_value("other").run()
+    at.checkbox(key="runs_delete_sure").check().run()
+    at.button(key="runs_delete").click().run()
+    assert not (copy / "other").exists() and (copy / name).exists()
