@@ -124,7 +124,8 @@ def cmd_train(args) -> int:
         from .rundir import RunDir
         from .trainer import run_training
         run = RunDir(runs_root, args.job)
-        status = run_training(RunConfig.from_dict(run.read_config()), run, resume=run.last_path.exists())
+        status = run_training(RunConfig.from_dict(run.read_config()), run,
+                              resume=run.latest_good_checkpoint() is not None)
     elif args.resume:
         from .config import RunConfig
         status = train_from_config(RunConfig(), runs_root, args.resume, resume=True)

@@ -115,6 +115,11 @@ def _scan_person(entry: os.DirEntry, verify: bool, rows: list, problems: list) -
             problems.append((os.path.join(entry.path, stem + ".*"), "missing", f"no usable {stem} image in this folder"))
 
 
+def printable(path: str) -> str:
+    """A path safe to show and store: undecodable bytes (non-UTF-8 file names) become U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def assign_labels(train: pd.DataFrame, bounds: AgeBounds) -> pd.DataFrame:
     """(Re)compute age band and class from age, gender and mask: how new age bounds flow everywhere."""
     out = train.copy()
@@ -194,6 +199,7 @@ def index_data(root: str | os.PathLike, bounds: AgeBounds = DEFAULT_BOUNDS, corr
     if csv_path.exists():
         _cross_check_csv(csv_path, train, problems)
     eval_table = _scan_eval(root, problems)
+    problems = [(printable(p), k, r) for p, k, r in problems]
     return DataIndex(root=root, train=train, eval=eval_table,
                      problems=pd.DataFrame(problems, columns=["path", "kind", "reason"]),
                      bounds=bounds, seconds=time.perf_counter() - t0)

@@ -22,11 +22,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            why = e.strerror or str(e)
+            raise OSError(e.errno, f"could not write {path}: {why}; the previous version of the file is intact") from e
         raise
 
 

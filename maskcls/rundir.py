@@ -80,7 +80,7 @@ class RunDir:
 
     def log(self, message: str) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n"
-        with open(self.log_path, "a", encoding="utf-8") as f:
+        with open(self.log_path, "a", encoding="utf-8", errors="backslashreplace") as f:
             f.write(line)
             f.flush()
 
@@ -100,6 +100,17 @@ class RunDir:
     def list_checkpoints(self) -> list[str]:
         names = sorted(p.name for p in self.path.glob("epoch_*.pt"))
         return [n for n in ("best.pt", "last.pt") if (self.path / n).exists()] + names
+
+    def latest_good_checkpoint(self) -> tuple[Path, dict] | None:
+        """The newest checkpoint that loads: last.pt, else the highest epoch_NNN.pt (a kill can leave last.pt
+        unwritten or stale)."""
+        found = []
+        for name in ["last.pt"] + sorted((p.name for p in self.path.glob("epoch_*.pt")), reverse=True):
+            try:
+                found.append((self.path / name, load_checkpoint(self.path / name)))
+            except CheckpointError:
+                continue
+        return max(found, key=lambda t: t[1]["epoch"]) if found else None
 
     def checkpoint(self, name: str) -> Path:
         return inside(self.path, check_name(name, "checkpoint name"))

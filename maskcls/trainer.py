@@ -22,7 +22,7 @@ from .loaders import CachedLoader, baseline_loader
 from .losses import create_loss
 from .metrics import epoch_scores
 from .models import create_model, set_backbone_trainable
-from .rundir import RunDir, load_checkpoint, now, predictions_frame, save_checkpoint
+from .rundir import RunDir, now, predictions_frame, save_checkpoint
 from .sampling import class_weights, sample_weights
 from .splits import split_by_person
 
@@ -209,15 +209,16 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist) -> dict:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     start_epoch, best_f1 = 1, -1.0
-    if resume and run.last_path.exists():
-        ckpt = load_checkpoint(run.last_path)
+    good = run.latest_good_checkpoint() if resume else None
+    if good is not None:
+        path, ckpt = good
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         if ema is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
         start_epoch, best_f1 = int(ckpt["epoch"]) + 1, float(ckpt.get("best_f1", -1.0))
-        say(f"resumed from last.pt at epoch {ckpt['epoch']} (best macro F1 {best_f1:.4f})")
+        say(f"resumed from {path.name} at epoch {ckpt['epoch']} (best macro F1 {best_f1:.4f})")
     train_model = model
     if cfg.compile:
         train_model = torch.compile(model)

@@ -155,7 +155,7 @@ s[2].download_button("Export JSON", spec.to_json(), file_name="augment.json", mi
 saved = list_saved_specs(st.session_state["runs_root"])
 if saved:
     st.caption("Saved specs: " + ", ".join(saved))
-st.text_area("Paste a spec JSON to import", key="aug_import_text", height=100)
+st.text_area("Paste a spec JSON to import", key="aug_import_text", height=100, max_chars=100_000)
 st.button("Import", on_click=import_json)
 if "aug_import_msg" in st.session_state:
     kind, msg = st.session_state.pop("aug_import_msg")
