@@ -140,6 +140,9 @@ def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int =
     if device.startswith("cuda:"):
         first = int(device.split(":")[1])
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(cfg.gpus))
+    else:  # CPU jobs share the cores: oversubscribed OpenMP threads slow every job down many times over
+        threads = str(max(1, (os.cpu_count() or 1) // slots))
+        env["OMP_NUM_THREADS"] = env["MASKCLS_THREADS"] = threads
     env["PYTHONUNBUFFERED"] = "1"
     args = [sys.executable, "-m", "maskcls", "train", "--job", run.name, "--runs-root", str(Path(runs_root).resolve()),
             "--queue", "--slots", str(slots)]

@@ -143,8 +143,9 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist) -> dict:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = select_device(cfg.device, dist)
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
+    if device.type == "cpu":  # the job runner says how many cores this job may use
+        share = int(os.environ.get("MASKCLS_THREADS", 0)) or (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, share // dist.world))
     spec = cfg.augment_spec()
     train_rows, val_rows, index = prepare_split(cfg)
     say(f"data {index.root}: {len(train_rows)} train / {len(val_rows)} validation images "

@@ -1,0 +1,61 @@
+"""Security rules that hold for the whole code base."""
+import subprocess
+import tomllib
+
+import pytest
+
+from conftest import REPO
+from maskcls.augment import load_saved_spec, save_spec, AugmentSpec
+from maskcls.rundir import RunDir
+
+
+def tracked_python():
+    out = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return [REPO / p for p in out.split()] or list(REPO.glob("**/*.py"))
+
+
+def calls(text: str, head: str) -> list[str]:
+    """Every `head...)` call with balanced parentheses."""
+    out, start = [], text.find(head)
+    while start >= 0:
+        depth, i = 0, start + len(head) - 1
+        while i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        out.append(text[start:i + 1])
+        start = text.find(head, i)
+    return out
+
+
+def test_no_shell_and_only_weights_only_torch_load():
+    for path in tracked_python():
+        text = path.read_text()
+        assert "shell=True" not in text.replace('"shell=True"', ""), path
+        for call in calls(text, "torch.load("):
+            assert "weights_only=True" in call, (path, call)
+
+
+def test_core_library_has_no_streamlit():
+    for path in (REPO / "maskcls").glob("*.py"):
+        assert "import streamlit" not in path.read_text(), path
+
+
+def test_server_listens_on_localhost_by_default():
+    cfg = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1" and cfg["server"]["headless"] is True
+    assert cfg["browser"]["gatherUsageStats"] is False
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "..", ".hidden", "x\x00y", "semi;colon"])
+def test_typed_names_cannot_escape_their_roots(tmp_path, bad):
+    with pytest.raises(ValueError):
+        RunDir(tmp_path, bad)
+    with pytest.raises(ValueError):
+        save_spec(tmp_path, bad, AugmentSpec())
+    with pytest.raises(ValueError):
+        load_saved_spec(tmp_path, bad)
+    with pytest.raises(ValueError):
+        RunDir(tmp_path, "ok").checkpoint(bad)
+    assert list(tmp_path.iterdir()) == [] or all(p.is_relative_to(tmp_path) for p in tmp_path.rglob("*"))
