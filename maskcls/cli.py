@@ -313,6 +313,53 @@ def cmd_evaluate(args) -> int:
 cmd_evaluate.configure = _evaluate_args
 
 
+def _augment_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    pv = sub.add_parser("preview", help="write a grid of the original and N random draws of one image")
+    pv.add_argument("image")
+    pv.add_argument("--spec", help="spec JSON file (default: --preset)")
+    pv.add_argument("--preset", default="strong")
+    pv.add_argument("--n", type=int, default=8)
+    pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--out", default="augment-preview.png")
+    sv = sub.add_parser("save", help="validate a spec JSON and save it under a name for training")
+    sv.add_argument("name")
+    sv.add_argument("spec", help="spec JSON file")
+    sv.add_argument("--runs-root", default=None)
+    ls = sub.add_parser("list", help="presets and saved specs")
+    ls.add_argument("--runs-root", default=None)
+
+
+@command("augment", "augmentation specs: preview draws, save, list")
+def cmd_augment(args) -> int:
+    from .augment import AugmentSpec, create_preset, list_presets, list_saved_specs, save_spec
+    if args.action == "list":
+        print("presets:", ", ".join(list_presets()))
+        print("saved:  ", ", ".join(list_saved_specs(args.runs_root or default_runs_root())) or "-")
+        return 0
+    if args.action == "save":
+        with open(args.spec, encoding="utf-8") as f:
+            spec = AugmentSpec.from_json(f.read())
+        print(save_spec(args.runs_root or default_runs_root(), args.name, spec))
+        return 0
+    from PIL import Image
+    from .preview import contact_sheet, load_source, preview_draws
+    if args.spec:
+        with open(args.spec, encoding="utf-8") as f:
+            spec = AugmentSpec.from_json(f.read())
+    else:
+        spec = create_preset(args.preset)
+    source = load_source(args.image, spec)
+    draws, fired, seconds = preview_draws(source, spec, args.n, args.seed)
+    Image.fromarray(contact_sheet([source] + draws)).save(args.out)
+    print(f"wrote {args.out}: {args.n} draws in {seconds * 1000:.0f} ms; fired: "
+          + ", ".join(f"{k} {v}/{args.n}" for k, v in fired.items()))
+    return 0
+
+
+cmd_augment.configure = _augment_args
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskcls", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

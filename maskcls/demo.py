@@ -174,6 +174,7 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
             "seconds": round(seconds, 2), "images_per_s": round(7 * len(specs) / max(seconds, 1e-9), 1)}
 
 
+GENERATOR_VERSION = 3  # bump when the drawings change: the studio then generates a fresh demo
 STUDIO_DEMO = {"people": 600, "eval_people": 100, "seed": 0}  # what the studio generates on first start
 
 
@@ -185,7 +186,8 @@ def cache_home() -> Path:
 def ensure_demo(folder: str | os.PathLike | None = None, progress=None, **kwargs) -> Path:
     """The studio's demo dataset, generated once; a `.complete` marker means a finished, usable copy."""
     params = {**STUDIO_DEMO, **kwargs}
-    folder = Path(folder) if folder else cache_home() / f"demo-{params['people']}-{params['eval_people']}-s{params['seed']}"
+    name = f"demo-v{GENERATOR_VERSION}-{params['people']}-{params['eval_people']}-s{params['seed']}"
+    folder = Path(folder) if folder else cache_home() / name
     marker = folder / ".complete"
     if not marker.exists():
         info = write_demo(folder, params["people"], params["eval_people"], params["seed"], progress=progress)

@@ -45,7 +45,10 @@ def _grey_fraction(apparent_age: float) -> float:
 
 
 def _forehead_lines(apparent_age: float) -> int:
-    return 0 if apparent_age < 29.5 else 1 + min(3, int((apparent_age - 29.5) // 9))
+    """None before 30, one to three through the fifties, four from 60."""
+    if apparent_age < 29.5:
+        return 0
+    return 4 if apparent_age >= 59.5 else 1 + min(2, int((apparent_age - 29.5) // 10))
 
 
 def make_person(rng: np.random.Generator, gender: int, age: int) -> Person:
@@ -53,9 +56,9 @@ def make_person(rng: np.random.Generator, gender: int, age: int) -> Person:
     female = gender == 1
     # mostly long hair for women and short for men, with an overlap so gender is not read off one cue
     if female:
-        hair_len = rng.uniform(0.55, 1.0) if rng.random() > 0.08 else rng.uniform(0.15, 0.35)
+        hair_len = rng.uniform(0.55, 1.0) if rng.random() > 0.04 else rng.uniform(0.15, 0.35)
     else:
-        hair_len = rng.uniform(0.0, 0.3) if rng.random() > 0.05 else rng.uniform(0.45, 0.6)
+        hair_len = rng.uniform(0.0, 0.3) if rng.random() > 0.03 else rng.uniform(0.45, 0.6)
     g = _grey_fraction(apparent)
     hair = (1 - g) * HAIR[rng.integers(len(HAIR))] + g * GREY + rng.normal(0, 6, 3)
     skin = SKIN[rng.integers(len(SKIN))] + rng.normal(0, 8, 3)
@@ -102,8 +105,8 @@ def draw_photo(p: Person, mask: int, rng: np.random.Generator, mask_color: tuple
     d.rectangle([cx - 0.2 * fw, cy + 0.3 * fh, cx + 0.2 * fw, cy + 0.85 * fh], fill=_rgb(p.skin * 0.92))
     # face
     d.ellipse([cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2], fill=skin)
-    # hair cap: thicker for long hair
-    cap = 0.18 + 0.12 * p.hair_len
+    # hair cap: thicker for long hair, never so thin that its colour (grey with age) is lost at low resolution
+    cap = 0.24 + 0.08 * p.hair_len
     d.chord([cx - 0.56 * fw, cy - 0.62 * fh, cx + 0.56 * fw, cy + (cap * 2 - 0.4) * fh], 180, 360, fill=hair)
     # ears
     for side in (-1, 1):
@@ -115,7 +118,7 @@ def draw_photo(p: Person, mask: int, rng: np.random.Generator, mask_color: tuple
         y = cy - 0.3 * fh + k * 0.055 * fh
         d.arc([cx - 0.3 * fw, y, cx + 0.3 * fw, y + 0.12 * fh], 200, 340, fill=line_col, width=max(3, int(4 * s)))
     # eyes and brows
-    brow = max(3, int((7 if p.gender == 0 else 4) * s))
+    brow = max(2, int((10 if p.gender == 0 else 3) * s))  # heavy brows read as male even above a mask
     for side in (-1, 1):
         ex, ey = cx + side * 0.2 * fw, cy - 0.08 * fh
         d.ellipse([ex - 0.09 * fw, ey - 0.035 * fh, ex + 0.09 * fw, ey + 0.035 * fh], fill=(250, 250, 250))

@@ -30,3 +30,14 @@ def preview_draws(image: np.ndarray, spec: AugmentSpec, n: int = 8, seed: int = 
     pixels = (denormalize(out, spec) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     counts = {k: int(v.sum()) for k, v in fired.items()}
     return list(pixels), counts, time.perf_counter() - t0
+
+
+def contact_sheet(images: list[np.ndarray], columns: int = 3) -> np.ndarray:
+    """Tile equally sized (H, W, 3) images into one grid image (for `maskcls augment preview`)."""
+    h, w, _ = images[0].shape
+    rows = (len(images) + columns - 1) // columns
+    sheet = np.full((rows * h, columns * w, 3), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, columns)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+    return sheet

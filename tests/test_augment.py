@@ -147,3 +147,18 @@ def test_cutmix_vertical_strip_keeps_full_height():
         assert bool(((out[0, 0] == 1).any(0) == cols).all())
         assert torch.allclose(target.sum(1), torch.ones(2))
         assert abs(target[0, 5].item() - cols.float().mean().item()) < 1e-6
+
+
+def test_augment_cli_preview_and_save(demo_root, tmp_path, capsys):
+    from maskcls.cli import main
+    from maskcls.dataindex import index_data
+    path = index_data(demo_root).train["path"].iloc[0]
+    assert main(["augment", "preview", path, "--preset", "strong", "--n", "5", "--out", str(tmp_path / "g.png")]) == 0
+    from PIL import Image
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.size == (3 * 384, 2 * 512)
+    assert "fired:" in capsys.readouterr().out
+    (tmp_path / "s.json").write_text(create_preset("gray-crop").to_json())
+    assert main(["augment", "save", "gc", str(tmp_path / "s.json"), "--runs-root", str(tmp_path)]) == 0
+    (tmp_path / "bad.json").write_text('{"mode": "x"}')
+    assert main(["augment", "save", "bad", str(tmp_path / "bad.json"), "--runs-root", str(tmp_path)]) == 2

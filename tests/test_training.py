@@ -116,3 +116,16 @@ def test_nan_after_a_good_epoch_keeps_checkpoints_loadable(demo_root, tmp_path, 
     assert run.list_checkpoints()  # epoch 1 was written before the NaN
     for name in run.list_checkpoints():
         assert load_checkpoint(run.path / name)["epoch"] == 1
+
+
+def test_freeze_head_then_unfreeze(demo_root, tmp_path):
+    runs = tmp_path / "runs"
+    train_from_config(tiny(demo_root, tmp_path, freeze="head", unfreeze_after=1, epochs=2, ema=0.9), runs, "f")
+    run = RunDir(runs, "f")
+    e1 = load_checkpoint(run.epoch_path(1))["model"]
+    e2 = load_checkpoint(run.epoch_path(2))["model"]
+    backbone_keys = [k for k, v in e1.items() if k.startswith("backbone.") and "running" not in k
+                     and v.is_floating_point()]
+    assert backbone_keys and any(k.startswith("head.") for k in e1)  # the EMA copy is what was saved
+    assert any(not torch.equal(e1[k], e2[k]) for k in backbone_keys)  # unfrozen in epoch 2
+    assert "epoch 2: backbone unfrozen" in run.log_path.read_text()
