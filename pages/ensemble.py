@@ -69,8 +69,8 @@ if result:
     st.success(f"{result['rows']} rows written to {result['path']}")
     if result["score"]:
         st.metric("Demo eval macro F1 (hidden labels)", f"{result['score']['macro_f1']:.4f}")
-    st.download_button("Download submission CSV", icon=":material/download:", result["csv"], file_name="submission.csv", mime="text/csv",
-                       key="ens_download")
+    st.download_button("Download submission CSV", result["csv"], file_name="submission.csv", mime="text/csv",
+                       key="ens_download", icon=":material/download:")
     dist = result["dist"].reset_index(names="class").melt(id_vars="class", var_name="set", value_name="share %")
     st.plotly_chart(px.bar(dist, x="class", y="share %", color="set", barmode="group", height=320,
                            title="Predicted class distribution vs training"), width="stretch")

@@ -11,6 +11,7 @@ from maskcls.evaluation import cell_errors, find_label_errors, report, run_predi
     suspects_to_corrections, tune_biases
 from maskcls.imageio import ImageError, thumbnail
 from maskcls.labels import attribute_names, class_names
+from maskcls.metrics import attribute_of
 from maskcls.pipelines import load_preprocessed
 from maskcls.rundir import CheckpointError, RunDir, list_runs, load_checkpoint, probs_of
 from maskcls.config import RunConfig
@@ -97,6 +98,10 @@ else:
                           f"/{cell.at[i, 'path'].split('/')[-1]}", key="eval_open")
     method = g[1].selectbox("CAM method", list_cam_methods()[:3], key="eval_cam_method")
     show = g[2].toggle("Grad-CAM", key="eval_cam_on")
+    head = "class"
+    if show and RunConfig.from_dict(run.read_config()).head == "multi":
+        head = st.radio("Explain", ["class", "mask", "gender", "age"], horizontal=True, key="eval_cam_head",
+                        help="a three-head model: the combined 18 classes, or one head")
     if show:
         try:
             model, cfg = model_for(runs_root, name, checkpoint, stamp)
@@ -105,8 +110,9 @@ else:
             views = [pixels]
             labels_ = ["input"]
             for target, what in ((pred, "predicted"), (true, "true")):
-                views.append(overlay(pixels, compute_cam(model, pixels, spec, target, method)))
-                labels_.append(f"{what}: {names[target]}")
+                index_ = target if head == "class" else attribute_of([target], head)[0]
+                views.append(overlay(pixels, compute_cam(model, pixels, spec, int(index_), method, head)))
+                labels_.append(f"{what}: {names[target]}" + ("" if head == "class" else f" ({head} head)"))
             st.image(views, caption=labels_, width=220)
         except (ImageError, ValueError, CheckpointError) as e:
             st.error(f"Cannot show Grad-CAM: {e}")

@@ -127,7 +127,8 @@ def test_the_whole_story(server, page, studio_demo):
     page.get_by_label("Run name").fill("browser-run")
     page.get_by_role("button", name=re.compile("Launch")).click()
     page.get_by_text(re.compile("Launched.*browser-run")).wait_for()
-    page.get_by_text(re.compile(r"browser-run.*running")).wait_for(timeout=60_000)
+    page.locator("[data-testid='stMarkdown']", has_text=re.compile(r"browser-run.*(running|completed)")).first.wait_for(
+        timeout=60_000)
     seen = set()
     deadline = time.time() + 240
     while time.time() < deadline:  # the fragment refreshes by itself: no reload here
@@ -149,6 +150,7 @@ def test_the_whole_story(server, page, studio_demo):
     true, pred = int(preds["label"][wrong].iloc[0]), int(probs[wrong].argmax(1)[0])
     for label, value in (("True class", true), ("Predicted class", pred)):
         page.get_by_label(label).click()
+        page.keyboard.type(f"{value}: ")  # the option list is virtualised: filter it, then take the match
         page.get_by_role("option", name=re.compile(rf"^{value}: ")).click()
         wait_idle(page)
     page.get_by_text("Grad-CAM", exact=True).click()
@@ -158,7 +160,11 @@ def test_the_whole_story(server, page, studio_demo):
     shot(page, "5-evaluate")
 
     go(page, "Ensemble")
-    page.get_by_role("button", name="Predict the eval set").click()
+    try:
+        page.get_by_role("button", name="Predict the eval set").click()
+    except Exception:
+        shot(page, "6-ensemble-failed")
+        raise
     page.get_by_role("button", name=re.compile("Download submission CSV")).wait_for(timeout=120_000)
     with page.expect_download() as dl:
         page.get_by_role("button", name=re.compile("Download submission CSV")).click()

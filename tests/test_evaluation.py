@@ -96,3 +96,54 @@ def test_evaluate_page_cell_and_gradcam(trained_run, studio_demo):
     assert not at.exception and not at.error
     captions = [i.caption for img in at.get("image") for i in img.proto.imgs]
     assert any(c.startswith("predicted:") for c in captions) and any(c.startswith("true:") for c in captions)
+
+
+def test_evaluate_page_with_a_three_head_model_and_bad_runs(demo_root, studio_demo, tmp_path):
+    from maskcls.config import RunConfig
+    from maskcls.trainer import train_from_config
+    from test_training import TINY
+    runs = tmp_path / "runs"
+    cfg = RunConfig.from_dict({**TINY, "data_root": str(demo_root), "cache_dir": str(tmp_path / "c"), "head": "multi"})
+    train_from_config(cfg, runs, "multi")
+    at = app_test("pages/evaluate.py", runs_root=str(runs))
+    assert not at.exception
+    at.toggle(key="eval_cam_on").set_value(True).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    at.radio(key="eval_cam_head").set_value("gender").run()
+    assert not at.exception and not at.error
+    captions = [i.caption for img in at.get("image") for i in img.proto.imgs]
+    assert any("(gender head)" in c for c in captions)
+    # a checkpoint of another architecture and no saved predictions: a message, not a traceback
+    import shutil
+    shutil.copytree(runs / "multi", runs / "broken")
+    (runs / "broken" / "val_predictions.csv").unlink()
+    cfg_text = (runs / "broken" / "config.json").read_text()
+    import torch
+    ck = torch.load(runs / "broken" / "best.pt", weights_only=True)
+    ck["config"]["model"] = "resnet10t"
+    torch.save(ck, runs / "broken" / "best.pt")
+    at = app_test("pages/evaluate.py", runs_root=str(runs))
+    at.selectbox(key="eval_run").set_value("broken").run()
+    assert not at.exception
+    assert any("Cannot evaluate broken/best.pt" in e.value and "does not fit" in e.value for e in at.error)
+    # a deleted image: a warning in the gallery, the page goes on
+    from maskcls.evaluation import run_predictions
+    from maskcls.rundir import probs_of
+    preds = run_predictions(runs, "multi")
+    probs = probs_of(preds)
+    from maskcls.evaluation import cell_errors
+    true, pred = int(preds["label"].iloc[0]), int(probs[0].argmax())
+    victim = cell_errors(preds, true, pred)["path"].iloc[0]  # first in the gallery
+    shutil.copy(victim, tmp_path / "keep.jpg")
+    import os
+    os.unlink(victim)
+    try:
+        at = app_test("pages/evaluate.py", runs_root=str(runs))
+        at.selectbox(key="eval_run").set_value("multi").run()
+        at.selectbox(key="eval_true").set_value(true).run()
+        at.selectbox(key="eval_pred").set_value(pred).run()
+        assert not at.exception
+        assert any("Skipped" in w.value and "file not found" in w.value for w in at.warning)
+    finally:
+        shutil.copy(tmp_path / "keep.jpg", victim)
+    assert cfg_text
