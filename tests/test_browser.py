@@ -139,7 +139,7 @@ def test_the_whole_story(server, page, studio_demo):
         time.sleep(1)
     assert "completed" in text, text
     assert len(seen) >= 3, f"progress never advanced on screen: {seen}"
-    page.get_by_text("Jobs", exact=True).scroll_into_view_if_needed()
+    page.locator("[data-testid='stMarkdown']", has_text="browser-run").last.scroll_into_view_if_needed()
     shot(page, "4-train")
 
     go(page, "Evaluate")
