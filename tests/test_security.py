@@ -29,10 +29,10 @@ def calls(text: str, head: str) -> list[str]:
     return out
 
 
-def test_no_shell_and_only_weights_only_torch_load():
+def test_no_shell_and_only_safe_checkpoint_loading():
     for path in tracked_python():
         text = path.read_text()
-        assert "shell=True" not in text.replace('"shell=True"', ""), path
+        assert "shell" + "=True" not in text, path
         for call in calls(text, "torch." + "load("):  # split so this line is not a call itself
             assert "weights_only=True" in call, (path, call)
 
