@@ -119,11 +119,12 @@ def draw_photo(p: Person, mask: int, rng: np.random.Generator, mask_color: tuple
         d.arc([cx - 0.3 * fw, y, cx + 0.3 * fw, y + 0.12 * fh], 200, 340, fill=line_col, width=max(3, int(4 * s)))
     # eyes and brows
     brow = max(2, int((10 if p.gender == 0 else 3) * s))  # heavy brows read as male even above a mask
+    brow_col = _rgb(p.hair * 0.5)  # darker than the hair, so grey-haired men keep visible brows
     for side in (-1, 1):
         ex, ey = cx + side * 0.2 * fw, cy - 0.08 * fh
         d.ellipse([ex - 0.09 * fw, ey - 0.035 * fh, ex + 0.09 * fw, ey + 0.035 * fh], fill=(250, 250, 250))
         d.ellipse([ex - 0.035 * fw, ey - 0.03 * fh, ex + 0.035 * fw, ey + 0.03 * fh], fill=(40, 30, 25))
-        d.line([ex - 0.1 * fw, ey - 0.08 * fh, ex + 0.1 * fw, ey - 0.085 * fh], fill=hair, width=brow)
+        d.line([ex - 0.1 * fw, ey - 0.08 * fh, ex + 0.1 * fw, ey - 0.085 * fh], fill=brow_col, width=brow)
         if p.apparent_age >= 45:  # bags under the eyes
             d.arc([ex - 0.09 * fw, ey, ex + 0.09 * fw, ey + 0.08 * fh], 20, 160, fill=line_col, width=2)
     # nose and mouth
