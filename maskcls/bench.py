@@ -7,7 +7,6 @@ bf16 autocast and channels_last on CUDA.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -159,7 +158,3 @@ def bench_scan(root) -> dict:
     return {"bench": "scan", "images": n, "baseline_seconds": round(base_s, 3), "fast_seconds": round(fast_s, 3),
             "baseline_img_per_s": round(len(found) / base_s, 1), "fast_img_per_s": round(n / fast_s, 1),
             "ratio": round(base_s / fast_s, 2), "device": device_name(torch.device("cpu"))}
-
-
-def temp_cache_dir() -> str:
-    return tempfile.mkdtemp(prefix="maskcls-bench-")

@@ -99,7 +99,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slots", type=int, default=1, help="with --queue: jobs per device at once")
 
 
-def config_from_args(args) -> "RunConfig":
+def config_from_args(args):
     """--preset, then --config, then --data and --set, in that order of precedence (last wins)."""
     from .config import RunConfig, create_config
     cfg = create_config(args.preset) if args.preset else RunConfig()

@@ -22,7 +22,6 @@ from .config import RunConfig
 from .fileio import check_name, write_text
 from .rundir import RunDir, list_runs, now
 
-STATES = ("queued", "running", "completed", "failed", "cancelled")
 LOCK_DIR = ".locks"
 
 

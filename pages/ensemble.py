@@ -2,7 +2,6 @@
 import time
 from pathlib import Path
 
-import pandas as pd
 import plotly.express as px
 import streamlit as st
 

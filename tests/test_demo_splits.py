@@ -1,5 +1,4 @@
 """The demo generator (layout, determinism, proportions, speed) and the person-level split."""
-import time
 
 import numpy as np
 import pandas as pd

@@ -11,7 +11,7 @@ from conftest import app_test, reference_file
 from maskcls.cli import main
 from maskcls.config import RunConfig
 from maskcls.ensemble import Member, ensemble_probabilities, eval_paths, hard_vote, member_probabilities, \
-    soft_vote, soup_state
+    soft_vote
 from maskcls.fileio import write_text
 from maskcls.labels import class_names
 from maskcls.models import create_model

@@ -7,12 +7,9 @@ import sys
 import threading
 import time
 
-import pandas as pd
-import pytest
 
 from conftest import REPO, app_test
 from maskcls import jobs
-from maskcls.config import RunConfig
 from maskcls.rundir import RunDir, load_checkpoint
 
 from test_jobs import cfg_for, wait_state

@@ -4,7 +4,6 @@ import statistics
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 
 from conftest import app_test
