@@ -16,6 +16,7 @@ import torch
 from .augment import create_preset
 from .cache import build_cache
 from .dataindex import index_data
+from .devices import resolve_device
 from .engine import predict, train_one_epoch
 from .loaders import CachedLoader, baseline_loader
 from .losses import create_loss
@@ -65,7 +66,7 @@ def bench_train(root, model: str = "resnet10t", size=(128, 96), batch: int = 32,
                 steps: int = 20, warmup: int = 3, amp: bool = True, augment: str = "baseline",
                 device: str = "auto", cache_dir=None, compile_model: bool = False) -> dict:
     """Training images/s of both pipelines on the data under `root`."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     if dev.type == "cuda":
@@ -100,7 +101,7 @@ def bench_train(root, model: str = "resnet10t", size=(128, 96), batch: int = 32,
 def bench_infer(root, model: str = "resnet10t", size=(128, 96), batch: int = 64, workers: int = 2,
                 device: str = "auto", cache_dir=None, members: int = 1, tta: bool = False) -> dict:
     """Eval-set prediction images/s: PIL DataLoader vs the cache; `members` models averaged, optional flip TTA."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     index = index_data(root)

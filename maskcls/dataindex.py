@@ -145,7 +145,7 @@ def _cross_check_csv(csv_path: Path, train: pd.DataFrame, problems: list) -> Non
         problems.append((folder, "csv", "folder on disk but not listed in train.csv"))
 
 
-def _scan_eval(root: Path, problems: list) -> pd.DataFrame | None:
+def scan_eval(root: Path, problems: list) -> pd.DataFrame | None:
     info = root / "eval" / "info.csv"
     images = root / "eval" / "images"
     if not info.exists():
@@ -198,7 +198,7 @@ def index_data(root: str | os.PathLike, bounds: AgeBounds = DEFAULT_BOUNDS, corr
     csv_path = root / "train" / "train.csv"
     if csv_path.exists():
         _cross_check_csv(csv_path, train, problems)
-    eval_table = _scan_eval(root, problems)
+    eval_table = scan_eval(root, problems)
     problems = [(printable(p), k, r) for p, k, r in problems]
     return DataIndex(root=root, train=train, eval=eval_table,
                      problems=pd.DataFrame(problems, columns=["path", "kind", "reason"]),

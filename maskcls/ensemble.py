@@ -184,9 +184,9 @@ def greedy_soup(runs_root, candidates: list[Member], paths: list[str], labels: n
 
 def eval_paths(data_root) -> tuple[pd.DataFrame, list[str]]:
     """eval/info.csv in its order with image paths; a missing image is an error that names it."""
-    from .dataindex import _scan_eval
+    from .dataindex import scan_eval
     problems: list = []
-    table = _scan_eval(Path(data_root), problems)
+    table = scan_eval(Path(data_root), problems)
     if table is None:
         why = problems[0][2] if problems else "eval/info.csv not found"
         raise ValueError(f"cannot predict the eval set of {data_root}: {why}")
