@@ -196,9 +196,13 @@ cmd_jobs.configure = _jobs_args
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="data root holding eval/info.csv and eval/images")
-    p.add_argument("--members", nargs="+", required=True, metavar="RUN[:CKPT[:WEIGHT]]")
-    p.add_argument("--method", choices=["soft", "hard", "soup"], default="soft")
+    from .ensemble import METHODS
+    p.add_argument("--data", help="data root holding eval/info.csv and eval/images")
+    p.add_argument("--members", nargs="+", metavar="RUN[:CKPT[:WEIGHT]]",
+                   help="checkpoints of any runs; for soups, several epochs of one run work too (RUN:epoch_005.pt)")
+    p.add_argument("--method", choices=METHODS, default="soft",
+                   help="soft / hard voting, soup (uniform or weighted weight average) or greedy-soup (picks its "
+                        "checkpoints on the members' validation split)")
     p.add_argument("--tta", choices=["none", "flip"], default="none")
     p.add_argument("--out", default="submission.csv")
     p.add_argument("--runs-root", default=None)
@@ -206,25 +210,50 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="decoded-image cache (default <data>/.maskcls-cache)")
     p.add_argument("--validate", action="store_true", help="also score members and ensemble on validation")
     p.add_argument("--tuned", action="store_true", help="apply each run's saved macro-F1 class biases")
+    p.add_argument("--background", metavar="NAME", default=None,
+                   help="run as a background job <runs-root>/submissions/NAME (see `maskcls predictions`)")
+    p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # the background job process itself
+
+
+def _seconds_text(seconds: dict) -> str:
+    return f"{seconds['total']:.1f}s (decoding {seconds['decode']:.1f}s, models {seconds['models']:.1f}s)"
 
 
 @command("predict", "predict the eval set with one model or an ensemble; writes the submission CSV")
 def cmd_predict(args) -> int:
-    from .ensemble import Member, predict_submission, score_members
     runs_root = args.runs_root or default_runs_root()
+    if args.job:
+        from .predictions import run_prediction
+        status = run_prediction(runs_root, args.job)
+        return 0 if status.get("state") == "done" else 1
+    if not args.data or not args.members:
+        raise ValueError("predict needs --data ROOT and --members RUN[:CKPT] ...")
+    from .ensemble import Member, predict_submission, score_members
+    if args.background:
+        from .predictions import PredictRequest, submit_prediction
+        req = PredictRequest(os.path.abspath(args.data), args.members, args.method, args.tta == "flip", args.tuned,
+                             args.device, args.cache_dir)
+        job = submit_prediction(req, runs_root, args.background)
+        print(f"{job.name}: started; `maskcls predictions` shows it, the CSV will be {job.csv_path}")
+        return 0
     members = [Member.parse(m) for m in args.members]
     from .devices import resolve_device
     device = resolve_device(args.device)
     cache_dir = args.cache_dir or os.path.join(args.data, ".maskcls-cache")
     tta = args.tta == "flip"
-    t0 = time.perf_counter()
     if args.validate:
         table, notes, _ = score_members(runs_root, members, args.method, device, cache_dir, tta)
         print(table.to_string(index=False))
         for n in notes:
             print("note:", n)
     r = predict_submission(args.data, runs_root, members, args.method, args.out, device, tta, args.tuned, cache_dir)
-    print(f"wrote {r['csv']} ({r['rows']} rows) and {r['probs_csv']} in {time.perf_counter() - t0:.1f}s")
+    if "chosen" in r:
+        print(r["greedy_steps"].to_string(index=False))
+        print(f"greedy soup: {len(r['chosen'])} of {len(members)} checkpoints kept "
+              f"(validation macro F1 {r['greedy_val_f1']:.4f}): {', '.join(r['chosen'])}")
+        for n in r["notes"]:
+            print("note:", n)
+    print(f"wrote {r['csv']} ({r['rows']} rows) and {r['probs_csv']} in {_seconds_text(r['seconds'])}")
     if r["score"]:
         print(f"score against the demo's hidden labels: macro F1 {r['score']['macro_f1']:.4f}, "
               f"accuracy {r['score']['accuracy']:.4f}")
@@ -232,6 +261,30 @@ def cmd_predict(args) -> int:
 
 
 cmd_predict.configure = _predict_args
+
+
+def _predictions_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cancel", metavar="NAME", default=None, help="cancel a queued or running prediction")
+    p.add_argument("--runs-root", default=None)
+    p.add_argument("--json", action="store_true")
+
+
+@command("predictions", "background predictions (`predict --background NAME`): list them or cancel one")
+def cmd_predictions(args) -> int:
+    from .predictions import cancel_prediction, list_predictions
+    runs_root = args.runs_root or default_runs_root()
+    if args.cancel:
+        print(f"{args.cancel}: {cancel_prediction(runs_root, args.cancel)['state']}")
+        return 0
+    rows = list_predictions(runs_root)
+    text = "\n".join(f"{r['name']:32s} {r.get('state', '?'):10s} {100 * r.get('progress', 0):5.1f}%  "
+                     f"{_when(r.get('submitted'))}  {r.get('stage', '')}" + (f"  {r['error']}" if r.get("error") else "")
+                     for r in rows) or "no predictions"
+    _print(rows, args.json, text)
+    return 0
+
+
+cmd_predictions.configure = _predictions_args
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:

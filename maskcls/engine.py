@@ -94,17 +94,26 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, optimizer: tor
             "train_images": seen, "train_seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
 
 
-@torch.no_grad()
+@torch.no_grad()  # not inference_mode: lazily made buffers must stay usable by training
 def predict(model: nn.Module, loader, device: torch.device, amp: bool = True, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities (N, 18) and the row indices they belong to, in loader order."""
+    """Softmax probabilities (N, 18) and the row indices they belong to, in loader order.
+
+    Flip TTA runs the image and its mirror as one double batch: one forward pass, fuller GPU.
+    """
     model.eval()
     probs, rows = [], []
     for x, _, idx in loader:
         x = x.to(device, non_blocking=True)
+        b = x.shape[0]
+        if tta_flip:
+            nhwc = x.dim() == 4 and b > 1 and x.is_contiguous(memory_format=torch.channels_last)
+            x = torch.cat([x, x.flip(-1)])
+            if nhwc:
+                x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             p = F.softmax(model(x).float(), 1)
-            if tta_flip:
-                p = (p + F.softmax(model(x.flip(-1)).float(), 1)) / 2
+        if tta_flip:
+            p = (p[:b] + p[b:]) / 2
         probs.append(p)  # stays on the device: one transfer at the end, no sync per batch
         rows.append(idx)
     if not probs:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,13 @@ from .metrics import macro_f1
 from .models import create_model
 from .rundir import CheckpointError, RunDir, load_checkpoint
 
-METHODS = ("soft", "hard", "soup")
+METHODS = ("soft", "hard", "soup", "greedy-soup")
+METHOD_HELP = {
+    "soft": "mean of the members' probabilities (weights optional)",
+    "hard": "majority of the members' votes; ties go to the highest mean probability",
+    "soup": "average the weights of checkpoints of one architecture, then predict once",
+    "greedy-soup": "soup that adds checkpoints best-first, keeping one only if validation macro F1 does not drop",
+}
 
 
 @dataclass
@@ -60,14 +67,19 @@ def build_model(ckpt: dict, cfg: RunConfig, source: str = "checkpoint") -> torch
     return model.eval()
 
 
-def soup_state(states: list[dict], labels: list[str], configs: list[RunConfig],
-               weights: list[float] | None = None) -> dict:
-    """Average checkpoints of one architecture (uniform or weighted). Mixing architectures is refused."""
+def check_one_architecture(configs: list[RunConfig], labels: list[str]) -> None:
+    """Weights can only be averaged within one architecture; say which member breaks that."""
     first = configs[0]
     for cfg, label in zip(configs[1:], labels[1:]):
         if (cfg.model, cfg.head) != (first.model, first.head):
             raise ValueError(f"cannot average weights of different architectures: {labels[0]} is {first.model} "
                              f"({first.head} head) but {label} is {cfg.model} ({cfg.head} head); use soft or hard voting")
+
+
+def soup_state(states: list[dict], labels: list[str], configs: list[RunConfig],
+               weights: list[float] | None = None) -> dict:
+    """Average checkpoints of one architecture (uniform or weighted). Mixing architectures is refused."""
+    check_one_architecture(configs, labels)
     w = np.asarray(weights if weights is not None else [1.0] * len(states), dtype=np.float64)
     w = w / w.sum()
     out = {}
@@ -95,91 +107,150 @@ def hard_vote(probs: list[np.ndarray]) -> np.ndarray:
 
 
 class EvalInputs:
-    """Decoded, device-resident inputs for a list of images, built once per input form and shared by members."""
+    """Decoded, device-resident inputs for a list of images, built once per input form and shared by members.
 
-    def __init__(self, paths: list[str], device: torch.device, cache_dir, batch_size: int = 256, progress=None):
+    `progress(fraction, text)` hears about decoding; `decode_seconds` says how long it took.
+    """
+
+    def __init__(self, paths: list[str], device: torch.device, cache_dir, batch_size: int | None = None,
+                 progress=None):
         self.paths, self.device, self.cache_dir = paths, device, cache_dir
-        self.batch_size, self.progress = batch_size, progress
+        self.batch_size = batch_size or (512 if device.type == "cuda" else 256)
+        self.progress = progress
+        self.decode_seconds = 0.0
         self._loaders: dict = {}
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
 
     def loader(self, cfg: RunConfig) -> CachedLoader:
         spec = cfg.augment_spec()
         key = (tuple(cfg.image_size), str(spec.crop), spec.to_json(), cfg.channels_last)
         if key not in self._loaders:
-            cache = build_cache(self.paths, tuple(cfg.image_size), self.cache_dir, spec.crop, progress=self.progress)
+            t0 = time.perf_counter()
+            report = (lambda d, n: self.progress(d / max(n, 1), f"decoding images {d}/{n}")) if self.progress else None
+            cache = build_cache(self.paths, tuple(cfg.image_size), self.cache_dir, spec.crop, progress=report)
             if cache.problems:
                 raise ValueError(f"{len(cache.problems)} image(s) could not be decoded, e.g. "
                                  f"{cache.problems[0][0]}: {cache.problems[0][1]}")
             n = len(self.paths)
             self._loaders[key] = CachedLoader(cache.array, np.arange(n), np.zeros(n), self.batch_size, spec, False,
                                               self.device, channels_last=cfg.channels_last)
+            self.decode_seconds += time.perf_counter() - t0
         return self._loaders[key]
 
 
 def predict_paths(model: torch.nn.Module, cfg: RunConfig, inputs: EvalInputs, tta: bool = False) -> np.ndarray:
     """(N, 18) probabilities of `model` for the images of `inputs`, at the model's own input size."""
+    loader = inputs.loader(cfg)
     model = model.to(inputs.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    probs, rows = predict(model, inputs.loader(cfg), inputs.device, cfg.amp, tta_flip=tta)
+    probs, rows = predict(model, loader, inputs.device, cfg.amp, tta_flip=tta)
     out = np.zeros_like(probs)
     out[rows] = probs
     return out
 
 
+def _member_progress(progress, i: int, n: int):
+    """Map one member's decode progress into the ensemble's overall fraction."""
+    if progress is None:
+        return None
+    return lambda f, text: progress((i + 0.5 * f) / n, f"member {i + 1}/{n}: {text}")
+
+
 def member_probabilities(runs_root, members: list[Member], paths: list[str] | EvalInputs, device: torch.device,
                          cache_dir, tta: bool = False, progress=None, tuned: bool = False) -> list[np.ndarray]:
-    """Each member's (N, 18) probabilities; `tuned` applies a run's saved macro-F1 class biases."""
+    """Each member's (N, 18) probabilities; `tuned` applies a run's saved macro-F1 class biases.
+
+    `progress(fraction, text)` is told where the whole pass stands.
+    """
     from .evaluation import apply_bias, load_bias
     inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
     out = []
     for i, m in enumerate(members):
+        inputs.progress = _member_progress(progress, i, len(members))
         ckpt, cfg = load_member(runs_root, m)
+        if progress:
+            progress(i / len(members), f"member {i + 1}/{len(members)}: {m.label}")
         p = predict_paths(build_model(ckpt, cfg, m.label), cfg, inputs, tta)
         bias = load_bias(runs_root, m.run) if tuned else None
         out.append(apply_bias(p, bias) if bias is not None else p)
         if progress:
-            progress(i + 1, len(members))
+            progress((i + 1) / len(members), f"member {i + 1}/{len(members)} done")
     return out
 
 
 def ensemble_probabilities(runs_root, members: list[Member], method: str, paths: list[str] | EvalInputs,
                            device: torch.device, cache_dir, tta: bool = False, progress=None,
                            tuned: bool = False) -> np.ndarray:
-    """The ensemble's (N, 18) probabilities (for hard voting: one-hot of the vote)."""
+    """The ensemble's (N, 18) probabilities (for hard voting: one-hot of the vote).
+
+    greedy-soup first picks its members on the members' shared validation split.
+    """
     if method not in METHODS:
-        raise ValueError(f"unknown ensemble method {method!r}; valid: {METHODS}")
+        raise ValueError(f"unknown ensemble method {method!r}; valid: {', '.join(METHODS)}")
     if not members:
         raise ValueError("an ensemble needs at least one member")
     inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
+    if method == "greedy-soup":
+        members = greedy_members(runs_root, members, device, cache_dir, tta)[0]
+        method = "soup"
     if method == "soup":
         loaded = [load_member(runs_root, m) for m in members]
         cfgs = [c for _, c in loaded]
         state = soup_state([c["model"] for c, _ in loaded], [m.label for m in members], cfgs,
                            [m.weight for m in members])
-        return predict_paths(build_model({"model": state}, cfgs[0], "soup"), cfgs[0], inputs, tta)
+        inputs.progress = _member_progress(progress, 0, 1)
+        out = predict_paths(build_model({"model": state}, cfgs[0], "soup"), cfgs[0], inputs, tta)
+        if progress:
+            progress(1.0, f"soup of {len(members)} checkpoint(s) done")
+        return out
     probs = member_probabilities(runs_root, members, inputs, device, cache_dir, tta, progress, tuned)
     if method == "soft":
         return soft_vote(probs, [m.weight for m in members])
     return np.eye(18, dtype=np.float32)[hard_vote(probs)]
 
 
-def greedy_soup(runs_root, candidates: list[Member], paths: list[str], labels: np.ndarray, device, cache_dir,
-                tta: bool = False) -> tuple[list[Member], float]:
-    """Add checkpoints best-first; keep one only if validation macro F1 does not drop."""
-    inputs = EvalInputs(paths, device, cache_dir)
-    scored = []
-    for m in candidates:
+def greedy_soup(runs_root, candidates: list[Member], paths: list[str] | EvalInputs, labels: np.ndarray, device, cache_dir,
+                tta: bool = False, progress=None) -> tuple[list[Member], float, pd.DataFrame]:
+    """Add checkpoints best-first; keep one only if validation macro F1 does not drop.
+
+    Returns the kept members, the soup's macro F1 and one row per candidate saying what happened to it.
+    """
+    if not candidates:
+        raise ValueError("a greedy soup needs at least one candidate checkpoint")
+    check_one_architecture([load_member(runs_root, m)[1] for m in candidates], [m.label for m in candidates])
+    labels = np.asarray(labels)
+    inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
+    total = 2 * len(candidates) - 1
+    alone = {}
+    for i, m in enumerate(candidates):
         p = ensemble_probabilities(runs_root, [m], "soup", inputs, device, cache_dir, tta)
-        scored.append((macro_f1(labels, p.argmax(1)), m))
-    scored.sort(key=lambda t: -t[0])
-    chosen, best = [scored[0][1]], scored[0][0]
-    for _, m in scored[1:]:
+        alone[m.label] = macro_f1(labels, p.argmax(1))
+        if progress:
+            progress((i + 1) / total, f"scored {m.label} alone")
+    ranked = sorted(candidates, key=lambda m: -alone[m.label])
+    chosen, best = [ranked[0]], alone[ranked[0].label]
+    steps = [{"checkpoint": ranked[0].label, "alone_f1": float(best), "soup_f1": float(best), "kept": True}]
+    for j, m in enumerate(ranked[1:]):
         p = ensemble_probabilities(runs_root, chosen + [m], "soup", inputs, device, cache_dir, tta)
         f1 = macro_f1(labels, p.argmax(1))
-        if f1 >= best:
+        kept = bool(f1 >= best)
+        steps.append({"checkpoint": m.label, "alone_f1": float(alone[m.label]), "soup_f1": float(f1), "kept": kept})
+        if kept:
             chosen, best = chosen + [m], f1
-    return chosen, best
+        if progress:
+            progress((len(candidates) + j + 1) / total, f"tried adding {m.label}")
+    return chosen, best, pd.DataFrame(steps)
+
+
+def greedy_members(runs_root, candidates: list[Member], device, cache_dir, tta: bool = False,
+                   progress=None) -> tuple[list[Member], float, pd.DataFrame, list[str]]:
+    """Greedy soup selection on the candidates' shared validation split (notes flag other splits)."""
+    val_rows, notes = shared_validation(runs_root, candidates)
+    chosen, best, steps = greedy_soup(runs_root, candidates, val_rows["path"].tolist(), val_rows["label"].to_numpy(),
+                                      device, cache_dir, tta, progress)
+    return chosen, best, steps, notes
 
 
 def eval_paths(data_root) -> tuple[pd.DataFrame, list[str]]:
@@ -237,6 +308,8 @@ def shared_validation(runs_root, members: list[Member]) -> tuple[pd.DataFrame, l
 def score_members(runs_root, members: list[Member], method: str, device, cache_dir, tta: bool = False,
                   progress=None) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     """One table: every member and the ensemble on the shared validation split (macro F1, accuracy)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown ensemble method {method!r}; valid: {', '.join(METHODS)}")
     val_rows, notes = shared_validation(runs_root, members)
     y = val_rows["label"].to_numpy()
     inputs = EvalInputs(val_rows["path"].tolist(), device, cache_dir)
@@ -246,30 +319,52 @@ def score_members(runs_root, members: list[Member], method: str, device, cache_d
         cfg = load_member(runs_root, m)[1]
         rows.append({"member": m.label, "model": cfg.model, "macro_f1": macro_f1(y, p.argmax(1)),
                      "accuracy": float((p.argmax(1) == y).mean())})
-    if method == "soup":
+    name = method
+    if method == "greedy-soup":
+        chosen, _, _ = greedy_soup(runs_root, members, inputs, y, device, cache_dir, tta)
+        ens = ensemble_probabilities(runs_root, chosen, "soup", inputs, device, cache_dir, tta)
+        name = f"greedy-soup of {len(chosen)}/{len(members)}: {', '.join(m.label for m in chosen)}"
+        notes = notes + ["the greedy soup chose its checkpoints on this validation split, so its score here is "
+                         "optimistic"]
+    elif method == "soup":
         ens = ensemble_probabilities(runs_root, members, "soup", inputs, device, cache_dir, tta)
     elif method == "hard":
         ens = np.eye(18, dtype=np.float32)[hard_vote(probs)]
     else:
         ens = soft_vote(probs, [m.weight for m in members])
-    rows.append({"member": f"ensemble ({method}{', flip TTA' if tta else ''})", "model": "",
+    rows.append({"member": f"ensemble ({name}{', flip TTA' if tta else ''})", "model": "",
                  "macro_f1": macro_f1(y, ens.argmax(1)), "accuracy": float((ens.argmax(1) == y).mean())})
     return pd.DataFrame(rows), notes, ens
 
 
 def predict_submission(data_root, runs_root, members: list[Member], method: str, out, device: torch.device,
                        tta: bool = False, tuned: bool = False, cache_dir=None, progress=None) -> dict:
-    """Predict eval/info.csv with the ensemble and write the submission; shared by the CLI and the studio."""
+    """Predict eval/info.csv with the ensemble and write the submission; shared by the CLI, studio and jobs.
+
+    `progress(fraction, text)` hears where it stands. The result says how the time was spent.
+    """
+    t0 = time.perf_counter()
     info, paths = eval_paths(data_root)
     cache_dir = cache_dir or Path(data_root) / ".maskcls-cache"
-    probs = ensemble_probabilities(runs_root, members, method, paths, device, cache_dir, tta, progress, tuned)
+    result: dict = {}
+    if method == "greedy-soup":
+        if progress:
+            progress(0.0, "choosing the greedy soup's checkpoints on validation")
+        chosen, best, steps, notes = greedy_members(runs_root, members, device, cache_dir, tta)
+        result.update(chosen=[m.label for m in chosen], greedy_val_f1=best, greedy_steps=steps, notes=notes)
+        members, method = chosen, "soup"
+    inputs = EvalInputs(paths, device, cache_dir)
+    probs = ensemble_probabilities(runs_root, members, method, inputs, device, cache_dir, tta, progress, tuned)
     probs_path = write_submission(out, info["image_id"].tolist(), probs)
-    return {"csv": Path(out), "probs_csv": probs_path, "rows": len(info), "probs": probs,
-            "score": demo_score(info, probs)}
+    seconds = time.perf_counter() - t0
+    return {**result, "csv": Path(out), "probs_csv": probs_path, "rows": len(info), "probs": probs,
+            "score": demo_score(info, probs),
+            "seconds": {"total": round(seconds, 2), "decode": round(inputs.decode_seconds, 2),
+                        "models": round(seconds - inputs.decode_seconds, 2)}}
 
 
-def class_distribution(train_labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    """Share (%) of each class in training vs in the predictions: a shifted distribution is a warning sign."""
+def class_distribution(train_labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """Share (%) of each class in training vs in the predicted classes: a shifted distribution is a warning sign."""
     t = np.bincount(np.asarray(train_labels, int), minlength=18)
-    p = np.bincount(probs.argmax(1), minlength=18)
+    p = np.bincount(np.asarray(predicted, int), minlength=18)
     return pd.DataFrame({"training %": 100 * t / max(t.sum(), 1), "predicted %": 100 * p / max(p.sum(), 1)})

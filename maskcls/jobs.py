@@ -145,13 +145,19 @@ def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int =
     env["PYTHONUNBUFFERED"] = "1"
     args = [sys.executable, "-m", "maskcls", "train", "--job", run.name, "--runs-root", str(Path(runs_root).resolve()),
             "--queue", "--slots", str(slots)]
-    log = open(run.log_path, "ab")
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
-    log.close()
-    run.write_status(pid=proc.pid, pid_start=_proc_start(proc.pid), pgid=proc.pid)
-    threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends, while we live
+    pid = spawn_detached(args, run.log_path, env)
+    run.write_status(pid=pid, pid_start=_proc_start(pid), pgid=pid)
     return run
+
+
+def spawn_detached(args: list[str], log_path: Path, env: dict | None = None) -> int:
+    """Start `args` in its own session (so it outlives the studio) with output appended to `log_path`."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env if env is not None else dict(os.environ, PYTHONUNBUFFERED="1"),
+                                start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends, while we live
+    return proc.pid
 
 
 def job_info(run: RunDir) -> JobInfo:
@@ -179,23 +185,28 @@ def cancel(runs_root: str | os.PathLike, name: str, grace: float = 5.0) -> JobIn
     if st.get("state") not in ("queued", "running"):
         raise ValueError(f"job {name!r} is {st.get('state', 'unknown')}, not queued or running")
     if is_alive(pid, st.get("pid_start")):
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.time() + grace
-        while time.time() < deadline and _group_alive(pgid):
-            time.sleep(0.1)
-        if _group_alive(pgid):
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            while _group_alive(pgid) and time.time() < deadline + 5:
-                time.sleep(0.1)
+        terminate_group(pgid, grace)
     if run.read_status().get("state") in ("queued", "running"):
         run.write_status(state="cancelled", ended=now(), pid=None)
     return job_info(run)
+
+
+def terminate_group(pgid: int, grace: float = 5.0) -> None:
+    """SIGTERM a detached job's process group, SIGKILL what is left after `grace` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline and _group_alive(pgid):
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while _group_alive(pgid) and time.time() < deadline + 5:
+            time.sleep(0.1)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -1,13 +1,15 @@
 """Ensemble page: pick checkpoints, a method and TTA; score on validation; predict eval; download the CSV."""
-import time
 from pathlib import Path
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 import ui
 from maskcls.devices import resolve_device
-from maskcls.ensemble import METHODS, Member, class_distribution, predict_submission, score_members
+from maskcls.ensemble import METHOD_HELP, METHODS, Member, class_distribution, score_members
+from maskcls.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, new_name,
+                                 predict_now, read_submission, submit_prediction, suggest_background)
 from maskcls.rundir import CheckpointError, list_runs
 
 st.title("Ensemble")
@@ -20,10 +22,10 @@ index = ui.current_index()
 if index is None:
     st.stop()
 
-picked = st.multiselect("Members (run:checkpoint)", options, default=options[:1], key="ens_members")
+picked = st.multiselect("Members (run:checkpoint)", options, default=options[:1], key="ens_members",
+                        help="Any checkpoints of any runs; for a soup, pick several epochs of one run")
 c = st.columns(4)
-method = c[0].selectbox("Method", METHODS, key="ens_method",
-                        help="soft: mean of probabilities · hard: majority vote · soup: average the weights (one architecture)")
+method = c[0].selectbox("Method", METHODS, key="ens_method", help=" · ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))
 tta = c[1].checkbox("Flip TTA", value=True, key="ens_tta")
 tuned = c[2].checkbox("Use tuned class biases", key="ens_tuned", help="Biases fitted on the Evaluate page")
 device = c[3].selectbox("Device", ["auto", "cpu", "cuda"], key="ens_device")
@@ -51,25 +53,84 @@ if "ens_table" in st.session_state:
 if index.eval is None:
     st.warning("This data root has no eval/info.csv: nothing to predict.")
     st.stop()
+st.subheader("Predict the eval set")
+long = suggest_background(len(index.eval), len(members), tta, dev.type)
+background = st.checkbox("Run as a background job", value=long, key=f"ens_background_{long}",
+                         help="It keeps running if you leave the page; suggested for long predictions")
 if st.button("Predict the eval set", type="primary", key="ens_predict"):
-    bar = st.progress(0.0, text="Predicting…")
-    out = Path(runs_root) / "submissions" / f"submission-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    request = PredictRequest(str(index.root), picked, method, tta, tuned, device, cache_dir)
+    name = new_name(runs_root)
     try:
-        r = predict_submission(index.root, runs_root, members, method, out, dev, tta, tuned, cache_dir,
-                               progress=lambda d, n: bar.progress(d / n, text=f"member {d}/{n}"))
-        st.session_state["ens_result"] = {"csv": r["csv"].read_text(), "path": str(r["csv"]), "rows": r["rows"],
-                                          "score": r["score"], "dist": class_distribution(index.train["label"], r["probs"])}
-        bar.progress(1.0, text="Done")
-    except (ValueError, CheckpointError, OSError) as e:
-        bar.empty()
-        st.error(f"Prediction failed: {e}")
-result = st.session_state.get("ens_result")
-if result:
-    st.success(f"{result['rows']} rows written to {result['path']}")
-    if result["score"]:
-        st.metric("Demo eval macro F1 (hidden labels)", f"{result['score']['macro_f1']:.4f}")
-    st.download_button("Download submission CSV", result["csv"], file_name="submission.csv", mime="text/csv",
-                       key="ens_download", icon=":material/download:")
-    dist = result["dist"].reset_index(names="class").melt(id_vars="class", var_name="set", value_name="share %")
+        if background:
+            submit_prediction(request, runs_root, name)
+            st.toast(f"{name} started in the background")
+        else:
+            bar = st.progress(0.0, text="Predicting…")
+            status = predict_now(request, runs_root, name,
+                                 progress=lambda f, text: bar.progress(min(1.0, f), text=text))
+            bar.empty()
+            if status["state"] != "done":
+                st.error(f"Prediction failed: {status.get('error')}")
+        st.session_state["ens_selected"] = name
+    except ValueError as e:
+        st.error(f"Not started: {e}")
+
+
+def show_result(info: dict) -> None:
+    """A finished prediction: score, timing, download button, class distribution."""
+    job = PredictionDir(runs_root, info["name"])
+    try:
+        sub = read_submission(job)
+    except (ValueError, OSError) as e:
+        st.error(str(e))
+        return
+    st.success(f"{info.get('rows', len(sub))} rows written to {job.csv_path}"
+               + (f" in {info['seconds']['total']:.1f} s" if info.get("seconds") else ""))
+    if info.get("chosen"):
+        st.info(f"Greedy soup kept {len(info['chosen'])} checkpoint(s): {', '.join(info['chosen'])} "
+                f"(validation macro F1 {info['greedy_val_f1']:.4f})")
+        st.dataframe(pd.DataFrame(info.get("greedy_steps") or []), hide_index=True, key="ens_greedy_steps")
+    for n in info.get("notes") or []:
+        st.warning(n)
+    if info.get("score"):
+        st.metric("Demo eval macro F1 (hidden labels)", f"{info['score']['macro_f1']:.4f}")
+    st.download_button("Download submission CSV", job.csv_path.read_text(), file_name="submission.csv",
+                       mime="text/csv", key="ens_download", icon=":material/download:")
+    dist = class_distribution(index.train["label"], sub["ans"].to_numpy())
+    dist = dist.reset_index(names="class").melt(id_vars="class", var_name="set", value_name="share %")
     st.plotly_chart(px.bar(dist, x="class", y="share %", color="set", barmode="group", height=320,
-                           title="Predicted class distribution vs training"), width="stretch")
+                           title="Predicted class distribution vs training"), width="stretch", key="ens_dist")
+
+
+def predictions_panel(polling: bool) -> None:
+    """Polls while a prediction runs; one full rerun when the last one ends stops the polling."""
+    infos = list_predictions(runs_root)
+    if not infos:
+        return
+    if polling and not any(i.get("state") in ("queued", "running") for i in infos):
+        st.rerun()
+    table = pd.DataFrame([{"name": i["name"], "state": i.get("state"), "progress": i.get("progress", 0.0),
+                           "stage": i.get("stage", ""), "error": i.get("error") or ""} for i in infos])
+    st.dataframe(table, hide_index=True, width="stretch", key="ens_jobs",
+                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1)})
+    names = [i["name"] for i in infos]
+    current = st.session_state.get("ens_selected")
+    pick = st.selectbox("Prediction", names, index=names.index(current) if current in names else 0, key="ens_pick")
+    st.session_state["ens_selected"] = pick
+    info = next(i for i in infos if i["name"] == pick)
+    if info.get("state") in ("queued", "running"):
+        st.progress(min(1.0, info.get("progress", 0.0)), text=f"{pick}: {info.get('stage', '')}")
+        if not info.get("in_process") and st.button(f"Cancel {pick}", key="ens_cancel"):
+            try:
+                st.toast(f"{pick}: {cancel_prediction(runs_root, pick)['state']}")
+            except ValueError as e:
+                st.error(str(e))
+    elif info.get("state") == "done":
+        show_result(info)
+    else:
+        st.error(f"{pick} {info.get('state')}: {info.get('error', '')}")
+
+
+running = any(i.get("state") in ("queued", "running") for i in list_predictions(runs_root))
+st.subheader("Predictions")
+st.fragment(run_every=2.0 if running else None)(predictions_panel)(running)

@@ -142,3 +142,57 @@ def test_ensemble_page_downloads_the_csv(trained_run, studio_demo, monkeypatch):
     sub = pd.read_csv(io.StringIO(data), dtype={"ImageID": str})
     info = pd.read_csv(studio_demo / "eval/info.csv", dtype={"ImageID": str})
     assert sub["ImageID"].tolist() == info["ImageID"].tolist() and sub["ans"].between(0, 17).all()
+
+
+def copy_run(trained_run, root):
+    """The trained fixture run copied into `root`, so tests can add members beside it."""
+    import shutil
+    runs, name, _ = trained_run
+    shutil.copytree(runs / name, root / name)
+    return name
+
+
+def test_greedy_soup_keeps_checkpoints_that_do_not_hurt(trained_run, tmp_path):
+    from maskcls.ensemble import greedy_members
+    name = copy_run(trained_run, tmp_path)
+    cfg = RunConfig.from_dict(RunDir(tmp_path, name).read_config())
+    torch.manual_seed(5)
+    noise = RunDir(tmp_path, "noise")
+    noise.path.mkdir()
+    write_text(noise.config_path, cfg.to_json())
+    net, _ = create_model(cfg.model, pretrained=False, head=cfg.head)
+    save_checkpoint(noise.best_path, {"model": net.state_dict(), "config": cfg.to_dict(), "classes": class_names(),
+                                      "epoch": 1})
+    candidates = [Member("noise"), Member(name, "epoch_005.pt"), Member(name, "best.pt")]
+    chosen, best, steps, notes = greedy_members(tmp_path, candidates, torch.device("cpu"), tmp_path / "c")
+    assert notes == []
+    assert list(steps.columns) == ["checkpoint", "alone_f1", "soup_f1", "kept"] and len(steps) == 3
+    # best-first: the first step is the strongest single checkpoint, and it is kept
+    assert steps["alone_f1"].iloc[0] == steps["alone_f1"].max() and steps["kept"].iloc[0]
+    noise_row = steps[steps["checkpoint"] == "noise:best.pt"].iloc[0]
+    assert not noise_row["kept"] and noise_row["soup_f1"] < best
+    assert "noise:best.pt" not in [m.label for m in chosen]
+    assert best >= steps["alone_f1"].max() - 1e-12
+    kept = steps[steps["kept"]]
+    assert [m.label for m in chosen] == kept["checkpoint"].tolist()
+
+
+def test_greedy_soup_refuses_mixed_architectures_before_scoring(tmp_path, eval_data):
+    from maskcls.ensemble import greedy_soup
+    a = make_member(tmp_path, "a", "resnet10t", (64, 48))
+    b = make_member(tmp_path, "b", "test_resnet", (64, 48))
+    with pytest.raises(ValueError, match="different architectures"):
+        greedy_soup(tmp_path, [a, b], eval_data, np.zeros(len(eval_data)), torch.device("cpu"), tmp_path / "c")
+
+
+def test_predict_cli_greedy_soup_prints_its_choice(trained_run, studio_demo, tmp_path, capsys):
+    name = copy_run(trained_run, tmp_path)
+    out = tmp_path / "sub.csv"
+    assert main(["predict", "--data", str(studio_demo), "--runs-root", str(tmp_path), "--members",
+                 f"{name}:epoch_004.pt", f"{name}:epoch_005.pt", f"{name}:best.pt", "--method", "greedy-soup",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "greedy soup:" in text and "checkpoints kept" in text and "decoding" in text
+    sub = pd.read_csv(out, dtype={"ImageID": str})
+    info = pd.read_csv(studio_demo / "eval/info.csv", dtype={"ImageID": str})
+    assert sub["ImageID"].tolist() == info["ImageID"].tolist()

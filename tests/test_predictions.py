@@ -1,0 +1,110 @@
+"""Eval-set predictions as background jobs: submit, progress, result, cancel, the page's background path."""
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import app_test
+from maskcls.config import RunConfig
+from maskcls.fileio import write_text
+from maskcls.labels import class_names
+from maskcls.models import create_model
+from maskcls.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, predict_now,
+                                 read_submission, submit_prediction, suggest_background)
+from maskcls.rundir import RunDir, save_checkpoint
+
+
+def member(root, name, data_root, size=(64, 48), seed=0):
+    torch.manual_seed(seed)
+    cfg = RunConfig(model="resnet10t", pretrained=False, image_size=list(size), data_root=str(data_root))
+    run = RunDir(root, name)
+    run.path.mkdir(parents=True)
+    write_text(run.config_path, cfg.to_json())
+    net, _ = create_model(cfg.model)
+    save_checkpoint(run.best_path, {"model": net.state_dict(), "config": cfg.to_dict(), "classes": class_names(),
+                                    "epoch": 1})
+    return name
+
+
+def wait_for(job: PredictionDir, states=("done", "failed", "cancelled"), timeout=120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = job.state()
+        if info.get("state") in states:
+            return info
+        time.sleep(0.2)
+    raise AssertionError(f"{job.name} still {job.state()} after {timeout}s; log: {job.log_path.read_text()}")
+
+
+def test_background_prediction_writes_the_submission(demo_root, tmp_path):
+    names = [member(tmp_path, f"m{i}", demo_root, seed=i) for i in range(2)]
+    req = PredictRequest(str(demo_root), names, "soft", tta=True, device="cpu", cache_dir=str(tmp_path / "cache"))
+    job = submit_prediction(req, tmp_path, "bg")
+    assert job.state()["state"] in ("queued", "running", "done")
+    info = wait_for(job)
+    assert info["state"] == "done", job.log_path.read_text()
+    assert info["progress"] == 1.0 and info["rows"] == len(pd.read_csv(demo_root / "eval/info.csv")) and info["score"] is not None
+    assert set(info["seconds"]) == {"total", "decode", "models"}
+    sub = read_submission(job)
+    ref = pd.read_csv(demo_root / "eval/info.csv", dtype={"ImageID": str})
+    assert sub["ImageID"].tolist() == ref["ImageID"].tolist() and sub["ans"].between(0, 17).all()
+    assert (job.path / "submission.probs.csv").exists()
+    assert [p["name"] for p in list_predictions(tmp_path)] == ["bg"]
+    with pytest.raises(ValueError, match="already exists"):
+        submit_prediction(req, tmp_path, "bg")
+
+
+def test_background_prediction_can_be_cancelled(demo_root, tmp_path):
+    names = [member(tmp_path, f"m{i}", demo_root, size=(128, 96), seed=i) for i in range(12)]
+    req = PredictRequest(str(demo_root), names, "soft", tta=True, device="cpu", cache_dir=str(tmp_path / "cache"))
+    job = submit_prediction(req, tmp_path, "long")
+    deadline = time.time() + 60
+    while job.state().get("stage", "starting") in ("starting",) and time.time() < deadline:
+        time.sleep(0.1)
+    info = cancel_prediction(tmp_path, "long")
+    assert info["state"] == "cancelled", job.log_path.read_text()
+    assert not job.csv_path.exists()
+    with pytest.raises(ValueError, match="not queued or running"):
+        cancel_prediction(tmp_path, "long")
+
+
+def test_failed_prediction_says_why(demo_root, tmp_path):
+    req = PredictRequest(str(demo_root), ["no-such-run"], "soft", device="cpu")
+    status = predict_now(req, tmp_path, "bad")
+    assert status["state"] == "failed" and "no run named 'no-such-run'" in status["error"]
+    with pytest.raises(ValueError, match="no submission.csv yet"):
+        read_submission(PredictionDir(tmp_path, "bad"))
+
+
+def test_request_is_checked_and_names_stay_inside(tmp_path):
+    with pytest.raises(ValueError, match="method: expected one of"):
+        PredictRequest("/data", ["a"], "median").validate()
+    with pytest.raises(ValueError, match="at least one"):
+        PredictRequest("/data", [], "soft").validate()
+    with pytest.raises(ValueError, match="invalid prediction name"):
+        PredictionDir(tmp_path, "../escape")
+    assert PredictRequest.from_dict(PredictRequest("/d", ["a:best.pt:2"], "hard", True).__dict__).tta is True
+
+
+def test_background_is_suggested_for_long_predictions():
+    assert not suggest_background(700, 2, True, "cpu")  # the demo: seconds
+    assert suggest_background(12_600, 1, True, "cpu")  # the real eval set on a CPU
+    assert not suggest_background(12_600, 5, True, "cuda")
+    assert suggest_background(12_600, 20, True, "cuda")
+
+
+def test_ensemble_page_runs_a_background_prediction(trained_run, studio_demo):
+    runs, name, _ = trained_run
+    at = app_test("pages/ensemble.py", runs_root=str(runs))
+    box = next(c for c in at.checkbox if c.label == "Run as a background job")
+    assert box.value is False  # 700 demo images: short, runs in the page by default
+    box.check().run()
+    next(b for b in at.button if b.label == "Predict the eval set").click().run()
+    assert not at.exception and not at.error
+    picked = at.session_state["ens_selected"]
+    info = wait_for(PredictionDir(runs, picked))
+    assert info["state"] == "done", PredictionDir(runs, picked).log_path.read_text()
+    at.run()
+    assert not at.exception
+    assert any(b.label == "Download submission CSV" for b in at.get("download_button")), "no download button"
