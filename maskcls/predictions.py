@@ -151,9 +151,11 @@ def list_predictions(runs_root: str | os.PathLike) -> list[dict]:
     for p in folder.iterdir():
         if p.is_dir() and (p / "status.json").exists():
             try:
-                out.append(PredictionDir(runs_root, p.name).state())
-            except ValueError:
-                continue
+                job = PredictionDir(runs_root, p.name)
+                req = job.read_request()
+                out.append({**job.state(), "members": req.members, "method": req.method, "tta": req.tta})
+            except (ValueError, OSError, TypeError):
+                continue  # not a prediction folder (or a damaged one): never breaks the listing
     return sorted(out, key=lambda s: -(s.get("submitted") or 0))
 
 

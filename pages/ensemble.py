@@ -110,9 +110,13 @@ def predictions_panel(polling: bool) -> None:
     if polling and not any(i.get("state") in ("queued", "running") for i in infos):
         st.rerun()
     table = pd.DataFrame([{"name": i["name"], "state": i.get("state"), "progress": i.get("progress", 0.0),
-                           "stage": i.get("stage", ""), "error": i.get("error") or ""} for i in infos])
+                           "stage": i.get("stage", ""), "method": i["method"] + (" + flip" if i["tta"] else ""),
+                           "members": ", ".join(i["members"]),
+                           "demo F1": (i.get("score") or {}).get("macro_f1"), "error": i.get("error") or ""}
+                          for i in infos])
     st.dataframe(table, hide_index=True, width="stretch", key="ens_jobs",
-                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1)})
+                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+                                "demo F1": st.column_config.NumberColumn(format="%.4f")})
     names = [i["name"] for i in infos]
     current = st.session_state.get("ens_selected")
     pick = st.selectbox("Prediction", names, index=names.index(current) if current in names else 0, key="ens_pick")
