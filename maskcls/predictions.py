@@ -17,9 +17,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .fileio import check_name, inside, write_json, write_text
+from .fileio import check_name, inside, write_text
 from .jobs import _proc_start, is_alive, spawn_detached, terminate_group
-from .rundir import now
+from .rundir import StatusFile, now
 
 FOLDER = "submissions"
 
@@ -63,7 +63,7 @@ class PredictRequest:
         return cls(**d).validate()
 
 
-class PredictionDir:
+class PredictionDir(StatusFile):
     def __init__(self, runs_root: str | os.PathLike, name: str):
         self.name = check_name(name, "prediction name")
         self.root = Path(runs_root)
@@ -76,17 +76,6 @@ class PredictionDir:
 
     def read_request(self) -> PredictRequest:
         return PredictRequest.from_dict(json.loads(self.request_path.read_text()))
-
-    def read_status(self) -> dict:
-        try:
-            return json.loads(self.status_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def write_status(self, **fields) -> dict:
-        status = {**self.read_status(), **fields, "updated": now()}
-        write_json(self.status_path, status)
-        return status
 
     def log(self, text: str) -> None:
         with open(self.log_path, "a", encoding="utf-8") as f:

@@ -29,7 +29,24 @@ def now() -> float:
     return round(time.time(), 3)
 
 
-class RunDir:
+class StatusFile:
+    """A folder's status.json (`status_path`): read whole, updated by merging fields, written atomically."""
+
+    status_path: Path
+
+    def read_status(self) -> dict:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def write_status(self, **fields) -> dict:
+        status = {**self.read_status(), **fields, "updated": now()}
+        write_json(self.status_path, status)
+        return status
+
+
+class RunDir(StatusFile):
     def __init__(self, runs_root: str | os.PathLike, name: str):
         self.name = check_name(name)
         self.root = Path(runs_root)
@@ -50,18 +67,7 @@ class RunDir:
     def exists(self) -> bool:
         return self.path.is_dir()
 
-    # status and metrics
-    def read_status(self) -> dict:
-        try:
-            return json.loads(self.status_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def write_status(self, **fields) -> dict:
-        status = {**self.read_status(), **fields, "updated": now()}
-        write_json(self.status_path, status)
-        return status
-
+    # metrics
     def read_metrics(self) -> list[dict]:
         rows = []
         try:
