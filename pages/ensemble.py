@@ -36,12 +36,14 @@ dev = resolve_device(device)
 cache_dir = str(Path(index.root) / ".maskcls-cache")
 
 if st.button("Score on validation", key="ens_score"):
+    bar = st.progress(0.0, text="Scoring every member and the ensemble on the shared validation split…")
     try:
-        with st.spinner("Scoring every member and the ensemble on the shared validation split…"):
-            table, notes, _ = score_members(runs_root, members, method, dev, cache_dir, tta)
+        table, notes, _ = score_members(runs_root, members, method, dev, cache_dir, tta,
+                                        progress=lambda f, text: bar.progress(min(1.0, f), text=text))
         st.session_state["ens_table"] = (table, notes)
-    except (ValueError, CheckpointError) as e:
+    except (ValueError, CheckpointError, OSError) as e:
         st.error(str(e))
+    bar.empty()
 if "ens_table" in st.session_state:
     table, notes = st.session_state["ens_table"]
     st.dataframe(table, hide_index=True, width="stretch",

@@ -196,3 +196,17 @@ def test_predict_cli_greedy_soup_prints_its_choice(trained_run, studio_demo, tmp
     sub = pd.read_csv(out, dtype={"ImageID": str})
     info = pd.read_csv(studio_demo / "eval/info.csv", dtype={"ImageID": str})
     assert sub["ImageID"].tolist() == info["ImageID"].tolist()
+
+
+def test_ensemble_page_scores_members_on_validation(trained_run):
+    runs, name, _ = trained_run
+    at = app_test("pages/ensemble.py", runs_root=str(runs))
+    at.multiselect(key="ens_members").set_value([f"{name}:epoch_005.pt", f"{name}:best.pt"]).run()
+    at.selectbox(key="ens_method").set_value("greedy-soup").run()
+    next(b for b in at.button if b.label == "Score on validation").click().run(timeout=120)
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert table["member"].tolist()[:2] == [f"{name}:epoch_005.pt", f"{name}:best.pt"]
+    assert table["member"].iloc[-1].startswith("ensemble (greedy-soup of ")
+    assert table["macro_f1"].between(0, 1).all()
+    assert any("optimistic" in w.value for w in at.warning)
