@@ -8,6 +8,7 @@ import torch
 from conftest import app_test
 from maskcls.config import RunConfig
 from maskcls.fileio import write_text
+from maskcls.jobs import is_alive
 from maskcls.labels import class_names
 from maskcls.models import create_model
 from maskcls.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, predict_now,
@@ -28,10 +29,14 @@ def member(root, name, data_root, size=(64, 48), seed=0):
 
 
 def wait_for(job: PredictionDir, states=("done", "failed", "cancelled"), timeout=120) -> dict:
-    deadline = time.time() + timeout
+    """The final state, once the job's process has exited too (so it cannot slow the next test)."""
+    deadline, pid = time.time() + timeout, None
     while time.time() < deadline:
         info = job.state()
+        pid = info.get("pid") or pid
         if info.get("state") in states:
+            while pid and is_alive(pid) and time.time() < deadline:
+                time.sleep(0.1)
             return info
         time.sleep(0.2)
     raise AssertionError(f"{job.name} still {job.state()} after {timeout}s; log: {job.log_path.read_text()}")
