@@ -202,7 +202,7 @@ def _ok(value, hint) -> bool:
 
 PRESETS = {
     # trains on the embedded demo data on a 2-core CPU in a few minutes
-    "demo-cpu": dict(model="resnet10t", pretrained=False, image_size=[128, 96], epochs=10, batch_size=32, lr=3e-3,
+    "demo-cpu": dict(model="resnet10t", pretrained=False, image_size=[128, 96], epochs=8, batch_size=32, lr=3e-3,
                      augment="baseline", loss="ce", sampler="none", scheduler="cosine", warmup_epochs=0.5),
     # the seed team's GPU recipe, with the winning team's tweaks available as --set
     "gpu-effnet": dict(model="efficientnet_b0", pretrained=True, image_size=[224, 224], epochs=15, batch_size=64,
