@@ -45,7 +45,7 @@ class JobInfo:
 
 
 # -- process liveness --------------------------------------------------------------------------------------
-def _proc_start(pid: int) -> int | None:
+def proc_start(pid: int) -> int | None:
     """Kernel start time of `pid` (clock ticks since boot), None if no such live process (zombies count as dead)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -61,7 +61,7 @@ def is_alive(pid: int | None, start: int | None = None) -> bool:
     """True if `pid` runs and (when `start` is known) is the same process, not a recycled pid."""
     if not pid:
         return False
-    s = _proc_start(int(pid))
+    s = proc_start(int(pid))
     return s is not None and (start is None or s == start)
 
 
@@ -146,7 +146,7 @@ def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int =
     args = [sys.executable, "-m", "maskcls", "train", "--job", run.name, "--runs-root", str(Path(runs_root).resolve()),
             "--queue", "--slots", str(slots)]
     pid = spawn_detached(args, run.log_path, env)
-    run.write_status(pid=pid, pid_start=_proc_start(pid), pgid=pid)
+    run.write_status(pid=pid, pid_start=proc_start(pid), pgid=pid)
     return run
 
 
@@ -228,7 +228,7 @@ def run_job(runs_root: str | os.PathLike, name: str, slots: int = 1) -> dict:
     run = RunDir(runs_root, name)
     cfg = RunConfig.from_dict(run.read_config())
     device = run.read_status().get("device") or device_of(cfg)
-    run.write_status(pid=os.getpid(), pid_start=_proc_start(os.getpid()), pgid=os.getpgid(0))
+    run.write_status(pid=os.getpid(), pid_start=proc_start(os.getpid()), pgid=os.getpgid(0))
 
     def on_term(signum, frame):
         raise Cancelled("cancelled while queued")

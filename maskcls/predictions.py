@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .fileio import check_name, inside, write_text
-from .jobs import _proc_start, is_alive, spawn_detached, terminate_group
+from .jobs import proc_start, is_alive, spawn_detached, terminate_group
 from .rundir import StatusFile, now
 
 FOLDER = "submissions"
@@ -120,14 +120,14 @@ def submit_prediction(request: PredictRequest, runs_root: str | os.PathLike, nam
     args = [sys.executable, "-m", "maskcls", "predict", "--job", job.name,
             "--runs-root", str(Path(runs_root).resolve())]
     pid = spawn_detached(args, job.log_path)
-    job.write_status(pid=pid, pid_start=_proc_start(pid), pgid=pid)
+    job.write_status(pid=pid, pid_start=proc_start(pid), pgid=pid)
     return job
 
 
 def predict_now(request: PredictRequest, runs_root: str | os.PathLike, name: str, progress=None) -> dict:
     """Predict in this process (short jobs), leaving the same folder a background job leaves."""
     job = create_prediction(request, runs_root, name)
-    job.write_status(pid=os.getpid(), pid_start=_proc_start(os.getpid()), in_process=True)
+    job.write_status(pid=os.getpid(), pid_start=proc_start(os.getpid()), in_process=True)
     return execute(job, progress)
 
 
@@ -169,7 +169,7 @@ def run_prediction(runs_root: str | os.PathLike, name: str) -> dict:
     def on_term(signum, frame):
         raise PredictionCancelled()
     signal.signal(signal.SIGTERM, on_term)
-    job.write_status(pid=os.getpid(), pid_start=_proc_start(os.getpid()), pgid=os.getpgid(0))
+    job.write_status(pid=os.getpid(), pid_start=proc_start(os.getpid()), pgid=os.getpgid(0))
     return execute(job)
 
 
@@ -187,7 +187,7 @@ def execute(job: PredictionDir, progress=None) -> dict:
             progress(fraction, text)
         if time.monotonic() - last[0] > 0.5 or fraction >= 1.0:  # status writes are cheap, not free
             last[0] = time.monotonic()
-            job.write_status(progress=round(float(fraction), 4), stage=text)
+            job.write_status(state="running", progress=round(float(fraction), 4), stage=text)
     job.log(f"predicting {req.data_root} with {req.method} over {', '.join(req.members)}"
             f"{' + flip TTA' if req.tta else ''}")
     try:
@@ -199,6 +199,9 @@ def execute(job: PredictionDir, progress=None) -> dict:
     except (ValueError, CheckpointError, OSError, RuntimeError) as e:
         job.log(f"failed: {e}")
         return job.write_status(state="failed", ended=now(), error=str(e), pid=None)
+    except BaseException as e:  # a Streamlit rerun or stop, Ctrl-C: never leave it "running"
+        job.write_status(state="failed", ended=now(), error=f"interrupted ({type(e).__name__})", pid=None)
+        raise
     summary = {"rows": r["rows"], "score": r["score"], "seconds": r["seconds"], "chosen": r.get("chosen"),
                "greedy_val_f1": r.get("greedy_val_f1"), "notes": r.get("notes", []),
                "greedy_steps": r["greedy_steps"].to_dict("records") if "greedy_steps" in r else None}

@@ -103,8 +103,8 @@ def run_training(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict:
     dist = _init_dist()
     if dist.main:
         run.path.mkdir(parents=True, exist_ok=True)
-        from .jobs import _proc_start
-        run.write_status(state="running", pid=os.getpid(), pid_start=_proc_start(os.getpid()), pgid=os.getpgid(0),
+        from .jobs import proc_start
+        run.write_status(state="running", pid=os.getpid(), pid_start=proc_start(os.getpid()), pgid=os.getpgid(0),
                          started=run.read_status().get("started") or now(), error=None,
                          epoch=run.read_status().get("epoch", 0), epochs=cfg.epochs)
     try:

@@ -113,3 +113,21 @@ def test_ensemble_page_runs_a_background_prediction(trained_run, studio_demo):
     at.run()
     assert not at.exception
     assert any(b.label == "Download submission CSV" for b in at.get("download_button")), "no download button"
+
+
+def test_an_interrupted_in_page_prediction_is_not_left_running(demo_root, tmp_path, monkeypatch):
+    import maskcls.ensemble as ensemble
+
+    class Rerun(BaseException):
+        """What Streamlit raises inside a script when the user interacts mid-run."""
+
+    def interrupted(*args, **kwargs):
+        raise Rerun()
+    monkeypatch.setattr(ensemble, "predict_submission", interrupted)
+    name = member(tmp_path, "m0", demo_root)
+    with pytest.raises(Rerun):
+        predict_now(PredictRequest(str(demo_root), [name], device="cpu"), tmp_path, "cut")
+    info = PredictionDir(tmp_path, "cut").state()
+    assert info["state"] == "failed" and "interrupted" in info["error"]
+    with pytest.raises(ValueError, match="not queued or running"):
+        cancel_prediction(tmp_path, "cut")
