@@ -131,3 +131,20 @@ def test_an_interrupted_in_page_prediction_is_not_left_running(demo_root, tmp_pa
     assert info["state"] == "failed" and "interrupted" in info["error"]
     with pytest.raises(ValueError, match="not queued or running"):
         cancel_prediction(tmp_path, "cut")
+
+
+def test_cli_background_prediction_and_listing(demo_root, tmp_path, capsys):
+    import json
+
+    from maskcls.cli import main
+    name = member(tmp_path, "m0", demo_root)
+    assert main(["predict", "--data", str(demo_root), "--members", name, "--device", "cpu", "--tta", "flip",
+                 "--runs-root", str(tmp_path), "--background", "from-cli"]) == 0
+    assert "from-cli: started" in capsys.readouterr().out
+    info = wait_for(PredictionDir(tmp_path, "from-cli"))
+    assert info["state"] == "done", PredictionDir(tmp_path, "from-cli").log_path.read_text()
+    assert main(["predictions", "--json", "--runs-root", str(tmp_path)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["state"], r["method"], r["tta"]) for r in rows] == [("from-cli", "done", "soft", True)]
+    assert main(["predictions", "--cancel", "from-cli", "--runs-root", str(tmp_path)]) == 2  # done: a clear refusal
+    assert "not queued or running" in capsys.readouterr().err
