@@ -125,7 +125,7 @@ def cmd_train(args) -> int:
         from .trainer import run_training
         run = RunDir(runs_root, args.job)
         status = run_training(RunConfig.from_dict(run.read_config()), run,
-                              resume=run.latest_good_checkpoint() is not None)
+                              resume=True)  # from the newest good checkpoint, if any
     elif args.resume:
         from .config import RunConfig
         status = train_from_config(RunConfig(), runs_root, args.resume, resume=True)

@@ -56,6 +56,14 @@ def load_member(runs_root, member: Member) -> tuple[dict, RunConfig]:
     return ckpt, RunConfig.from_dict(ckpt["config"])
 
 
+def member_config(runs_root, member: Member) -> RunConfig:
+    """A member's run config from its config.json: no checkpoint is read when only the config is needed."""
+    run = RunDir(runs_root, member.run)
+    if not run.config_path.exists():
+        raise ValueError(f"no run named {member.run!r} in {runs_root}")
+    return RunConfig.from_dict(run.read_config())
+
+
 def build_model(ckpt: dict, cfg: RunConfig, source: str = "checkpoint") -> torch.nn.Module:
     """The checkpoint's own architecture with its weights; a mismatch is explained, not dumped."""
     model, _ = create_model(cfg.model, pretrained=False, head=cfg.head)
@@ -212,31 +220,41 @@ def ensemble_probabilities(runs_root, members: list[Member], method: str, paths:
 
 
 def greedy_soup(runs_root, candidates: list[Member], paths: list[str] | EvalInputs, labels: np.ndarray, device, cache_dir,
-                tta: bool = False, progress=None) -> tuple[list[Member], float, pd.DataFrame]:
+                tta: bool = False, progress=None, alone_probs: list[np.ndarray] | None = None
+                ) -> tuple[list[Member], float, pd.DataFrame]:
     """Add checkpoints best-first; keep one only if validation macro F1 does not drop.
 
-    Returns the kept members, the soup's macro F1 and one row per candidate saying what happened to it.
+    Each checkpoint is read once. `alone_probs` (each candidate's own validation probabilities, when the
+    caller has them) saves scoring the candidates one by one again. Returns the kept members, the soup's
+    macro F1 and one row per candidate saying what happened to it.
     """
     if not candidates:
         raise ValueError("a greedy soup needs at least one candidate checkpoint")
-    check_one_architecture([load_member(runs_root, m)[1] for m in candidates], [m.label for m in candidates])
+    loaded = {m.label: load_member(runs_root, m) for m in candidates}
+    check_one_architecture([loaded[m.label][1] for m in candidates], [m.label for m in candidates])
     labels = np.asarray(labels)
     inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
+
+    def soup_f1(members: list[Member]) -> float:
+        cfgs = [loaded[m.label][1] for m in members]
+        state = soup_state([loaded[m.label][0]["model"] for m in members], [m.label for m in members], cfgs,
+                           [m.weight for m in members])
+        p = predict_paths(build_model({"model": state}, cfgs[0], "soup"), cfgs[0], inputs, tta)
+        return float(macro_f1(labels, p.argmax(1)))
     total = 2 * len(candidates) - 1
     alone = {}
     for i, m in enumerate(candidates):
-        p = ensemble_probabilities(runs_root, [m], "soup", inputs, device, cache_dir, tta)
-        alone[m.label] = macro_f1(labels, p.argmax(1))
+        alone[m.label] = (float(macro_f1(labels, alone_probs[i].argmax(1))) if alone_probs is not None
+                          else soup_f1([m]))
         if progress:
             progress((i + 1) / total, f"scored {m.label} alone")
     ranked = sorted(candidates, key=lambda m: -alone[m.label])
     chosen, best = [ranked[0]], alone[ranked[0].label]
-    steps = [{"checkpoint": ranked[0].label, "alone_f1": float(best), "soup_f1": float(best), "kept": True}]
+    steps = [{"checkpoint": ranked[0].label, "alone_f1": best, "soup_f1": best, "kept": True}]
     for j, m in enumerate(ranked[1:]):
-        p = ensemble_probabilities(runs_root, chosen + [m], "soup", inputs, device, cache_dir, tta)
-        f1 = macro_f1(labels, p.argmax(1))
-        kept = bool(f1 >= best)
-        steps.append({"checkpoint": m.label, "alone_f1": float(alone[m.label]), "soup_f1": float(f1), "kept": kept})
+        f1 = soup_f1(chosen + [m])
+        kept = f1 >= best
+        steps.append({"checkpoint": m.label, "alone_f1": alone[m.label], "soup_f1": f1, "kept": kept})
         if kept:
             chosen, best = chosen + [m], f1
         if progress:
@@ -293,7 +311,7 @@ SPLIT_KEYS = ("data_root", "val_ratio", "split_seed", "fold", "n_folds", "correc
 def shared_validation(runs_root, members: list[Member]) -> tuple[pd.DataFrame, list[str]]:
     """The validation rows of the first member's split, and a note for each member trained on another split."""
     from .trainer import prepare_split
-    cfgs = [load_member(runs_root, m)[1] for m in members]
+    cfgs = [member_config(runs_root, m) for m in members]
     ref = {k: getattr(cfgs[0], k) for k in SPLIT_KEYS}
     notes = []
     for m, c in zip(members[1:], cfgs[1:]):
@@ -316,12 +334,11 @@ def score_members(runs_root, members: list[Member], method: str, device, cache_d
     probs = member_probabilities(runs_root, members, inputs, device, cache_dir, tta, progress)
     rows = []
     for m, p in zip(members, probs):
-        cfg = load_member(runs_root, m)[1]
-        rows.append({"member": m.label, "model": cfg.model, "macro_f1": macro_f1(y, p.argmax(1)),
+        rows.append({"member": m.label, "model": member_config(runs_root, m).model, "macro_f1": macro_f1(y, p.argmax(1)),
                      "accuracy": float((p.argmax(1) == y).mean())})
     name = method
     if method == "greedy-soup":
-        chosen, _, _ = greedy_soup(runs_root, members, inputs, y, device, cache_dir, tta)
+        chosen, _, _ = greedy_soup(runs_root, members, inputs, y, device, cache_dir, tta, alone_probs=probs)
         ens = ensemble_probabilities(runs_root, chosen, "soup", inputs, device, cache_dir, tta)
         name = f"greedy-soup of {len(chosen)}/{len(members)}: {', '.join(m.label for m in chosen)}"
         notes = notes + ["the greedy soup chose its checkpoints on this validation split, so its score here is "
@@ -348,11 +365,13 @@ def predict_submission(data_root, runs_root, members: list[Member], method: str,
     cache_dir = cache_dir or Path(data_root) / ".maskcls-cache"
     result: dict = {}
     if method == "greedy-soup":
-        if progress:
-            progress(0.0, "choosing the greedy soup's checkpoints on validation")
-        chosen, best, steps, notes = greedy_members(runs_root, members, device, cache_dir, tta)
+        choose = (lambda f, text: progress(0.5 * f, f"choosing the soup on validation: {text}")) if progress else None
+        chosen, best, steps, notes = greedy_members(runs_root, members, device, cache_dir, tta, choose)
         result.update(chosen=[m.label for m in chosen], greedy_val_f1=best, greedy_steps=steps, notes=notes)
         members, method = chosen, "soup"
+        if progress:
+            outer = progress
+            progress = lambda f, text: outer(0.5 + 0.5 * f, text)  # noqa: E731  the second half: the soup itself
     inputs = EvalInputs(paths, device, cache_dir)
     probs = ensemble_probabilities(runs_root, members, method, inputs, device, cache_dir, tta, progress, tuned)
     probs_path = write_submission(out, info["image_id"].tolist(), probs)

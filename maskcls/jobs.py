@@ -245,7 +245,7 @@ def run_job(runs_root: str | os.PathLike, name: str, slots: int = 1) -> dict:
             return _run_torchrun(run, cfg)
         if device.startswith("cuda"):
             cfg.device = "cuda"  # CUDA_VISIBLE_DEVICES maps the chosen GPU to cuda:0
-        return run_training(cfg, run, resume=run.latest_good_checkpoint() is not None)
+        return run_training(cfg, run, resume=True)  # picks up the newest good checkpoint, if any
     except Cancelled:
         return run.read_status()
     finally:

@@ -108,14 +108,17 @@ class RunDir(StatusFile):
         return [n for n in ("best.pt", "last.pt") if (self.path / n).exists()] + names
 
     def latest_good_checkpoint(self) -> tuple[Path, dict] | None:
-        """The newest checkpoint that loads: last.pt, else the highest epoch_NNN.pt (a kill can leave last.pt
-        unwritten or stale)."""
+        """The newest checkpoint that loads: last.pt or the highest loadable epoch_NNN.pt, whichever is later
+        (a kill can leave last.pt unwritten or stale). Loads at most last.pt and the epoch files down to the
+        first good one."""
         found = []
-        for name in ["last.pt"] + sorted((p.name for p in self.path.glob("epoch_*.pt")), reverse=True):
-            try:
-                found.append((self.path / name, load_checkpoint(self.path / name)))
-            except CheckpointError:
-                continue
+        for group in (["last.pt"], sorted((p.name for p in self.path.glob("epoch_*.pt")), reverse=True)):
+            for name in group:
+                try:
+                    found.append((self.path / name, load_checkpoint(self.path / name)))
+                    break
+                except CheckpointError:
+                    continue
         return max(found, key=lambda t: t[1]["epoch"]) if found else None
 
     def checkpoint(self, name: str) -> Path:

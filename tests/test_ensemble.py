@@ -210,3 +210,24 @@ def test_ensemble_page_scores_members_on_validation(trained_run):
     assert table["member"].iloc[-1].startswith("ensemble (greedy-soup of ")
     assert table["macro_f1"].between(0, 1).all()
     assert any("optimistic" in w.value for w in at.warning)
+
+
+def test_members_trained_on_another_split_are_flagged(demo_root, tmp_path):
+    from maskcls.ensemble import score_members
+    for name, seed in (("s42", 42), ("s7", 7)):
+        torch.manual_seed(0)
+        cfg = RunConfig(model="resnet10t", pretrained=False, image_size=[64, 48], data_root=str(demo_root),
+                        split_seed=seed)
+        run = RunDir(tmp_path, name)
+        run.path.mkdir(parents=True)
+        write_text(run.config_path, cfg.to_json())
+        net, _ = create_model(cfg.model)
+        save_checkpoint(run.best_path, {"model": net.state_dict(), "config": cfg.to_dict(), "classes": class_names(),
+                                        "epoch": 1})
+    table, notes, ens = score_members(tmp_path, [Member("s42"), Member("s7")], "soft", torch.device("cpu"),
+                                      tmp_path / "c")
+    assert table["member"].tolist() == ["s42:best.pt", "s7:best.pt", "ensemble (soft)"]
+    assert len(notes) == 1 and notes[0].startswith("s7:best.pt was trained on another split (split_seed differ)")
+    _, same, _ = score_members(tmp_path, [Member("s42"), Member("s42", "best.pt")], "soft", torch.device("cpu"),
+                               tmp_path / "c")
+    assert same == []
