@@ -18,9 +18,10 @@ from maskcls.models import create_model
 from maskcls.rundir import RunDir, save_checkpoint
 
 
-def make_member(root, name, model="resnet10t", size=(128, 96), seed=0, state=None):
+def make_member(root, name, model="resnet10t", size=(128, 96), seed=0, state=None, **config):
+    """A run folder with one randomly initialised best.pt; `config` sets further RunConfig keys."""
     torch.manual_seed(seed)
-    cfg = RunConfig(model=model, pretrained=False, image_size=list(size))
+    cfg = RunConfig(model=model, pretrained=False, image_size=list(size), **config)
     run = RunDir(root, name)
     run.path.mkdir(parents=True, exist_ok=True)
     write_text(run.config_path, cfg.to_json())
@@ -215,15 +216,7 @@ def test_ensemble_page_scores_members_on_validation(trained_run):
 def test_members_trained_on_another_split_are_flagged(demo_root, tmp_path):
     from maskcls.ensemble import score_members
     for name, seed in (("s42", 42), ("s7", 7)):
-        torch.manual_seed(0)
-        cfg = RunConfig(model="resnet10t", pretrained=False, image_size=[64, 48], data_root=str(demo_root),
-                        split_seed=seed)
-        run = RunDir(tmp_path, name)
-        run.path.mkdir(parents=True)
-        write_text(run.config_path, cfg.to_json())
-        net, _ = create_model(cfg.model)
-        save_checkpoint(run.best_path, {"model": net.state_dict(), "config": cfg.to_dict(), "classes": class_names(),
-                                        "epoch": 1})
+        make_member(tmp_path, name, size=(64, 48), data_root=str(demo_root), split_seed=seed)
     table, notes, ens = score_members(tmp_path, [Member("s42"), Member("s7")], "soft", torch.device("cpu"),
                                       tmp_path / "c")
     assert table["member"].tolist() == ["s42:best.pt", "s7:best.pt", "ensemble (soft)"]

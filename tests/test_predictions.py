@@ -3,29 +3,16 @@ import time
 
 import pandas as pd
 import pytest
-import torch
 
 from conftest import app_test
-from maskcls.config import RunConfig
-from maskcls.fileio import write_text
+from test_ensemble import make_member
 from maskcls.jobs import is_alive
-from maskcls.labels import class_names
-from maskcls.models import create_model
 from maskcls.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, predict_now,
                                  read_submission, submit_prediction, suggest_background)
-from maskcls.rundir import RunDir, save_checkpoint
 
 
 def member(root, name, data_root, size=(64, 48), seed=0):
-    torch.manual_seed(seed)
-    cfg = RunConfig(model="resnet10t", pretrained=False, image_size=list(size), data_root=str(data_root))
-    run = RunDir(root, name)
-    run.path.mkdir(parents=True)
-    write_text(run.config_path, cfg.to_json())
-    net, _ = create_model(cfg.model)
-    save_checkpoint(run.best_path, {"model": net.state_dict(), "config": cfg.to_dict(), "classes": class_names(),
-                                    "epoch": 1})
-    return name
+    return make_member(root, name, size=size, seed=seed, data_root=str(data_root)).run
 
 
 def wait_for(job: PredictionDir, states=("done", "failed", "cancelled"), timeout=120) -> dict:
