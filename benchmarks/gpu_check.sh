@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU figure of the project in one run (see docs/performance.md). Usage, from the repo root:
-#   bash benchmarks/gpu_check.sh REFERENCE_DIR OUT_DIR
-# REFERENCE_DIR holds train_image_paths.txt and eval_image_ids.txt (../shared/reference in this project).
+#   bash benchmarks/gpu_check.sh OUT_DIR
+# The real listing (18,900 training paths, 12,600 eval ids) comes from maskcls/reference/.
 set -u
-REF=${1:?reference dir}; OUT=${2:?out dir}
+OUT=${1:?out dir}
 export PYTHONPATH=. HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 D=/tmp/maskcls-full; R=/tmp/maskcls-runs
 mkdir -p "$OUT"
@@ -11,7 +11,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch, torchvision, timm; print('torch', torch.__version__, 'tv', torchvision.__version__, 'timm', timm.__version__, 'cpus', __import__('os').cpu_count())" | tee -a "$OUT/gpu.txt"
 step() { echo "== $1 $(date +%T)"; }
 step "full-scale demo data from the real listing"
-python3 -m maskcls demo-data "$D" --from-listing "$REF/train_image_paths.txt" --eval-ids "$REF/eval_image_ids.txt" --workers 16 | tee "$OUT/demo.json"
+python3 -m maskcls demo-data "$D" --from-listing real --workers 16 | tee "$OUT/demo.json"
 step "bench train 224 efficientnet_b0 bf16 batch 256"
 python3 -m maskcls bench train --data "$D" --model efficientnet_b0 --size 224,224 --batch 256 --workers 8 --steps 40 --warmup 10 --json | tee "$OUT/train224.json"
 step "bench train 512x384 efficientnet_b0 bf16 batch 64"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -13,7 +14,7 @@ import streamlit as st  # noqa: E402
 
 from maskcls.corrections import list_presets as correction_presets  # noqa: E402
 from maskcls.dataindex import DataIndex, index_data  # noqa: E402
-from maskcls.demo import STUDIO_DEMO, ensure_demo  # noqa: E402
+from maskcls.demo import STUDIO_DEMO, demo_folder, demo_progress, start_demo_generation  # noqa: E402
 from maskcls.labels import AgeBounds  # noqa: E402
 
 DEFAULTS = {
@@ -52,13 +53,35 @@ def bounds() -> AgeBounds | None:
         return None
 
 
-@st.cache_resource(show_spinner=False)
 def demo_root() -> str:
-    """Generate the demo dataset once per machine (cached on disk too)."""
+    """The demo dataset's folder, once generated. On first start a detached process generates it (resuming
+    whatever is written); every page only watches its progress, so a page switch neither restarts nor
+    duplicates the work."""
+    folder = demo_folder()
+    if demo_progress(folder)["complete"]:
+        return str(folder)
+    start_demo_generation(folder)
     bar = st.progress(0.0, text="Generating the synthetic demo dataset (first start only)…")
-    path = ensure_demo(progress=lambda d, n: bar.progress(d / n, text=f"Generating demo data: {d}/{n} people"))
-    bar.empty()
-    return str(path)
+    idle_since = None
+    while True:
+        state = demo_progress(folder)
+        if state["complete"]:
+            bar.empty()
+            return str(folder)
+        total = state["total"] or STUDIO_DEMO["people"] + STUDIO_DEMO["eval_people"]
+        bar.progress(min(state["done"] / total, 1.0),
+                     text=f"Generating demo data (first start only): {state['done']}/{total} people")
+        if state["running"]:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > 5:
+            log = folder / "generation.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
+            st.error(f"The demo generator stopped before finishing ({state['done']}/{total} people). Reload the page "
+                     f"to resume it. Its log ends with:\n\n```\n{tail}\n```")
+            st.stop()
+        time.sleep(0.5)
 
 
 def is_demo() -> bool:

@@ -109,3 +109,22 @@ def overlay(pixels: np.ndarray, grey: np.ndarray, weight: float = 0.5) -> np.nda
     """Heatmap on the image: (H, W, 3) uint8."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
     return show_cam_on_image(pixels.astype(np.float32) / 255.0, grey, use_rgb=True, image_weight=weight)
+
+
+def explain_image(model: MaskModel, cfg, path: str, targets: list[tuple[int, str]], method: str = "gradcam",
+                  head: str = "class") -> tuple[list[np.ndarray], list[str]]:
+    """The image as the model sees it, then one overlay per (class, caption) in `targets`.
+
+    With `head` = mask / gender / age (three-head models) each class is explained through that head's value.
+    Pixels come from the same preprocessing as training's validation pass (size and crop from `cfg`).
+    """
+    from .metrics import attribute_of
+    from .pipelines import load_preprocessed
+    spec = cfg.augment_spec()
+    pixels = load_preprocessed(path, tuple(cfg.image_size), spec.crop)
+    views, captions = [pixels], ["input"]
+    for cls, caption in targets:
+        index = cls if head == "class" else int(attribute_of([cls], head)[0])
+        views.append(overlay(pixels, compute_cam(model, pixels, spec, int(index), method, head)))
+        captions.append(caption + ("" if head == "class" else f" ({head} head)"))
+    return views, captions

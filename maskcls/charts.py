@@ -6,15 +6,21 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from .labels import NUM_CLASSES, AgeBounds, attribute_names, class_names
+from .labels import DEFAULT_BOUNDS, NUM_CLASSES, AgeBounds, attribute_names, class_names, short_class_names
 from .splits import class_shares, leaked_people, split_by_person, split_random_images
 
 
 def class_count_table(train: pd.DataFrame, bounds: AgeBounds) -> pd.DataFrame:
     counts = np.bincount(train["label"].to_numpy(), minlength=NUM_CLASSES)
     total = max(int(counts.sum()), 1)
-    return pd.DataFrame({"class": range(NUM_CLASSES), "name": class_names(bounds), "images": counts,
-                         "share %": np.round(100 * counts / total, 2)})
+    return pd.DataFrame({"class": range(NUM_CLASSES), "short": short_class_names(bounds), "name": class_names(bounds),
+                         "images": counts, "share %": np.round(100 * counts / total, 2)})
+
+
+def class_axis(bounds: AgeBounds = DEFAULT_BOUNDS) -> dict:
+    """An x axis over classes 0..17 that shows their short names (W/F/<30) instead of numbers."""
+    return dict(tickmode="array", tickvals=list(range(NUM_CLASSES)), ticktext=short_class_names(bounds),
+                tickangle=-60, title="class")
 
 
 def imbalance_ratio(counts) -> float:
@@ -27,7 +33,9 @@ def class_count_figure(table: pd.DataFrame) -> go.Figure:
     fig = px.bar(table, x="class", y="images", hover_data=["name", "share %"], text="share %",
                  color="images", color_continuous_scale="Viridis")
     fig.update_traces(texttemplate="%{text:.1f}%", textposition="outside")
-    fig.update_layout(xaxis=dict(tickmode="linear"), height=380, margin=dict(t=30, b=10),
+    fig.update_layout(xaxis=dict(tickmode="array", tickvals=table["class"].tolist(), ticktext=table["short"].tolist(),
+                                 tickangle=-60, title="class"),
+                      height=400, margin=dict(t=30, b=10),
                       title=f"Images per class (imbalance ratio {imbalance_ratio(table['images']):.1f}:1)")
     return fig
 
@@ -60,24 +68,61 @@ def split_comparison(train: pd.DataFrame, val_ratio: float = 0.2, seed: int = 42
     return out
 
 
-def split_figure(shares: pd.DataFrame, title: str) -> go.Figure:
+def split_figure(shares: pd.DataFrame, title: str, bounds: AgeBounds = DEFAULT_BOUNDS) -> go.Figure:
     long = shares.reset_index(names="class").melt(id_vars="class", var_name="side", value_name="share %")
-    fig = px.bar(long, x="class", y="share %", color="side", barmode="group", title=title, height=320)
-    fig.update_layout(xaxis=dict(tickmode="linear"), margin=dict(t=40, b=10))
+    long["name"] = [class_names(bounds)[c] for c in long["class"]]
+    fig = px.bar(long, x="class", y="share %", color="side", barmode="group", title=title, height=340,
+                 hover_data=["name"])
+    fig.update_layout(xaxis=class_axis(bounds), margin=dict(t=40, b=10))
     return fig
 
 
-def confusion_figure(matrix, labels: list[str], normalise: bool = False, title: str = "") -> go.Figure:
-    """Heatmap with true classes as rows; row-normalised shows recall per cell."""
+def confusion_figure(matrix, labels: list[str], normalise: bool = False, title: str = "",
+                     full_names: list[str] | None = None) -> go.Figure:
+    """The confusion matrix as square markers, one per (true, predicted) cell, true classes as rows.
+
+    Markers, not a heatmap: Streamlit reports a click on a scatter point (with its customdata = [true,
+    predicted]) but not on a heatmap cell. Row-normalised shows recall per cell.
+    """
     m = np.asarray(matrix, dtype=float)
+    n = len(labels)
     if normalise:
         m = m / np.maximum(m.sum(1, keepdims=True), 1)
-    text = np.vectorize(lambda v: f"{v:.2f}" if normalise else f"{int(v)}")(m)
-    fig = go.Figure(go.Heatmap(z=m, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues",
-                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                      height=max(300, 30 * len(labels) + 120), margin=dict(t=40, b=10))
+    full = full_names or labels
+    true, pred = np.divmod(np.arange(n * n), n)
+    values = m[true, pred]
+    text = [f"{v:.2f}" if normalise else f"{int(v)}" for v in values]
+    top = values.max() if values.size and values.max() > 0 else 1.0
+    ink = ["white" if v > 0.55 * top else "#1f2a44" for v in values]
+    plot_px = 30 * n if n > 6 else 70 * n  # rows' share of the figure height
+    fig = go.Figure(go.Scatter(
+        x=pred, y=true, mode="markers+text", text=text, textfont=dict(color=ink, size=10 if n > 6 else 14),
+        customdata=np.stack([true, pred], 1), hovertext=[f"true {full[t]}<br>predicted {full[p]}" for t, p in
+                                                         zip(true, pred)],
+        hovertemplate="%{hovertext}<br>%{text}<extra></extra>",
+        marker=dict(symbol="square", size=0.92 * plot_px / n, color=values, colorscale="Blues", cmin=0, cmax=top,
+                    line=dict(width=0), showscale=True),
+        selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.45))))
+    axis = dict(tickmode="array", tickvals=list(range(n)), ticktext=labels, showgrid=False, zeroline=False,
+                range=[-0.5, n - 0.5])
+    fig.update_layout(title=title, xaxis=dict(axis, title="predicted", tickangle=-60 if n > 6 else 0),
+                      yaxis=dict(axis, title="true", autorange=False, range=[n - 0.5, -0.5]),
+                      height=plot_px + (170 if n > 6 else 130), margin=dict(t=40, b=10), clickmode="event+select",
+                      plot_bgcolor="white")
     return fig
+
+
+def picked_cell(event) -> tuple[int, int] | None:
+    """(true, predicted) of the cell a confusion_figure click selected, from Streamlit's selection event."""
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    if not points:
+        return None
+    point = points[0]
+    if point.get("customdata") is not None:
+        true, pred = point["customdata"][:2]
+    else:
+        true, pred = point["y"], point["x"]
+    return int(true), int(pred)
 
 
 def per_class_f1_figure(per_class: list[dict], names: list[str]) -> go.Figure:

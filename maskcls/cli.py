@@ -61,16 +61,30 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--people", type=int, default=300)
     p.add_argument("--eval-people", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--from-listing", default=None, help="reproduce a real listing (train_image_paths.txt)")
+    p.add_argument("--from-listing", default=None, help="reproduce a real listing: a train_image_paths.txt file, or 'real' for the "
+                   "competition's own listing that maskcls carries")
     p.add_argument("--eval-ids", default=None, help="eval ImageIDs in info.csv order (default: beside the listing)")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--locked", action="store_true",
+                   help="as the studio does: under the folder's lock, with generation.json and a .complete marker "
+                        "(a second generator of the same folder exits at once)")
 
 
-@command("demo-data", "write a synthetic dataset in the competition layout")
+@command("demo-data", "write a synthetic dataset in the competition layout (resumes into a partly written folder)")
 def cmd_demo(args) -> int:
-    from .demo import write_demo
+    from .demo import demo_progress, generate_demo, write_demo
+    from .progress import TerminalProgress
+    progress = TerminalProgress(args.quiet)
+    bar = progress.count("drawing people", "person")
+    if args.locked:
+        finished = generate_demo(args.out, bar, people=args.people, eval_people=args.eval_people, seed=args.seed)
+        progress.close()
+        print(json.dumps({**demo_progress(args.out), "generated_here": finished}))
+        return 0
     info = write_demo(args.out, args.people, args.eval_people, args.seed, args.from_listing, args.eval_ids,
-                      args.workers)
+                      args.workers, progress=bar)
+    progress.close()
     print(json.dumps(info))
     return 0
 
@@ -93,10 +107,41 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
     p.add_argument("--name", help="run name (default: <model>-<time>)")
     p.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS or ./checkpoints)")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN (a name or a run folder path) from its last.pt")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bars; only the final JSON")
     p.add_argument("--job", metavar="RUN", help="train the run folder RUN from its config.json (job runner, torchrun)")
     p.add_argument("--queue", action="store_true", help="with --job: wait for a free slot of the device first")
     p.add_argument("--slots", type=int, default=1, help="with --queue: jobs per device at once")
+
+
+def read_json_file(path: str, what: str):
+    """Parse a JSON file the user named; every way it can be wrong gets a message naming the file."""
+    from .fileio import read_json
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path!r} is a folder, expected a JSON file")
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path!r} does not exist") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path!r} is not a text file (expected JSON)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path!r} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
+def read_config_file(path: str, base: dict | None = None):
+    """A run config from a JSON file (an object of config keys), over `base` when given."""
+    from .config import RunConfig
+    loaded = read_json_file(path, "config")
+    if not isinstance(loaded, dict):
+        raise ValueError(f"config {path!r} must hold a JSON object of config keys, found a JSON "
+                         f"{_json_kind(loaded)}")
+    return RunConfig.from_dict({**(base or {}), **loaded})
+
+
+def _json_kind(value) -> str:
+    return {list: "array", str: "string", type(None): "null", bool: "boolean", int: "number",
+            float: "number"}.get(type(value), type(value).__name__)
 
 
 def config_from_args(args):
@@ -104,9 +149,7 @@ def config_from_args(args):
     from .config import RunConfig, create_config
     cfg = create_config(args.preset) if args.preset else RunConfig()
     if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            loaded = json.load(f)
-        cfg = RunConfig.from_dict({**cfg.to_dict(), **loaded})
+        cfg = read_config_file(args.config, cfg.to_dict())
     if args.data:
         cfg = cfg.with_overrides([f"data_root={args.data}"])
     return cfg.with_overrides(args.set)
@@ -114,8 +157,10 @@ def config_from_args(args):
 
 @command("train", "train a model as a run config says; writes the run folder")
 def cmd_train(args) -> int:
+    from .progress import TerminalProgress
     from .trainer import train_from_config
     runs_root = args.runs_root or default_runs_root()
+    progress = None if args.job else TerminalProgress(args.quiet)
     if args.job and args.queue:
         from .jobs import run_job
         status = run_job(runs_root, args.job, args.slots)
@@ -127,13 +172,19 @@ def cmd_train(args) -> int:
         status = run_training(RunConfig.from_dict(run.read_config()), run,
                               resume=True)  # from the newest good checkpoint, if any
     elif args.resume:
+        given = [flag for flag, v in (("--config", args.config), ("--preset", args.preset), ("--data", args.data),
+                                       ("--set", args.set), ("--name", args.name)) if v]
+        if given:
+            raise ValueError(f"--resume continues a run with its own config.json, so {', '.join(given)} cannot apply; "
+                             f"to train with other settings start a new run: --config <run folder>/config.json "
+                             f"--set ... --name NEW")
         from .config import RunConfig
-        status = train_from_config(RunConfig(), runs_root, args.resume, resume=True)
+        status = train_from_config(RunConfig(), runs_root, args.resume, resume=True, progress=progress)
     else:
         cfg = config_from_args(args)
         if not cfg.data_root:
             raise ValueError("no data root: give --data ROOT or data_root in the config")
-        status = train_from_config(cfg, runs_root, args.name or default_run_name(cfg.model))
+        status = train_from_config(cfg, runs_root, args.name or default_run_name(cfg.model), progress=progress)
     print(json.dumps({k: status.get(k) for k in ("state", "epoch", "best_f1")}))
     return 0
 
@@ -170,9 +221,7 @@ def cmd_jobs(args) -> int:
     from .rundir import RunDir
     runs_root = args.runs_root or default_runs_root()
     if args.action == "submit":
-        with open(args.config, encoding="utf-8") as f:
-            from .config import RunConfig
-            cfg = RunConfig.from_dict(json.load(f))
+        cfg = read_config_file(args.config)
         if args.data:
             cfg = cfg.with_overrides([f"data_root={args.data}"])
         cfg = cfg.with_overrides(args.set)
@@ -185,10 +234,16 @@ def cmd_jobs(args) -> int:
                          for r in rows) or "no jobs"
         _print(rows, args.json, text)
     elif args.action == "cancel":
-        info = jobs.cancel(runs_root, args.name)
+        run = RunDir.open(runs_root, args.name)
+        info = jobs.cancel(run.root, run.name)
         print(f"{info.name}: {info.state}")
     else:
-        print(RunDir(runs_root, args.name).log_tail(args.lines))
+        run = RunDir.open(runs_root, args.name)
+        if not run.exists():
+            raise ValueError(f"no run named {args.name!r} in {runs_root}")
+        if not run.log_path.exists():
+            raise ValueError(f"run {run.name!r} has no log.txt yet")
+        print(run.log_tail(args.lines))
     return 0
 
 
@@ -199,7 +254,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     from .ensemble import METHODS
     p.add_argument("--data", help="data root holding eval/info.csv and eval/images")
     p.add_argument("--members", nargs="+", metavar="RUN[:CKPT[:WEIGHT]]",
-                   help="checkpoints of any runs; for soups, several epochs of one run work too (RUN:epoch_005.pt)")
+                   help="checkpoints of any runs (RUN: a run name or a run folder path); for soups, several epochs "
+                        "of one run work too (RUN:epoch_005.pt); WEIGHT > 0")
     p.add_argument("--method", choices=METHODS, default="soft",
                    help="soft / hard voting, soup (uniform or weighted weight average) or greedy-soup (picks its "
                         "checkpoints on the members' validation split)")
@@ -212,6 +268,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tuned", action="store_true", help="apply each run's saved macro-F1 class biases")
     p.add_argument("--background", metavar="NAME", default=None,
                    help="run as a background job <runs-root>/submissions/NAME (see `maskcls predictions`)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # the background job process itself
 
 
@@ -228,25 +285,31 @@ def cmd_predict(args) -> int:
         return 0 if status.get("state") == "done" else 1
     if not args.data or not args.members:
         raise ValueError("predict needs --data ROOT and --members RUN[:CKPT] ...")
-    from .ensemble import Member, predict_submission, score_members
+    from .ensemble import Member, check_output, predict_submission, score_members
+    members = [Member.parse(m) for m in args.members]
     if args.background:
         from .predictions import PredictRequest, submit_prediction
-        req = PredictRequest(os.path.abspath(args.data), args.members, args.method, args.tta == "flip", args.tuned,
-                             args.device, args.cache_dir)
+        req = PredictRequest(os.path.abspath(args.data), [m.absolute() for m in members], args.method,
+                             args.tta == "flip", args.tuned, args.device, args.cache_dir)
         job = submit_prediction(req, runs_root, args.background)
         print(f"{job.name}: started; `maskcls predictions` shows it, the CSV will be {job.csv_path}")
         return 0
-    members = [Member.parse(m) for m in args.members]
+    check_output(args.out)
     from .devices import resolve_device
+    from .progress import TerminalProgress
+    progress = TerminalProgress(args.quiet)
     device = resolve_device(args.device)
     cache_dir = args.cache_dir or os.path.join(args.data, ".maskcls-cache")
     tta = args.tta == "flip"
     if args.validate:
-        table, notes, _ = score_members(runs_root, members, args.method, device, cache_dir, tta)
+        table, notes, _ = score_members(runs_root, members, args.method, device, cache_dir, tta,
+                                        progress.fraction("validation"))
         print(table.to_string(index=False))
         for n in notes:
             print("note:", n)
-    r = predict_submission(args.data, runs_root, members, args.method, args.out, device, tta, args.tuned, cache_dir)
+    r = predict_submission(args.data, runs_root, members, args.method, args.out, device, tta, args.tuned, cache_dir,
+                           progress.fraction("predicting"))
+    progress.close()
     if "chosen" in r:
         print(r["greedy_steps"].to_string(index=False))
         print(f"greedy soup: {len(r['chosen'])} of {len(members)} checkpoints kept "
@@ -264,9 +327,22 @@ cmd_predict.configure = _predict_args
 
 
 def _predictions_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cancel", metavar="NAME", default=None, help="cancel a queued or running prediction")
+    p.add_argument("--cancel", metavar="NAME", default=None,
+                   help="cancel a queued or running prediction (a name or its folder path)")
     p.add_argument("--runs-root", default=None)
     p.add_argument("--json", action="store_true")
+
+
+def prediction_ref(runs_root: str, ref: str) -> tuple[str, str]:
+    """(runs root, name) of a prediction given by name or by its folder path (<runs root>/submissions/NAME)."""
+    from .predictions import FOLDER
+    from .rundir import run_folder_path
+    path = run_folder_path(os.path.join(runs_root, FOLDER), ref)
+    if path is None:
+        return runs_root, ref
+    if path.parent.name != FOLDER:
+        raise ValueError(f"{ref!r} is not a prediction folder: expected <runs root>/{FOLDER}/NAME")
+    return str(path.parent.parent), path.name
 
 
 @command("predictions", "background predictions (`predict --background NAME`): list them or cancel one")
@@ -274,7 +350,8 @@ def cmd_predictions(args) -> int:
     from .predictions import cancel_prediction, list_predictions
     runs_root = args.runs_root or default_runs_root()
     if args.cancel:
-        print(f"{args.cancel}: {cancel_prediction(runs_root, args.cancel)['state']}")
+        root, name = prediction_ref(runs_root, args.cancel)
+        print(f"{name}: {cancel_prediction(root, name)['state']}")
         return 0
     rows = list_predictions(runs_root)
     text = "\n".join(f"{r['name']:32s} {r.get('state', '?'):10s} {100 * r.get('progress', 0):5.1f}%  "
@@ -327,7 +404,7 @@ cmd_bench.configure = _bench_args
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run")
+    p.add_argument("run", help="a run name (in the runs root) or a run folder path")
     p.add_argument("--checkpoint", default="best.pt")
     p.add_argument("--runs-root", default=None)
     p.add_argument("--device", default="cpu")
@@ -339,19 +416,21 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args) -> int:
     from .evaluation import report, run_predictions, save_bias, tune_biases
     from .labels import class_names
-    from .rundir import probs_of
-    runs_root = args.runs_root or default_runs_root()
-    preds = run_predictions(runs_root, args.run, args.checkpoint, args.device)
+    from .rundir import RunDir, probs_of
+    run = RunDir.open(args.runs_root or default_runs_root(), args.run)
+    runs_root = run.root
+    preds = run_predictions(runs_root, run.name, args.checkpoint, args.device)
     r = report(preds)
-    out = {"run": args.run, "checkpoint": args.checkpoint, "images": len(preds), "accuracy": r["accuracy"],
+    out = {"run": run.name, "path": str(run.path), "checkpoint": args.checkpoint, "source": preds.attrs.get("source"),
+           "images": len(preds), "accuracy": r["accuracy"],
            "macro_f1": r["macro_f1"], "per_class": r["per_class"],
            "attributes": {k: {"accuracy": v["accuracy"], "macro_f1": v["macro_f1"]} for k, v in r["attributes"].items()}}
     if args.tune:
         bias, before, after = tune_biases(probs_of(preds), preds["label"].to_numpy())
-        save_bias(runs_root, args.run, bias, before, after, args.checkpoint)
+        save_bias(runs_root, run.name, bias, before, after, args.checkpoint)
         out["tuned"] = {"macro_f1_before": before, "macro_f1_after": after, "bias": [round(b, 3) for b in bias]}
     names = class_names()
-    lines = [f"{args.run} ({args.checkpoint}), {len(preds)} validation images",
+    lines = [f"{run.name} ({args.checkpoint}), {len(preds)} validation images: {out['source']}",
              f"accuracy  {r['accuracy']:.4f}", f"macro F1  {r['macro_f1']:.4f}",
              f"{'class':>5} {'name':28s} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>7}"]
     lines += [f"{c['class']:5d} {names[c['class']]:28s} {c['precision']:9.4f} {c['recall']:7.4f} {c['f1']:7.4f} "

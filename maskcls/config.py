@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -75,6 +76,7 @@ class RunConfig:
     gpus: int = 1  # >1: DistributedDataParallel under torchrun
     cache_dir: str = ""  # decoded-image cache; "" = <data_root>/.maskcls-cache
     limit_batches: int = 0  # stop each epoch after N batches (smoke tests); 0 = all
+    keep_epochs: int = 10  # epoch_NNN.pt files kept (newest; weights only, for soups); 0 = all. best/last always stay
 
     # -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -133,6 +135,10 @@ class RunConfig:
 
     # -------------------------------------------------------------------------------------------
     def validate(self) -> "RunConfig":
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name} must be a finite number, got {v}")
         for key, options in CHOICES.items():
             if getattr(self, key) not in options:
                 raise ConfigError(f"{key} must be one of {options}, got {getattr(self, key)!r}")
@@ -142,7 +148,7 @@ class RunConfig:
             if v <= 0:
                 raise ConfigError(f"{k} must be > 0, got {v}")
         for k in ("weight_decay", "grad_clip", "warmup_epochs", "smoothing", "drop_rate", "limit_batches",
-                  "unfreeze_after", "workers"):
+                  "unfreeze_after", "workers", "keep_epochs"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not 0 < self.val_ratio < 1:

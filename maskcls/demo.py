@@ -1,9 +1,11 @@
 """Write a synthetic dataset in the exact competition layout (train/, eval/, plus eval/labels.csv truth)."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import pandas as pd
 
 from .demo_faces import MASK_COLORS, draw_photo, make_person
 from .fileio import write_text
+from .reference import listing_path, read_lines
 from .labels import GENDER_KEYS, MASK_FILES, age_band, encode
 
 # People per (gender, age band) in the real data: male <30, 30-59, >=60, female <30, 30-59, >=60
@@ -48,24 +51,34 @@ def sample_people(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     return out
 
 
-def _render_person(spec: PersonSpec, root: str) -> None:
+def _render_person(spec: PersonSpec, root: str) -> bool:
+    """Draw the person's 7 photos; False when all 7 exist already (a resumed generation skips them).
+
+    Each file is written to a temp name and renamed, so a killed generator never leaves a half image that
+    a resume would take for a finished one.
+    """
+    paths = [os.path.join(root, rel) for rel in spec.names]
+    if all(os.path.exists(p) for p in paths):
+        return False
     rng = np.random.default_rng(list(spec.key))
     person = make_person(rng, spec.gender, spec.age)
     colors = rng.permutation(len(MASK_COLORS))
-    for i, (stem, rel) in enumerate(zip(FILES, spec.names)):
+    for i, (stem, path) in enumerate(zip(FILES, paths)):
         img = draw_photo(person, MASK_FILES[stem], rng, MASK_COLORS[colors[i % len(colors)]])
-        path = os.path.join(root, rel)
-        if rel.lower().endswith(".png"):
-            img.save(path, format="PNG", compress_level=1)
+        tmp = f"{path}.part"
+        if path.lower().endswith(".png"):
+            img.save(tmp, format="PNG", compress_level=1)
         else:
-            img.save(path, format="JPEG", quality=90)
+            img.save(tmp, format="JPEG", quality=90)
+        os.replace(tmp, path)
+    return True
 
 
-def _render_chunk(args) -> int:
+def _render_chunk(args) -> tuple[int, int]:
+    """(people done, people actually drawn) of one chunk."""
     specs, root = args
-    for spec in specs:
-        _render_person(spec, root)
-    return len(specs)
+    drawn = sum(_render_person(spec, root) for spec in specs)
+    return len(specs), drawn
 
 
 def _folder(pid: str, gender: int, age: int) -> str:
@@ -92,13 +105,13 @@ def plan_from_listing(listing: str | os.PathLike, eval_ids: str | os.PathLike | 
     """Reproduce the real folder names, ages, genders and file extensions (and eval ids, if given)."""
     from .dataindex import FOLDER_RE
     folders: dict[str, dict[str, str]] = {}
-    for line in Path(listing).read_text().splitlines():
-        parts = line.strip().split("/")
+    for line in read_lines(listing):
+        parts = line.split("/")
         if len(parts) != 4 or parts[:2] != ["train", "images"]:
             continue
         stem = os.path.splitext(parts[3])[0]
         if stem in MASK_FILES:
-            folders.setdefault(parts[2], {})[stem] = line.strip()
+            folders.setdefault(parts[2], {})[stem] = line
     train = []
     for i, (folder, files) in enumerate(sorted(folders.items())):
         m = FOLDER_RE.match(folder)
@@ -108,7 +121,7 @@ def plan_from_listing(listing: str | os.PathLike, eval_ids: str | os.PathLike | 
         train.append(PersonSpec((seed, 0, i), g, int(m["age"]), folder, [files[f] for f in FILES]))
     evals = []
     if eval_ids:
-        ids = [x.strip() for x in Path(eval_ids).read_text().splitlines() if x.strip()]
+        ids = read_lines(eval_ids)
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(ids))
         people = sample_people(len(ids) // 7, rng)
@@ -123,6 +136,8 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
                workers: int | None = None, progress=None) -> dict:
     """Generate the dataset under `out`; returns counts and seconds. `progress(done, total)` is optional."""
     t0 = time.perf_counter()
+    if from_listing == "real":  # the real listing this package carries
+        from_listing, eval_ids = listing_path("train_image_paths.txt"), eval_ids or listing_path("eval_image_ids.txt")
     if from_listing:
         if eval_ids is None:
             beside = Path(from_listing).with_name("eval_image_ids.txt")
@@ -139,16 +154,17 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
     specs = train + evals
     workers = workers or min(os.cpu_count() or 1, 16)
     chunks = [specs[i:i + 8] for i in range(0, len(specs), 8)]
-    done = 0
+    done = drawn = 0
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(workers) as pool:
-            for n in pool.map(_render_chunk, [(c, str(root)) for c in chunks]):
-                done += n
+            for n, d in pool.map(_render_chunk, [(c, str(root)) for c in chunks]):
+                done, drawn = done + n, drawn + d
                 if progress:
                     progress(done, len(specs))
     else:
         for c in chunks:
-            done += _render_chunk((c, str(root)))
+            n, d = _render_chunk((c, str(root)))
+            done, drawn = done + n, drawn + d
             if progress:
                 progress(done, len(specs))
     csv = pd.DataFrame([{"id": s.folder.split("_")[0], "gender": GENDER_KEYS[s.gender], "race": "Asian",
@@ -162,7 +178,7 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
             rows.append(image_id)
             truth.append((image_id, encode(MASK_FILES[stem], s.gender, band)))
     if from_listing and eval_ids:
-        order = [x.strip() for x in Path(eval_ids).read_text().splitlines() if x.strip()]
+        order = read_lines(eval_ids)
     else:
         order = list(np.random.default_rng(seed + 1).permutation(rows)) if rows else []
     write_text(root / "eval" / "info.csv", pd.DataFrame({"ImageID": order, "ans": 0}).to_csv(index=False))
@@ -171,7 +187,8 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
                pd.DataFrame({"ImageID": order, "ans": [lab[i] for i in order]}).to_csv(index=False))
     seconds = time.perf_counter() - t0
     return {"root": str(root), "people": len(train), "images": 7 * len(train), "eval_images": len(rows),
-            "seconds": round(seconds, 2), "images_per_s": round(7 * len(specs) / max(seconds, 1e-9), 1)}
+            "drawn_people": drawn, "seconds": round(seconds, 2),
+            "images_per_s": round(7 * drawn / max(seconds, 1e-9), 1)}
 
 
 GENERATOR_VERSION = 4  # bump when the drawings change: the studio then generates a fresh demo
@@ -183,13 +200,114 @@ def cache_home() -> Path:
     return Path(os.environ.get("MASKCLS_CACHE", Path.home() / ".cache" / "maskcls"))
 
 
-def ensure_demo(folder: str | os.PathLike | None = None, progress=None, **kwargs) -> Path:
-    """The studio's demo dataset, generated once; a `.complete` marker means a finished, usable copy."""
+def demo_folder(**kwargs) -> Path:
+    """Where the studio's demo dataset lives: one folder per generator version and size."""
+    p = {**STUDIO_DEMO, **kwargs}
+    return cache_home() / f"demo-v{GENERATOR_VERSION}-{p['people']}-{p['eval_people']}-s{p['seed']}"
+
+
+PROGRESS_FILE = "generation.json"  # done / total people, generator runs, people drawn; written as it goes
+LOCK_FILE = ".generate.lock"  # held by the one process generating into the folder
+SPAWN_FILE = ".generator.pid"  # [pid, kernel start time] of the detached generator the studio started
+
+
+def demo_progress(folder: str | os.PathLike) -> dict:
+    """What the generator has written so far: {complete, done, total, runs, drawn, running}."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / PROGRESS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        state = {}
+    return {"done": 0, "total": 0, "runs": 0, "drawn": 0, **state, "complete": (folder / ".complete").exists(),
+            "running": _lock_held(folder) or _spawned_alive(folder)}
+
+
+def _spawned_alive(folder: Path) -> bool:
+    """The generator this folder's last start spawned still runs (it may not hold the lock yet)."""
+    from .procs import is_alive
+    try:
+        pid, start = json.loads((folder / SPAWN_FILE).read_text())
+    except (FileNotFoundError, ValueError, TypeError):
+        return False
+    return is_alive(pid, start)
+
+
+def _lock_held(folder: Path) -> bool:
+    lock = folder / LOCK_FILE
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def generate_demo(folder: str | os.PathLike, progress=None, **kwargs) -> bool:
+    """Generate the demo into `folder` under its lock, resuming from the people already written.
+
+    Returns False at once when another process holds the lock (it is generating); True when the folder is
+    complete. Progress goes to generation.json as well as to `progress(done, total)`.
+    """
+    folder = Path(folder)
     params = {**STUDIO_DEMO, **kwargs}
-    name = f"demo-v{GENERATOR_VERSION}-{params['people']}-{params['eval_people']}-s{params['seed']}"
-    folder = Path(folder) if folder else cache_home() / name
-    marker = folder / ".complete"
-    if not marker.exists():
-        info = write_demo(folder, params["people"], params["eval_people"], params["seed"], progress=progress)
-        write_text(marker, json.dumps(info))
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if (folder / ".complete").exists():
+            return True
+        state = demo_progress(folder)
+        runs = state["runs"] + 1
+        total = params["people"] + params["eval_people"]
+        last = [0.0]
+
+        def tell(done: int, n: int) -> None:
+            if progress:
+                progress(done, n)
+            if time.monotonic() - last[0] > 0.25 or done >= n:
+                last[0] = time.monotonic()
+                write_text(folder / PROGRESS_FILE, json.dumps({"done": done, "total": n, "runs": runs,
+                                                                "drawn": state["drawn"], "pid": os.getpid()}))
+        tell(0, total)
+        info = write_demo(folder, params["people"], params["eval_people"], params["seed"], progress=tell)
+        write_text(folder / PROGRESS_FILE, json.dumps({"done": total, "total": total, "runs": runs,
+                                                        "drawn": state["drawn"] + info["drawn_people"]}))
+        write_text(folder / ".complete", json.dumps(info))
+    return True
+
+
+def start_demo_generation(folder: str | os.PathLike | None = None, **kwargs) -> Path:
+    """Start a detached generator for the studio's demo unless one runs or the folder is complete.
+
+    The page that calls this only watches generation.json: a page switch, a reload or a second browser
+    tab neither restarts nor duplicates the work.
+    """
+    from .procs import proc_start, spawn_detached
+    params = {**STUDIO_DEMO, **kwargs}
+    folder = Path(folder) if folder else demo_folder(**params)
+    state = demo_progress(folder)
+    if state["complete"] or state["running"]:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    pid = spawn_detached([sys.executable, "-m", "maskcls", "demo-data", str(folder), "--people", str(params["people"]),
+                          "--eval-people", str(params["eval_people"]), "--seed", str(params["seed"]), "--locked",
+                          "--quiet"], folder / "generation.log")
+    write_text(folder / SPAWN_FILE, json.dumps([pid, proc_start(pid)]))
+    return folder
+
+
+def ensure_demo(folder: str | os.PathLike | None = None, progress=None, **kwargs) -> Path:
+    """The studio's demo dataset, generated once (in this process, or waiting for the process that is)."""
+    params = {**STUDIO_DEMO, **kwargs}
+    folder = Path(folder) if folder else demo_folder(**params)
+    while not generate_demo(folder, progress, **params):
+        state = demo_progress(folder)
+        if progress and state["total"]:
+            progress(state["done"], state["total"])
+        time.sleep(0.5)
     return folder

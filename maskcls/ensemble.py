@@ -13,11 +13,11 @@ import torch
 from .cache import build_cache
 from .config import RunConfig
 from .engine import predict
-from .fileio import write_csv
+from .fileio import atomic_path
 from .loaders import CachedLoader
 from .metrics import macro_f1
 from .models import create_model
-from .rundir import CheckpointError, RunDir, load_checkpoint
+from .rundir import CheckpointError, RunDir, load_checkpoint, run_folder_path
 
 METHODS = ("soft", "hard", "soup", "greedy-soup")
 METHOD_HELP = {
@@ -36,32 +36,50 @@ class Member:
 
     @classmethod
     def parse(cls, text: str) -> "Member":
-        """'RUN', 'RUN:CKPT' or 'RUN:CKPT:WEIGHT'."""
+        """'RUN', 'RUN:CKPT' or 'RUN:CKPT:WEIGHT'; RUN is a run name or a run folder path."""
         parts = text.split(":")
         if not parts[0] or len(parts) > 3:
             raise ValueError(f"member {text!r}: expected RUN[:CHECKPOINT[:WEIGHT]]")
-        return cls(parts[0], parts[1] if len(parts) > 1 and parts[1] else "best.pt",
-                   float(parts[2]) if len(parts) > 2 else 1.0)
+        checkpoint = parts[1] if len(parts) > 1 and parts[1] else "best.pt"
+        if not checkpoint.endswith(".pt"):
+            raise ValueError(f"member {text!r}: {checkpoint!r} is not a checkpoint; expected best.pt, last.pt or "
+                             f"epoch_NNN.pt")
+        weight = 1.0
+        if len(parts) > 2 and parts[2]:
+            try:
+                weight = float(parts[2])
+            except ValueError:
+                raise ValueError(f"member {text!r}: weight {parts[2]!r} is not a number") from None
+            if not (np.isfinite(weight) and weight > 0):
+                raise ValueError(f"member {text!r}: weight must be a finite number above 0, got {parts[2]!r}")
+        return cls(parts[0], checkpoint, weight)
+
+    def absolute(self) -> str:
+        """This member as text, its run folder path made absolute (for a job process in another folder)."""
+        path = run_folder_path(".", self.run)
+        run = str(path) if path is not None else self.run
+        return f"{run}:{self.checkpoint}:{self.weight!r}"
 
     @property
     def label(self) -> str:
         return f"{self.run}:{self.checkpoint}"
 
 
-def load_member(runs_root, member: Member) -> tuple[dict, RunConfig]:
-    run = RunDir(runs_root, member.run)
-    if not run.exists():
+def member_run(runs_root, member: Member) -> RunDir:
+    run = RunDir.open(runs_root, member.run)
+    if not run.config_path.exists():
         raise ValueError(f"no run named {member.run!r} in {runs_root}")
-    ckpt = load_checkpoint(run.checkpoint(member.checkpoint))
+    return run
+
+
+def load_member(runs_root, member: Member) -> tuple[dict, RunConfig]:
+    ckpt = load_checkpoint(member_run(runs_root, member).checkpoint(member.checkpoint))
     return ckpt, RunConfig.from_dict(ckpt["config"])
 
 
 def member_config(runs_root, member: Member) -> RunConfig:
     """A member's run config from its config.json: no checkpoint is read when only the config is needed."""
-    run = RunDir(runs_root, member.run)
-    if not run.config_path.exists():
-        raise ValueError(f"no run named {member.run!r} in {runs_root}")
-    return RunConfig.from_dict(run.read_config())
+    return RunConfig.from_dict(member_run(runs_root, member).read_config())
 
 
 def build_model(ckpt: dict, cfg: RunConfig, source: str = "checkpoint") -> torch.nn.Module:
@@ -173,6 +191,12 @@ def member_probabilities(runs_root, members: list[Member], paths: list[str] | Ev
     `progress(fraction, text)` is told where the whole pass stands.
     """
     from .evaluation import apply_bias, load_bias
+    if tuned:
+        untuned = [m.run for m in members if load_bias(member_run(runs_root, m).root, member_run(runs_root, m).name)
+                   is None]
+        if untuned:
+            raise ValueError(f"--tuned: run(s) {', '.join(sorted(set(untuned)))} have no tuned class biases; fit them "
+                             f"first with `maskcls evaluate RUN --tune` (or the Evaluate page), or leave --tuned off")
     inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
     out = []
     for i, m in enumerate(members):
@@ -181,7 +205,8 @@ def member_probabilities(runs_root, members: list[Member], paths: list[str] | Ev
         if progress:
             progress(i / len(members), f"member {i + 1}/{len(members)}: {m.label}")
         p = predict_paths(build_model(ckpt, cfg, m.label), cfg, inputs, tta)
-        bias = load_bias(runs_root, m.run) if tuned else None
+        run = member_run(runs_root, m)
+        bias = load_bias(run.root, run.name) if tuned else None
         out.append(apply_bias(p, bias) if bias is not None else p)
         if progress:
             progress((i + 1) / len(members), f"member {i + 1}/{len(members)} done")
@@ -286,14 +311,38 @@ def eval_paths(data_root) -> tuple[pd.DataFrame, list[str]]:
     return table, table["path"].tolist()
 
 
-def write_submission(out: str | os.PathLike, image_ids: list[str], probs: np.ndarray) -> Path:
-    """`ImageID,ans` in info.csv order; the probabilities go beside it as <out>.probs.csv for blending."""
+def check_output(out: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output path that is a folder or sits in a folder that cannot be written."""
     out = Path(out)
-    write_csv(out, pd.DataFrame({"ImageID": image_ids, "ans": probs.argmax(1).astype(int)}))
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; expected a file name such as {str(out / 'submission.csv')!r}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} is not writable")
+    return out
+
+
+def write_submission(out: str | os.PathLike, image_ids: list[str], probs: np.ndarray) -> Path:
+    """`ImageID,ans` in info.csv order; the probabilities go beside it as <out>.probs.csv for blending.
+
+    The two files are a pair: both are written to temp files first and replaced only when both are whole, so
+    a failure (a full disk) leaves the previous pair, never a new CSV beside old probabilities.
+    """
+    if probs.size == 0 and len(image_ids):
+        raise ValueError("the ensemble produced no probabilities")
+    if not np.isfinite(probs).all():
+        raise ValueError(f"the ensemble's probabilities are not finite for {int((~np.isfinite(probs)).any(1).sum())} "
+                         f"image(s): nothing was written (check the members' weights and checkpoints)")
+    out = Path(out)
     probs_path = out.with_suffix(".probs.csv")
     frame = pd.DataFrame(probs, columns=[f"p{i}" for i in range(18)])
     frame.insert(0, "ImageID", image_ids)
-    write_csv(probs_path, frame)
+    answers = pd.DataFrame({"ImageID": image_ids, "ans": probs.argmax(1).astype(int)})
+    with atomic_path(probs_path) as tmp_probs, atomic_path(out) as tmp_csv:
+        frame.to_csv(tmp_probs, index=False)
+        answers.to_csv(tmp_csv, index=False)
     return probs_path
 
 
@@ -361,6 +410,7 @@ def predict_submission(data_root, runs_root, members: list[Member], method: str,
     `progress(fraction, text)` hears where it stands. The result says how the time was spent.
     """
     t0 = time.perf_counter()
+    check_output(out)
     info, paths = eval_paths(data_root)
     cache_dir = cache_dir or Path(data_root) / ".maskcls-cache"
     result: dict = {}

@@ -12,7 +12,7 @@ import torch
 from .config import RunConfig
 from .fileio import write_json
 from .labels import GENDER_KEYS, attribute_names, decode
-from .metrics import evaluate_predictions, macro_f1
+from .metrics import attribute_of, evaluate_predictions, macro_f1
 from .rundir import RunDir, load_checkpoint, predictions_frame, probs_of
 
 BIAS_FILE = "class_bias.json"
@@ -20,24 +20,34 @@ BIAS_FILE = "class_bias.json"
 
 def run_predictions(runs_root, name: str, checkpoint: str = "best.pt", device: str = "cpu",
                     cache_dir=None) -> pd.DataFrame:
-    """Validation predictions of a run: the saved ones for best.pt, else predicted anew with `checkpoint`."""
-    run = RunDir(runs_root, name)
+    """Validation predictions of a run's `checkpoint`; `frame.attrs["source"]` says where they come from.
+
+    The named checkpoint is always loaded first (weights only), so a missing, damaged or refused file is an
+    error, never figures from another file. For best.pt the predictions saved at its epoch are used; any
+    other checkpoint (or saved predictions of another epoch) is predicted anew.
+    """
+    run = RunDir.open(runs_root, name)
     if not run.exists():
         raise ValueError(f"no run named {name!r} in {runs_root}")
+    ckpt = load_checkpoint(run.checkpoint(checkpoint))
+    epoch = ckpt.get("epoch")
     if checkpoint == "best.pt":
         saved = run.read_predictions()
-        if saved is not None:
+        saved_epoch = run.read_status().get("predictions_epoch")
+        if saved is not None and saved_epoch in (None, epoch):
+            saved.attrs["source"] = f"validation predictions saved when best.pt was written (epoch {epoch})"
             return saved
     from .ensemble import EvalInputs, build_model, predict_paths
     from .trainer import default_cache_dir, prepare_split
-    ckpt = load_checkpoint(run.checkpoint(checkpoint))
     cfg = RunConfig.from_dict(ckpt["config"])
     _, val_rows, _ = prepare_split(cfg)
     if val_rows.empty:
         raise ValueError(f"run {name!r} has no validation images to evaluate")
     inputs = EvalInputs(val_rows["path"].tolist(), torch.device(device), cache_dir or default_cache_dir(cfg))
     probs = predict_paths(build_model(ckpt, cfg, f"{name}:{checkpoint}"), cfg, inputs)
-    return predictions_frame(val_rows["path"], val_rows["person_id"], val_rows["label"], probs)
+    frame = predictions_frame(val_rows["path"], val_rows["person_id"], val_rows["label"], probs)
+    frame.attrs["source"] = f"predicted now with {checkpoint} (epoch {epoch}) on the run's validation split"
+    return frame
 
 
 def report(preds: pd.DataFrame, bias: np.ndarray | None = None) -> dict:
@@ -46,14 +56,23 @@ def report(preds: pd.DataFrame, bias: np.ndarray | None = None) -> dict:
     return evaluate_predictions(preds["label"].to_numpy(), probs.argmax(1))
 
 
-def cell_errors(preds: pd.DataFrame, true: int, pred: int) -> pd.DataFrame:
-    """Images labelled `true` and predicted `pred`, most confident first, with that probability."""
+def cell_errors(preds: pd.DataFrame, true: int, pred: int, attribute: str = "class") -> pd.DataFrame:
+    """Images whose true value is `true` and predicted value `pred`, most confident first.
+
+    `attribute` is "class" (the 18-class matrix) or "mask" / "gender" / "age" (an attribute's matrix, whose
+    probabilities are the 18-class ones summed per value). `predicted` is each image's predicted class.
+    """
     probs = probs_of(preds)
-    hit = (preds["label"].to_numpy() == true) & (probs.argmax(1) == pred)
+    labels, predicted = preds["label"].to_numpy(), probs.argmax(1)
+    if attribute == "class":
+        t, q, p = labels, predicted, probs
+    else:
+        t, q, p = attribute_of(labels, attribute), attribute_of(predicted, attribute), _attribute_probs(probs)[attribute]
+    hit = (t == true) & (q == pred)
     out = preds.loc[hit, ["path", "person_id", "label"]].copy()
-    out["predicted"] = pred
-    out["probability"] = probs[hit, pred]
-    out["p_true"] = probs[hit, true]
+    out["predicted"] = predicted[hit]
+    out["probability"] = p[hit, pred]
+    out["p_true"] = p[hit, true]
     return out.sort_values("probability", ascending=False).reset_index(drop=True)
 
 
@@ -157,12 +176,12 @@ def tune_biases(probs: np.ndarray, labels: np.ndarray, passes: int = 3,
 
 
 def save_bias(runs_root, name: str, bias: np.ndarray, before: float, after: float, checkpoint: str) -> None:
-    write_json(RunDir(runs_root, name).path / BIAS_FILE, {"bias": [float(b) for b in bias], "macro_f1_before": before,
+    write_json(RunDir.open(runs_root, name).path / BIAS_FILE, {"bias": [float(b) for b in bias], "macro_f1_before": before,
                                                           "macro_f1_after": after, "checkpoint": checkpoint})
 
 
 def load_bias(runs_root, name: str) -> np.ndarray | None:
-    path = RunDir(runs_root, name).path / BIAS_FILE
+    path = RunDir.open(runs_root, name).path / BIAS_FILE
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .config import RunConfig
 from .fileio import check_name, write_text
-from .rundir import RunDir, list_runs, now
+from .procs import is_alive, proc_start, spawn_detached, terminate_group
+from .rundir import RunDir, create_run, list_runs, now
 
 LOCK_DIR = ".locks"
 
@@ -42,27 +43,6 @@ class JobInfo:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-# -- process liveness --------------------------------------------------------------------------------------
-def proc_start(pid: int) -> int | None:
-    """Kernel start time of `pid` (clock ticks since boot), None if no such live process (zombies count as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def is_alive(pid: int | None, start: int | None = None) -> bool:
-    """True if `pid` runs and (when `start` is known) is the same process, not a recycled pid."""
-    if not pid:
-        return False
-    s = proc_start(int(pid))
-    return s is not None and (start is None or s == start)
 
 
 # -- device slots ----------------------------------------------------------------------------------------------
@@ -116,21 +96,14 @@ def device_of(cfg: RunConfig) -> str:
     return "cuda:0" if cfg.device == "cuda" else cfg.device
 
 
-def create_run(runs_root: str | os.PathLike, name: str, cfg: RunConfig) -> RunDir:
-    """Create the run folder atomically: two launches with one name give one run and one clear error."""
-    run = RunDir(runs_root, check_name(name))
-    Path(runs_root).mkdir(parents=True, exist_ok=True)
-    try:
-        os.mkdir(run.path)
-    except FileExistsError:
-        raise ValueError(f"a run named {name!r} already exists in {runs_root}; choose another name") from None
-    write_text(run.config_path, cfg.to_json())
-    return run
-
-
 def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int = 1) -> RunDir:
     """Create the run and start its detached job process; returns at once (the job may be queued)."""
     cfg.validate()
+    from .models import check_model
+    check_model(cfg.model, cfg.image_size)
+    if not cfg.data_root or not os.path.isdir(cfg.data_root):
+        raise ValueError(f"data root {cfg.data_root!r} is not a folder: expected a data root in the competition layout "
+                         f"(train/images/, eval/)")
     device = device_of(cfg)
     run = create_run(runs_root, name, cfg)
     run.write_status(state="queued", device=device, submitted=now(), progress=0.0, epoch=0, epochs=cfg.epochs,
@@ -148,16 +121,6 @@ def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int =
     pid = spawn_detached(args, run.log_path, env)
     run.write_status(pid=pid, pid_start=proc_start(pid), pgid=pid)
     return run
-
-
-def spawn_detached(args: list[str], log_path: Path, env: dict | None = None) -> int:
-    """Start `args` in its own session (so it outlives the studio) with output appended to `log_path`."""
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env if env is not None else dict(os.environ, PYTHONUNBUFFERED="1"),
-                                start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
-    threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends, while we live
-    return proc.pid
 
 
 def job_info(run: RunDir) -> JobInfo:
@@ -189,37 +152,6 @@ def cancel(runs_root: str | os.PathLike, name: str, grace: float = 5.0) -> JobIn
     if run.read_status().get("state") in ("queued", "running"):
         run.write_status(state="cancelled", ended=now(), pid=None)
     return job_info(run)
-
-
-def terminate_group(pgid: int, grace: float = 5.0) -> None:
-    """SIGTERM a detached job's process group, SIGKILL what is left after `grace` seconds."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.time() + grace
-    while time.time() < deadline and _group_alive(pgid):
-        time.sleep(0.1)
-    if _group_alive(pgid):
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while _group_alive(pgid) and time.time() < deadline + 5:
-            time.sleep(0.1)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Is any live (non-zombie) process left in process group `pgid`?"""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
 
 
 def run_job(runs_root: str | os.PathLike, name: str, slots: int = 1) -> dict:

@@ -77,6 +77,16 @@ def class_names(bounds: AgeBounds = DEFAULT_BOUNDS) -> list[str]:
     return [class_name(c, bounds) for c in range(NUM_CLASSES)]
 
 
+def short_class_name(cls: int, bounds: AgeBounds = DEFAULT_BOUNDS) -> str:
+    """Compact tick label, e.g. 'W/F/<30' (mask W/I/N, gender M/F, age band): fits an 18-class axis."""
+    m, g, b = decode(cls)
+    return f"{'WIN'[m]}/{'MF'[g]}/{bounds.names()[b]}"
+
+
+def short_class_names(bounds: AgeBounds = DEFAULT_BOUNDS) -> list[str]:
+    return [short_class_name(c, bounds) for c in range(NUM_CLASSES)]
+
+
 def attribute_names(bounds: AgeBounds = DEFAULT_BOUNDS) -> dict[str, tuple[str, ...]]:
     return {"mask": MASK_NAMES, "gender": GENDER_NAMES, "age": bounds.names()}
 

@@ -56,13 +56,6 @@ def combine_heads(out: dict[str, torch.Tensor]) -> torch.Tensor:
     return (m[:, :, None, None] + g[:, None, :, None] + a[:, None, None, :]).reshape(-1, 18)
 
 
-def list_models(pattern: str = "") -> list[str]:
-    """Curated names first, then every other timm model matching `pattern`."""
-    import timm
-    rest = [m for m in timm.list_models(f"*{pattern}*" if pattern else "") if m not in CURATED]
-    return [m for m in CURATED if pattern in m] + rest
-
-
 def _load_weights(backbone: nn.Module, path: str) -> None:
     if not os.path.isfile(path):
         raise ValueError(f"weights file {path!r} does not exist")
@@ -76,13 +69,27 @@ def _load_weights(backbone: nn.Module, path: str) -> None:
     log.info("loaded %s: %d missing, %d unexpected keys", path, len(result.missing_keys), len(result.unexpected_keys))
 
 
+def check_model(name: str, image_size) -> None:
+    """Refuse, before any training, a model name timm does not know or an input size the model cannot take
+    (ViT, Swin, DeiT: a fixed input size)."""
+    import timm
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name[:6]}*")[:8]
+        raise ValueError(f"unknown model {name!r}; similar timm names: {close or 'none'}")
+    cfg = timm.get_pretrained_cfg(name)
+    if cfg is not None and cfg.fixed_input_size and tuple(image_size) != tuple(cfg.input_size[1:]):
+        h, w = cfg.input_size[1:]
+        raise ValueError(f"model {name} takes a fixed input size of {h}x{w}, but image_size is "
+                         f"{image_size[0]}x{image_size[1]}: set image_size=[{h}, {w}] or choose a convolutional model")
+
+
 def create_model(name: str, pretrained: bool = False, weights_file: str = "", head: str = "single",
                  drop_rate: float = 0.0) -> tuple[MaskModel, str | None]:
     """Build the model; returns it and a warning text when pretrained weights could not be had."""
     import timm
     if not timm.is_model(name):
         close = timm.list_models(f"*{name[:6]}*")[:8]
-        raise ValueError(f"unknown model {name!r}; similar timm names: {close or 'none'} (see `maskcls models`)")
+        raise ValueError(f"unknown model {name!r}; similar timm names: {close or 'none'}")
     warning = None
     if weights_file:
         backbone = timm.create_model(name, pretrained=False, num_classes=0)

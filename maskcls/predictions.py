@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .fileio import check_name, inside, write_text
-from .jobs import proc_start, is_alive, spawn_detached, terminate_group
+from .procs import is_alive, proc_start, spawn_detached, terminate_group
 from .rundir import StatusFile, now
 
 FOLDER = "submissions"

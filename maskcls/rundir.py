@@ -5,6 +5,7 @@ checkpoints/<run>/ config.json status.json metrics.jsonl log.txt epoch_NNN.pt be
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pickle
@@ -52,6 +53,19 @@ class RunDir(StatusFile):
         self.root = Path(runs_root)
         self.path = inside(runs_root, self.name)
 
+    @classmethod
+    def open(cls, runs_root: str | os.PathLike, ref: str) -> "RunDir":
+        """A run given by name (in `runs_root`) or by its folder's path, as a terminal user tab-completes it
+        (`checkpoints/my-run/`, `/abs/path/run`, `./run`)."""
+        path = run_folder_path(runs_root, ref)
+        if path is None:
+            return cls(runs_root, ref)
+        try:
+            return cls(path.parent, path.name)
+        except ValueError:
+            raise ValueError(f"run folder {ref!r}: its name {path.name!r} is not a valid run name (letters, digits, "
+                             f"'.', '_', '-')") from None
+
     # files
     config_path = property(lambda self: self.path / "config.json")
     status_path = property(lambda self: self.path / "status.json")
@@ -90,8 +104,42 @@ class RunDir(StatusFile):
             f.write(line)
             f.flush()
 
+    def truncate_metrics(self, last_epoch: int) -> int:
+        """Drop rows of epochs after `last_epoch` (a resume from an earlier checkpoint); returns how many."""
+        rows = self.read_metrics()
+        keep = [r for r in rows if int(r.get("epoch", 0)) <= last_epoch]
+        if len(keep) != len(rows):
+            write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+        return len(rows) - len(keep)
+
     def read_config(self) -> dict:
-        return json.loads(self.config_path.read_text())
+        try:
+            return json.loads(self.config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{self.config_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+
+    # the trainer's lock: held by the one process that trains this folder, released by the kernel at its exit
+    lock_path = property(lambda self: self.path / ".train.lock")
+
+    def acquire_lock(self):
+        """An open file holding an exclusive flock on this run; a ValueError when another process trains it."""
+        f = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise ValueError(f"run {self.name!r} is being trained by another process right now; "
+                             f"wait for it or cancel it") from None
+        return f
+
+    def is_locked(self) -> bool:
+        if not self.lock_path.exists():
+            return False
+        try:
+            self.acquire_lock().close()
+            return False
+        except ValueError:
+            return True
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -124,13 +172,58 @@ class RunDir(StatusFile):
     def checkpoint(self, name: str) -> Path:
         return inside(self.path, check_name(name, "checkpoint name"))
 
-    def write_predictions(self, frame: pd.DataFrame) -> None:
+    def prune_epochs(self, keep: int) -> list[str]:
+        """Delete all but the newest `keep` epoch files (0 keeps all); best.pt and last.pt always stay."""
+        files = sorted(self.path.glob("epoch_*.pt"))
+        gone = files[:-keep] if keep > 0 else []
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return [p.name for p in gone]
+
+    def write_predictions(self, frame: pd.DataFrame, epoch: int | None = None) -> None:
+        """The best epoch's validation predictions; `epoch` is recorded in status.json as `predictions_epoch`."""
         write_csv(self.predictions_path, frame)
+        if epoch is not None:
+            self.write_status(predictions_epoch=epoch)
 
     def read_predictions(self) -> pd.DataFrame | None:
         if not self.predictions_path.exists():
             return None
         return pd.read_csv(self.predictions_path, dtype={"person_id": str})
+
+
+def run_folder_path(runs_root: str | os.PathLike, ref: str) -> Path | None:
+    """The folder `ref` names when it is a path rather than a bare run name (None for a bare name).
+
+    A path: it has a separator, starts with '.' or '~', or is not a run in `runs_root` but is a folder with a
+    config.json here.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise ValueError("a run name or run folder path is needed, got an empty one")
+    looks_like_path = os.sep in ref or (os.altsep and os.altsep in ref) or ref.startswith((".", "~"))
+    if not looks_like_path:
+        if (Path(runs_root) / ref).is_dir() or not (Path(ref) / "config.json").exists():
+            return None
+    path = Path(ref).expanduser().resolve()
+    if path.name in ("", "/"):
+        raise ValueError(f"run folder {ref!r} is not a run folder")
+    return path
+
+
+def create_run(runs_root: str | os.PathLike, name: str, config) -> "RunDir":
+    """Create the run folder atomically with its config.json: one name, one run; an existing name is refused.
+
+    Every way of starting a run (CLI train, jobs submit, the studio) comes through here.
+    """
+    run = RunDir(runs_root, name)
+    Path(runs_root).mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(run.path)
+    except FileExistsError:
+        raise ValueError(f"a run named {name!r} already exists in {runs_root}: choose another name, or continue it "
+                         f"with `maskcls train --resume {name}`") from None
+    write_text(run.config_path, config.to_json())
+    return run
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:

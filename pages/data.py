@@ -29,7 +29,7 @@ seed = c2.number_input("Split seed", value=42, step=1, key="data_split_seed")
 comparison = charts.split_comparison(train, ratio, int(seed))
 cols = st.columns(2)
 for col, (name, r) in zip(cols, comparison.items()):
-    col.plotly_chart(charts.split_figure(r["shares"], name), width="stretch")
+    col.plotly_chart(charts.split_figure(r["shares"], name, bounds), width="stretch")
     col.metric("People with photos on both sides", r["leaked_people"],
                help="Each such person's face is in training and validation: validation scores are inflated")
     col.caption(f"Largest per-class share gap: {r['max_gap']:.2f} points")

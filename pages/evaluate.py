@@ -4,15 +4,13 @@ import streamlit as st
 
 import ui
 from maskcls import charts
-from maskcls.cam import compute_cam, list_cam_methods, overlay
+from maskcls.cam import explain_image, list_cam_methods
 from maskcls.corrections import to_csv_text
 from maskcls.ensemble import build_model
 from maskcls.evaluation import cell_errors, find_label_errors, report, run_predictions, save_bias, \
     suspects_to_corrections, tune_biases
 from maskcls.imageio import ImageError, thumbnail
-from maskcls.labels import attribute_names, class_names
-from maskcls.metrics import attribute_of
-from maskcls.pipelines import load_preprocessed
+from maskcls.labels import attribute_names, class_names, short_class_names
 from maskcls.rundir import CheckpointError, RunDir, list_runs, load_checkpoint, probs_of
 from maskcls.config import RunConfig
 
@@ -42,48 +40,66 @@ name = c[0].selectbox("Run", [r.name for r in runs], key="eval_run")
 run = RunDir(runs_root, name)
 checkpoint = c[1].selectbox("Checkpoint", run.list_checkpoints(), key="eval_ckpt")
 normalise = c[2].toggle("Row-normalised", key="eval_norm")
-stamp = (run.path / checkpoint).stat().st_mtime
 try:
+    stamp = (run.path / checkpoint).stat().st_mtime
     preds = predictions(runs_root, name, checkpoint, stamp)
 except (ValueError, CheckpointError, OSError) as e:
     st.error(f"Cannot evaluate {name}/{checkpoint}: {e}")
     st.stop()
+st.caption(f"Figures from {preds.attrs.get('source', 'the run')}.")
 
 r = report(preds)
-names = class_names()
+names, short = class_names(), short_class_names()
 m = st.columns(4)
 m[0].metric("Macro F1", f"{r['macro_f1']:.4f}")
 m[1].metric("Accuracy", f"{r['accuracy']:.4f}")
 m[2].metric("Validation images", f"{len(preds):,}")
 m[3].metric("People", f"{preds['person_id'].nunique():,}")
 
+# Every matrix is clickable: a click selects its cell for the gallery below (and the selectboxes follow).
+MATRICES = {"class": names, **{k: list(v) for k, v in attribute_names().items()}}
 left, right = st.columns([3, 2])
-short = [str(i) for i in range(18)]
-event = left.plotly_chart(charts.confusion_figure(r["confusion"], short, normalise, "Confusion (click a cell)"),
-                          width="stretch", on_select="rerun", selection_mode="points", key="eval_cm")
+events = {"class": left.plotly_chart(
+    charts.confusion_figure(r["confusion"], short, normalise, "Confusion: click a cell to see its images", names),
+    width="stretch", on_select="rerun", selection_mode="points", key="eval_cm_class")}
 right.plotly_chart(charts.per_class_f1_figure(r["per_class"], names), width="stretch")
-cols = st.columns(3)
-for col, (attr, labels) in zip(cols, attribute_names().items()):
+for col, (attr, labels) in zip(st.columns(3), attribute_names().items()):
     a = r["attributes"][attr]
-    col.plotly_chart(charts.confusion_figure(a["confusion"], list(labels), normalise,
-                                             f"{attr}: acc {a['accuracy']:.3f}, F1 {a['macro_f1']:.3f}"),
-                     width="stretch")
-
-points = (event or {}).get("selection", {}).get("points", []) if event else []
-if points:
-    st.session_state["eval_true"], st.session_state["eval_pred"] = int(points[0]["y"]), int(points[0]["x"])
+    events[attr] = col.plotly_chart(charts.confusion_figure(a["confusion"], list(labels), normalise,
+                                                            f"{attr}: acc {a['accuracy']:.3f}, F1 {a['macro_f1']:.3f}"),
+                                    width="stretch", on_select="rerun", selection_mode="points", key=f"eval_cm_{attr}")
+for matrix, event in events.items():
+    cell = charts.picked_cell(event)
+    if cell is not None and st.session_state.get(f"eval_seen_{matrix}") != cell:  # a new click, not an old selection
+        st.session_state[f"eval_seen_{matrix}"] = cell
+        st.session_state["eval_matrix"] = matrix
+        st.session_state["eval_true"], st.session_state["eval_pred"] = cell
+        st.session_state["eval_page"] = 1
+    elif cell is None:
+        st.session_state.pop(f"eval_seen_{matrix}", None)
 
 st.subheader("Errors of one cell")
-s = st.columns([2, 2, 1])
-true = s[0].selectbox("True class", range(18), format_func=lambda i: f"{i}: {names[i]}", key="eval_true")
-pred = s[1].selectbox("Predicted class", range(18), format_func=lambda i: f"{i}: {names[i]}", key="eval_pred")
-cell = cell_errors(preds, true, pred)
+s = st.columns([1, 2, 2, 1])
+matrix = s[0].selectbox("Matrix", list(MATRICES), key="eval_matrix",
+                        format_func=lambda k: "18 classes" if k == "class" else k)
+values = MATRICES[matrix]
+for key in ("eval_true", "eval_pred"):  # a value of another matrix does not fit this one
+    if st.session_state.get(key, 0) >= len(values):
+        st.session_state[key] = 0
+true = s[1].selectbox("True class" if matrix == "class" else f"True {matrix}", range(len(values)),
+                      format_func=lambda i: f"{i}: {values[i]}", key="eval_true")
+pred = s[2].selectbox("Predicted class" if matrix == "class" else f"Predicted {matrix}", range(len(values)),
+                      format_func=lambda i: f"{i}: {values[i]}", key="eval_pred")
+cell = cell_errors(preds, true, pred, matrix)
 if cell.empty:
     st.write("No image in this cell.")
 else:
     pages = (len(cell) + PAGE - 1) // PAGE
-    page = s[2].number_input(f"Page (of {pages})", 1, pages, 1, key="eval_page") - 1
+    if not 1 <= st.session_state.get("eval_page", 1) <= pages:
+        st.session_state["eval_page"] = 1
+    page = s[3].number_input(f"Page (of {pages})", 1, pages, key="eval_page") - 1
     shown = cell.iloc[page * PAGE:(page + 1) * PAGE]
+    st.caption(f"{len(cell)} image(s): true {values[true]}, predicted {values[pred]}")
     thumbs, captions = [], []
     for row in shown.itertuples():
         try:
@@ -98,23 +114,19 @@ else:
                           f"/{cell.at[i, 'path'].split('/')[-1]}", key="eval_open")
     method = g[1].selectbox("CAM method", list_cam_methods()[:3], key="eval_cam_method")
     show = g[2].toggle("Grad-CAM", key="eval_cam_on")
-    head = "class"
-    if show and RunConfig.from_dict(run.read_config()).head == "multi":
-        head = st.radio("Explain", ["class", "mask", "gender", "age"], horizontal=True, key="eval_cam_head",
-                        help="a three-head model: the combined 18 classes, or one head")
     if show:
         try:
             model, cfg = model_for(runs_root, name, checkpoint, stamp)
-            spec = cfg.augment_spec()
-            pixels = load_preprocessed(cell.at[pick, "path"], tuple(cfg.image_size), spec.crop)
-            views = [pixels]
-            labels_ = ["input"]
-            for target, what in ((pred, "predicted"), (true, "true")):
-                index_ = target if head == "class" else attribute_of([target], head)[0]
-                views.append(overlay(pixels, compute_cam(model, pixels, spec, int(index_), method, head)))
-                labels_.append(f"{what}: {names[target]}" + ("" if head == "class" else f" ({head} head)"))
+            head = "class"
+            if cfg.head == "multi":
+                head = st.radio("Explain", ["class", "mask", "gender", "age"], horizontal=True, key="eval_cam_head",
+                                help="a three-head model: the combined 18 classes, or one head")
+            row = cell.loc[pick]
+            targets = [(int(row.predicted), f"predicted: {names[int(row.predicted)]}"),
+                       (int(row.label), f"true: {names[int(row.label)]}")]
+            views, labels_ = explain_image(model, cfg, row.path, targets, method, head)
             st.image(views, caption=labels_, width=220)
-        except (ImageError, ValueError, CheckpointError) as e:
+        except (ImageError, ValueError, CheckpointError, OSError) as e:
             st.error(f"Cannot show Grad-CAM: {e}")
 
 st.subheader("Likely label errors")

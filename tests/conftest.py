@@ -12,15 +12,12 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("MASKCLS_REFERENCE", REPO.parent / "shared" / "reference"))
 
 
-def reference_file(name: str) -> Path:
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.fail(f"reference file {path} is missing: the tests need ../shared/reference/ beside the repo "
-                    f"(or MASKCLS_REFERENCE pointing at it)")
-    return path
+def reference_lines(name: str) -> list[str]:
+    """A listing the repository carries (maskcls/reference/): the real training paths or eval ids."""
+    from maskcls.reference import read_listing
+    return read_listing(name)
 
 
 def _tiny(fmt: str) -> bytes:
@@ -35,7 +32,7 @@ def real_layout(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("real")
     data = {"jpg": _tiny("JPEG"), "jpeg": _tiny("JPEG"), "png": _tiny("PNG")}
     made = set()
-    for line in reference_file("train_image_paths.txt").read_text().splitlines():
+    for line in reference_lines("train_image_paths.txt"):
         path = root / line
         if path.parent not in made:
             path.parent.mkdir(parents=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import reference_file
+from conftest import reference_lines
 from maskcls.dataindex import FOLDER_RE, index_data
 from maskcls.demo import REAL_STRATA, write_demo
 from maskcls.splits import class_shares, leaked_people, split_by_person, split_random_images
@@ -52,7 +52,7 @@ def test_demo_proportions_follow_the_real_data(studio_demo):
 
 
 def test_demo_from_the_real_listing(tmp_path):
-    listing = reference_file("train_image_paths.txt").read_text().splitlines()[:140]
+    listing = reference_lines("train_image_paths.txt")[:140]
     (tmp_path / "l.txt").write_text("\n".join(listing))
     write_demo(tmp_path / "d", from_listing=tmp_path / "l.txt", workers=2)
     made = sorted(str(p.relative_to(tmp_path / "d")) for p in (tmp_path / "d/train/images").rglob("*.*"))

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import app_test, reference_file
+from conftest import app_test, reference_lines
 from maskcls.cli import main
 from maskcls.config import RunConfig
 from maskcls.ensemble import Member, ensemble_probabilities, eval_paths, hard_vote, member_probabilities, \
@@ -80,8 +80,8 @@ def real_eval_order(tmp_path_factory):
     """A demo root whose eval/info.csv holds the first 700 real eval ids, in their (unsorted) real order."""
     from maskcls.demo import write_demo
     root = tmp_path_factory.mktemp("realeval")
-    ids = reference_file("eval_image_ids.txt").read_text().split()[:700]
-    listing = reference_file("train_image_paths.txt").read_text().splitlines()[:70]
+    ids = reference_lines("eval_image_ids.txt")[:700]
+    listing = reference_lines("train_image_paths.txt")[:70]
     (root / "ids.txt").write_text("\n".join(ids))
     (root / "listing.txt").write_text("\n".join(listing))
     write_demo(root / "data", from_listing=root / "listing.txt", eval_ids=root / "ids.txt", workers=2)

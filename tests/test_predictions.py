@@ -6,7 +6,7 @@ import pytest
 
 from conftest import app_test
 from test_ensemble import make_member
-from maskcls.jobs import is_alive
+from maskcls.procs import is_alive
 from maskcls.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, predict_now,
                                  read_submission, submit_prediction, suggest_background)
 
