@@ -108,8 +108,13 @@ def current_index() -> DataIndex | None:
         root = data_root()
         return _index(root, b.lower, b.upper, st.session_state.get("corrections", "none"))
     except ValueError as e:
-        st.error(f"Cannot use this data root. {e}")
+        st.error(f"Cannot use this data root. {markdown_escape(str(e))}")
         return None
+
+
+def markdown_escape(text: str) -> str:
+    """Text shown literally in Markdown: `<id>_<gender>` must not be read as HTML tags or emphasis."""
+    return "".join("\\" + c if c in "\\`*_{}[]<>()#+!|~" else c for c in text)
 
 
 def demo_banner() -> None:

@@ -30,6 +30,28 @@ FLAGGED = {"vflip": "faces upside down are not what the test set has",
 RANDOM_ONLY = ("color_jitter", "hflip", "vflip", "rotation", "random_erasing")  # no deterministic form
 
 
+def _json_kind(value) -> str:
+    return {list: "array", str: "string", type(None): "null", bool: "boolean", int: "number", float: "number",
+            dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _check_shapes(d: dict) -> None:
+    """Each key holds the kind of JSON value it must, before any of it is used."""
+    want = {"mode": (str,), "p": (int, float), "crop": (list, type(None)), "transforms": (list, type(None)),
+            "normalize": (bool,), "mean": (list,), "std": (list,), "mix": (dict, type(None))}
+    names = {str: "a string", int: "a number", float: "a number", list: "an array", dict: "an object",
+             bool: "true or false", type(None): "null"}
+    for key, kinds in want.items():
+        if key in d and (not isinstance(d[key], kinds) or (isinstance(d[key], bool) and bool not in kinds)):
+            expected = " or ".join(dict.fromkeys(names[k] for k in kinds))
+            raise SpecError(key, f"expected {expected}, found a JSON {_json_kind(d[key])} ({d[key]!r})")
+    for key in ("mean", "std"):
+        if key in d and any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in d[key]):
+            raise SpecError(key, f"expected 3 numbers, found {d[key]!r}")
+    if isinstance(d.get("crop"), list) and any(isinstance(v, bool) or not isinstance(v, int) for v in d["crop"]):
+        raise SpecError("crop", f"expected [height, width] in whole pixels, found {d['crop']!r}")
+
+
 class SpecError(ValueError):
     """A bad spec value; `field` names the control it belongs to (e.g. 'gaussian_blur.sigma_min')."""
 
@@ -85,6 +107,7 @@ class AugmentSpec:
         if unknown:
             raise SpecError(unknown[0], f"unknown key; valid keys: {sorted(known)}")
         d = copy.deepcopy(d)
+        _check_shapes(d)
         mix = d.pop("mix", {}) or {}
         bad = sorted(set(mix) - set(BatchMix.__dataclass_fields__))
         if bad:

@@ -118,11 +118,11 @@ def picked_cell(event) -> tuple[int, int] | None:
     if not points:
         return None
     point = points[0]
-    if point.get("customdata") is not None:
-        true, pred = point["customdata"][:2]
-    else:
-        true, pred = point["y"], point["x"]
-    return int(true), int(pred)
+    if point.get("x") is not None and point.get("y") is not None:  # numeric axes: x = predicted, y = true
+        return int(round(float(point["y"]))), int(round(float(point["x"])))
+    data = point.get("customdata")
+    values = list(data.values()) if isinstance(data, dict) else list(data or [])
+    return (int(values[0]), int(values[1])) if len(values) >= 2 else None
 
 
 def per_class_f1_figure(per_class: list[dict], names: list[str]) -> go.Figure:

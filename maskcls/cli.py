@@ -470,20 +470,21 @@ def cmd_augment(args) -> int:
         print("saved:  ", ", ".join(list_saved_specs(args.runs_root or default_runs_root())) or "-")
         return 0
     if args.action == "save":
-        with open(args.spec, encoding="utf-8") as f:
-            spec = AugmentSpec.from_json(f.read())
+        spec = AugmentSpec.from_dict(read_json_file(args.spec, "augment spec"))
         print(save_spec(args.runs_root or default_runs_root(), args.name, spec))
         return 0
     from PIL import Image
     from .preview import contact_sheet, load_source, preview_draws
-    if args.spec:
-        with open(args.spec, encoding="utf-8") as f:
-            spec = AugmentSpec.from_json(f.read())
-    else:
-        spec = create_preset(args.preset)
+    spec = AugmentSpec.from_dict(read_json_file(args.spec, "augment spec")) if args.spec else create_preset(args.preset)
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
     source = load_source(args.image, spec)
     draws, fired, seconds = preview_draws(source, spec, args.n, args.seed)
-    Image.fromarray(contact_sheet([source] + draws)).save(args.out)
+    from .fileio import atomic_path
+    if os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a folder; expected a .png file name")
+    with atomic_path(args.out) as tmp:
+        Image.fromarray(contact_sheet([source] + draws)).save(tmp, format="PNG")
     print(f"wrote {args.out}: {args.n} draws in {seconds * 1000:.0f} ms; fired: "
           + ", ".join(f"{k} {v}/{args.n}" for k, v in fired.items()))
     return 0
@@ -506,8 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"maskcls {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, KeyError, OSError) as e:
+        from .trainer import error_text
+        print(f"maskcls {args.command}: error: {error_text(e) if isinstance(e, OSError) else e}", file=sys.stderr)
         return 2
 
 

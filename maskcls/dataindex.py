@@ -53,7 +53,8 @@ class DataIndex:
             "eval_missing": int((~self.eval["exists"]).sum()) if self.eval is not None else 0,
             "skipped": self.skipped[["path", "reason"]].to_dict("records"),
             "missing": self.problems[self.problems["kind"] == "missing"][["path", "reason"]].to_dict("records"),
-            "inconsistent": self.problems[self.problems["kind"] == "csv"][["path", "reason"]].to_dict("records"),
+            "inconsistent": self.problems[self.problems["kind"].isin(["csv", "duplicate"])][["path", "reason"]
+                                                                                           ].to_dict("records"),
             "seconds": round(self.seconds, 3),
         }
 
@@ -67,10 +68,10 @@ def _check_root(root: Path) -> Path:
         raise DataRootError(f"data root {str(root)!r} is a file, expected a folder holding train/images/")
     images = root / "train" / "images"
     if not images.is_dir():
-        found = sorted(p.name for p in root.iterdir())[:8]
+        found = "an empty folder" if not any(root.iterdir()) else "no train/images folder in it"
         raise DataRootError(
             f"{str(root)!r} is not in the competition layout: expected {str(images)!r} with one folder per "
-            f"person named {FOLDER_EXAMPLE}; found {found or 'an empty folder'}"
+            f"person named {FOLDER_EXAMPLE}; found {found}"
         )
     return images
 
@@ -128,6 +129,18 @@ def assign_labels(train: pd.DataFrame, bounds: AgeBounds) -> pd.DataFrame:
     return out
 
 
+def report_shared_ids(train: pd.DataFrame, problems: list) -> None:
+    """A person id in several folders is one person to the split; say so, and name labels that disagree."""
+    folders = train.groupby("person_id")["folder"].unique()
+    for pid, names in folders[folders.map(len) > 1].items():
+        rows = train[train["person_id"] == pid].drop_duplicates("folder")
+        differ = [k for k in ("gender", "age") if rows[k].nunique() > 1]
+        what = f"with different {' and '.join(differ)}" if differ else "with the same labels"
+        problems.append((", ".join(sorted(names)), "duplicate",
+                         f"person id {pid} names {len(names)} folders {what}: kept as one person in splits, each "
+                         f"folder's images keep their own labels"))
+
+
 def _cross_check_csv(csv_path: Path, train: pd.DataFrame, problems: list) -> None:
     try:
         table = pd.read_csv(csv_path, dtype=str)
@@ -162,6 +175,10 @@ def scan_eval(root: Path, problems: list) -> pd.DataFrame | None:
         return None
     present = set(os.listdir(images)) if images.is_dir() else set()
     ids = table["ImageID"].astype(str)
+    repeated = ids[ids.duplicated()].unique()
+    for image_id in repeated[:200]:
+        problems.append((str(info), "csv", f"ImageID {image_id} is listed {int((ids == image_id).sum())} times in "
+                                           f"eval/info.csv: the submission repeats its answer on each row"))
     out = pd.DataFrame({"image_id": ids, "path": [str(images / i) for i in ids], "exists": ids.isin(present)})
     for p in out.loc[~out["exists"], "path"].head(200):
         problems.append((p, "missing", "named in eval/info.csv but not found in eval/images"))
@@ -195,6 +212,7 @@ def index_data(root: str | os.PathLike, bounds: AgeBounds = DEFAULT_BOUNDS, corr
         from .corrections import apply_corrections
         train = apply_corrections(train, corrections)
     train = assign_labels(train, bounds)
+    report_shared_ids(train, problems)
     csv_path = root / "train" / "train.csv"
     if csv_path.exists():
         _cross_check_csv(csv_path, train, problems)

@@ -18,6 +18,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: give the mode a plain open() would
     os.close(fd)
     try:
         yield Path(tmp)
@@ -31,6 +32,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             why = e.strerror or str(e)
             raise OSError(e.errno, f"could not write {path}: {why}; the previous version of the file is intact") from e
         raise
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask sets it too, which races other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 MAX_PIXELS = 60_000_000  # a 384x512 photo is 0.2 MP; anything near this is not a face crop
+MIN_SIDE = 16  # smaller than this is no photo of a face (and breaks padding, crops and CAMs)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 _MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG": "png"}
 
@@ -37,10 +38,13 @@ def load_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Im
         if os.path.getsize(path) == 0:
             raise ImageError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(path, f"image too large ({img.width}x{img.height}, limit {MAX_PIXELS:,} pixels)")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower limit comes next
+            try:
+                img = Image.open(path)
+            except Image.DecompressionBombError:
+                raise ImageError(path, f"image too large (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, limit "
+                                       f"{MAX_PIXELS:,} pixels)") from None
+            check_size(path, img.width, img.height)
             if size is not None and img.format == "JPEG":
                 img.draft("RGB", size)  # DCT-domain downscale: much faster decode for small targets
             img.load()
@@ -58,12 +62,29 @@ def load_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Im
         raise ImageError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
 
 
-def load_resized(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
-    """Decode and resize to `size` (w, h): a (H, W, 3) uint8 array."""
-    img = load_rgb(path, size)
-    if img.size != tuple(size):
-        img = img.resize(tuple(size), Image.BILINEAR, reducing_gap=None)
-    return np.asarray(img, dtype=np.uint8)
+def check_size(path: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse images too large to be a face photo, or too small to be one."""
+    if width * height > MAX_PIXELS:
+        raise ImageError(path, f"image too large ({width}x{height}, limit {MAX_PIXELS:,} pixels)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(path, f"image too small ({width}x{height}): expected at least {MIN_SIDE}x{MIN_SIDE} pixels")
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the header, checked like a decode would check it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except Image.DecompressionBombError:
+        raise ImageError(path, f"image too large (limit {MAX_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+    check_size(path, w, h)
+    return w, h
 
 
 def thumbnail(path: str | os.PathLike, max_side: int = 160) -> np.ndarray:

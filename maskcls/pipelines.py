@@ -13,7 +13,7 @@ import torchvision.transforms.v2 as v2
 from PIL import Image
 
 from .augment import AugmentSpec, TransformSpec
-from .imageio import load_rgb
+from .imageio import image_size, load_rgb
 
 GRAY = torch.tensor([0.299, 0.587, 0.114])
 
@@ -22,8 +22,7 @@ GRAY = torch.tensor([0.299, 0.587, 0.114])
 def load_preprocessed(path: str | os.PathLike, size: tuple[int, int], crop: list | None = None) -> np.ndarray:
     """Decode `path`, center-crop `crop` [h, w] (source pixels), resize to `size` (h, w): (H, W, 3) uint8."""
     h, w = size
-    with Image.open(path) as probe:
-        src_w, src_h = probe.size
+    src_w, src_h = image_size(path)
     hint = (w, h)
     if crop:
         hint = (max(1, w * src_w // crop[1]), max(1, h * src_h // crop[0]))

@@ -7,14 +7,13 @@ import numpy as np
 import torch
 
 from .augment import AugmentSpec
+from .imageio import image_size
 from .pipelines import BatchAugment, denormalize, load_preprocessed
 
 
 def load_source(path: str, spec: AugmentSpec) -> np.ndarray:
     """The image as the pipeline sees it before random transforms: decoded and center-cropped, full size."""
-    from PIL import Image
-    with Image.open(path) as im:
-        w, h = im.size
+    w, h = image_size(path)
     crop = spec.crop
     if crop:
         spec.validate((h, w))

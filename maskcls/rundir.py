@@ -5,6 +5,7 @@ checkpoints/<run>/ config.json status.json metrics.jsonl log.txt epoch_NNN.pt be
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -229,7 +230,27 @@ def create_run(runs_root: str | os.PathLike, name: str, config) -> "RunDir":
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     """torch.save to a temp file, then os.replace: a kill mid-write leaves the previous file intact."""
     with atomic_path(path) as tmp:
-        torch.save({"format": CKPT_FORMAT, **payload}, tmp)
+        try:
+            torch.save({"format": CKPT_FORMAT, **payload}, tmp)
+        except RuntimeError as e:  # torch's writer reports a full disk as "inline_container.cc: unexpected pos"
+            raise OSError(errno.EIO, write_failure_reason(tmp, e)) from e
+
+
+def write_failure_reason(tmp: Path, error: BaseException) -> str:
+    """Why a write failed, in words: a full disk or a file-size limit says so rather than torch's internals."""
+    import resource
+    import shutil
+    try:
+        free = shutil.disk_usage(tmp.parent).free
+    except OSError:
+        free = None
+    size = tmp.stat().st_size if tmp.exists() else 0
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if free is not None and free < 64 * 2**20:
+        return f"no space left on the device ({free / 2**20:.1f} MB free)"
+    if limit != resource.RLIM_INFINITY and size >= limit - 4096:
+        return f"file too large for this process's file-size limit ({limit:,} bytes)"
+    return f"the writer failed ({str(error).splitlines()[0][:160]})"
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -260,13 +281,19 @@ def probs_of(frame: pd.DataFrame) -> np.ndarray:
     return frame[[f"p{i}" for i in range(18)]].to_numpy(np.float32)
 
 
+def is_run_folder(path: Path) -> bool:
+    """A run folder holds the config.json and status.json every run writes as it is created; a folder that
+    merely holds a config.json (someone's configs) is not one."""
+    return path.is_dir() and (path / "config.json").is_file() and (path / "status.json").is_file()
+
+
 def list_runs(runs_root: str | os.PathLike) -> list[RunDir]:
     root = Path(runs_root)
     if not root.is_dir():
         return []
     out = []
     for p in sorted(root.iterdir()):
-        if p.is_dir() and (p / "config.json").exists():
+        if is_run_folder(p):
             try:
                 out.append(RunDir(root, p.name))
             except ValueError:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .jobs import job_info
-from .rundir import RunDir, list_runs
+from .rundir import RunDir, is_run_folder, list_runs
 
 
 def eta_seconds(info) -> float | None:
@@ -80,7 +80,9 @@ def delete_run(runs_root, name: str) -> None:
     run = RunDir(runs_root, name)
     if not run.exists():
         raise ValueError(f"no run named {name!r}")
-    state = job_info(run).state if run.status_path.exists() else "unknown"
+    if not is_run_folder(run.path):
+        raise ValueError(f"{str(run.path)!r} is not a run folder (no config.json and status.json): not deleted")
+    state = job_info(run).state
     if state in ("queued", "running"):
         raise ValueError(f"run {name!r} is {state}: cancel it before deleting")
     shutil.rmtree(run.path)

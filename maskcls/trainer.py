@@ -124,7 +124,7 @@ def run_training(cfg: RunConfig, run: RunDir, resume: bool = False, progress=Non
         raise
     except BaseException as e:
         if dist.main:
-            msg = str(e) if isinstance(e, (ValueError, TrainingError, ConfigError, OSError)) else f"{type(e).__name__}: {e}"
+            msg = error_text(e)
             run.log("failed: " + msg + "\n" + "".join(traceback.format_exception(e)[-6:]))
             run.write_status(state="failed", ended=now(), error=msg, pid=None)
         raise
@@ -136,6 +136,15 @@ def run_training(cfg: RunConfig, run: RunDir, resume: bool = False, progress=Non
         if lock is not None:
             lock.close()
     return status
+
+
+def error_text(e: BaseException) -> str:
+    """A failure in words for status.json and the terminal: our own errors as they are, others with their type."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror + (f": {e.filename}" if e.filename else "")
+    if isinstance(e, (ValueError, TrainingError, ConfigError)):
+        return str(e)
+    return f"{type(e).__name__}: {e}"
 
 
 def _init_dist() -> Dist:

@@ -1,7 +1,7 @@
 """The whole story in a real browser (Debian chromium via Playwright) against a running studio.
 
 Home -> Data -> Augment (move a slider, the grid changes) -> Train (launch a small job, watch it finish)
--> Evaluate (pick a cell, open Grad-CAM) -> Ensemble (predict, download the CSV, check its rows).
+-> Evaluate (click a cell of the confusion matrix with the mouse, open Grad-CAM) -> Ensemble (predict, download the CSV, check its rows).
 Screenshots land in test-artifacts/ (one per page).
 """
 import os
@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from maskcls.labels import class_names
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
@@ -147,11 +148,26 @@ def test_the_whole_story(server, page, studio_demo):
     probs = preds[[f"p{i}" for i in range(18)]].to_numpy()
     wrong = preds["label"].to_numpy() != probs.argmax(1)
     true, pred = int(preds["label"][wrong].iloc[0]), int(probs[wrong].argmax(1)[0])
-    for label, value in (("True class", true), ("Predicted class", pred)):
-        page.get_by_label(label).click()
-        page.keyboard.type(f"{value}: ")  # the option list is virtualised: filter it, then take the match
-        page.get_by_role("option", name=re.compile(rf"^{value}: ")).click()
-        wait_idle(page)
+    n_cell = int(((preds["label"] == true) & (probs.argmax(1) == pred)).sum())
+    names = class_names()
+    chart = page.locator(".js-plotly-plot").first  # the 18-class confusion matrix
+    chart.scroll_into_view_if_needed()
+    cell = chart.locator(".scatterlayer .trace").first.locator("path.point").nth(true * 18 + pred)
+    box = cell.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)  # a user hovers (the tooltip names the cell), then clicks
+    page.get_by_text(f"predicted {names[pred]}").first.wait_for()
+    page.mouse.click(x, y)
+    wait_idle(page)
+    page.get_by_text(f"{n_cell} image(s): true {names[true]}, predicted {names[pred]}").wait_for()
+    for label, value in (("True class", true), ("Predicted class", pred)):  # the selectboxes followed the click
+        shown = page.get_by_role("combobox", name=label).input_value()
+        assert shown == f"{value}: {names[value]}", shown
+    captions = page.get_by_text(re.compile(r"^#\d+ p=\d\.\d\d · \d+$"))  # one per gallery image
+    deadline = time.time() + 20
+    while captions.count() < min(n_cell, 12) and time.time() < deadline:
+        time.sleep(0.3)
+    assert captions.count() == min(n_cell, 12), (captions.count(), n_cell)
     page.get_by_text("Grad-CAM", exact=True).click()
     wait_idle(page)
     page.get_by_text(re.compile(r"^predicted: ")).first.wait_for()

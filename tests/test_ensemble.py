@@ -25,6 +25,7 @@ def make_member(root, name, model="resnet10t", size=(128, 96), seed=0, state=Non
     run = RunDir(root, name)
     run.path.mkdir(parents=True, exist_ok=True)
     write_text(run.config_path, cfg.to_json())
+    run.write_status(state="completed", epoch=1)
     net, _ = create_model(model)
     save_checkpoint(run.best_path, {"model": state or net.state_dict(), "config": cfg.to_dict(),
                                     "classes": class_names(), "epoch": 1})
