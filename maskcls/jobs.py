@@ -13,13 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig
-from .fileio import check_name, write_text
 from .procs import is_alive, proc_start, spawn_detached, terminate_group
 from .rundir import RunDir, create_run, list_runs, now
 

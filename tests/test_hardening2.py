@@ -2,14 +2,12 @@
 and nothing is lost or mixed. One test (or more) per numbered item of the issue."""
 import json
 import os
-import resource
 import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
-import tomllib
 import urllib.request
 
 import numpy as np
@@ -21,7 +19,7 @@ from PIL import Image
 from conftest import REPO, app_test
 from maskcls.augment import AugmentSpec
 from maskcls.cli import main
-from maskcls.config import ConfigError, RunConfig
+from maskcls.config import RunConfig
 from maskcls.dataindex import index_data
 from maskcls.ensemble import Member, write_submission
 from maskcls.fileio import write_text
@@ -398,7 +396,7 @@ def test_tuned_on_a_run_never_tuned(one_run, demo_root, tmp_path, capsys):
     runs, name = one_run
     code, _, err = run_cli(capsys, "predict", "--data", str(demo_root), "--runs-root", str(runs), "--members", name,
                            "--tuned", "--out", str(tmp_path / "s.csv"), "--quiet")
-    assert code == 2 and "no tuned class biases" in err and f"maskcls evaluate RUN --tune" in err
+    assert code == 2 and "no tuned class biases" in err and "maskcls evaluate RUN --tune" in err
 
 
 def test_a_config_file_is_not_a_member_checkpoint(capsys, tmp_path):

@@ -89,9 +89,12 @@ def test_cancel_a_queued_job(demo_root, tmp_path):
 
 def test_bad_config_job_fails_with_the_message(demo_root, tmp_path):
     runs = tmp_path / "runs"
-    jobs.submit(cfg_for(demo_root, tmp_path, model="no_such_model_v9"), runs, "bad")
+    with pytest.raises(ValueError, match="unknown model 'no_such_model_v9'"):  # refused at submit
+        jobs.submit(cfg_for(demo_root, tmp_path, model="no_such_model_v9"), runs, "refused")
+    assert not (runs / "refused").exists()
+    jobs.submit(cfg_for(demo_root, tmp_path, batch_size=5000), runs, "bad")  # found out only by the job
     info = wait_state(runs, "bad", {"failed", "completed"})
-    assert info.state == "failed" and "unknown model 'no_such_model_v9'" in info.error
+    assert info.state == "failed" and "batch_size 5000 is larger than the" in info.error
 
 
 def test_sigkilled_job_shows_as_lost(demo_root, tmp_path):

@@ -18,7 +18,6 @@ from maskcls.labels import class_names, short_class_names
 from maskcls.reference import read_listing
 from maskcls.rundir import RunDir
 
-from test_ensemble import make_member
 from test_training import TINY
 
 

@@ -75,8 +75,13 @@ def test_config_round_trips_and_overrides():
     assert RunConfig.from_json(cfg.to_json()) == cfg
 
 
+def test_unknown_model_is_refused_before_a_run_folder_exists(demo_root, tmp_path):
+    with pytest.raises(ValueError, match="unknown model 'resnet_999'"):
+        train_from_config(tiny(demo_root, tmp_path, model="resnet_999"), tmp_path / "runs", "bad")
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
 @pytest.mark.parametrize("kw,msg", [
-    ({"model": "resnet_999"}, "unknown model 'resnet_999'"),
     ({"batch_size": 5000}, "batch_size 5000 is larger than the"),
     ({"lr": 1e30, "loss": "ce"}, "the loss became"),
 ])
