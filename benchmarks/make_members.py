@@ -1,11 +1,11 @@
 """Write N randomly initialised checkpoints (runs m0..mN-1) for timing ensemble inference: weights don't change speed."""
 import sys
 
-from maskcls.config import RunConfig
-from maskcls.fileio import write_text
-from maskcls.labels import class_names
-from maskcls.models import create_model
-from maskcls.rundir import RunDir, save_checkpoint
+from maskcls.train.config import RunConfig
+from maskcls.common.fileio import write_text
+from maskcls.data.labels import class_names
+from maskcls.models.backbones import create_model
+from maskcls.train.rundir import RunDir, save_checkpoint
 
 root, n, model, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 for i in range(n):

@@ -1,7 +1,6 @@
 """Shared studio helpers: the sidebar settings, cached data access, and user-facing errors."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -12,14 +11,15 @@ if str(REPO) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from maskcls.corrections import list_presets as correction_presets  # noqa: E402
-from maskcls.dataindex import DataIndex, index_data  # noqa: E402
-from maskcls.demo import STUDIO_DEMO, demo_folder, demo_progress, start_demo_generation  # noqa: E402
-from maskcls.labels import AgeBounds  # noqa: E402
+from maskcls.common.settings import default_data_root, default_runs_root  # noqa: E402
+from maskcls.data.corrections import list_presets as correction_presets  # noqa: E402
+from maskcls.data.index import DataIndex, index_data  # noqa: E402
+from maskcls.data.demo import STUDIO_DEMO, demo_folder, demo_progress, start_demo_generation  # noqa: E402
+from maskcls.data.labels import AgeBounds  # noqa: E402
 
 DEFAULTS = {
-    "data_root": os.environ.get("MASKCLS_DATA", ""),
-    "runs_root": os.environ.get("MASKCLS_RUNS", str(REPO / "checkpoints")),
+    "data_root": default_data_root(),
+    "runs_root": default_runs_root(),
     "age_lower": 30,
     "age_upper": 60,
     "corrections": "none",
@@ -94,7 +94,7 @@ def data_root() -> str:
 
 @st.cache_data(max_entries=8, show_spinner="Indexing the data…")
 def _index(root: str, lower: int, upper: int, corrections: str) -> DataIndex:
-    from maskcls.corrections import load_corrections
+    from maskcls.data.corrections import load_corrections
     corr = load_corrections(corrections) if corrections != "none" else None
     return index_data(root, AgeBounds(lower, upper), corr)
 

@@ -1,6 +1,6 @@
 """`python -m maskcls ...` is the same as the `maskcls` console script."""
 import sys
 
-from .cli import main
+from maskcls.cli import main
 
 sys.exit(main())

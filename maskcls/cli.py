@@ -7,6 +7,8 @@ import os
 import sys
 import time
 
+from maskcls.common.settings import default_cache_dir, default_runs_root
+
 COMMANDS = {}
 
 
@@ -31,9 +33,9 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
 
 @command("scan", "index a data root and report people, images, class counts and skipped files")
 def cmd_scan(args) -> int:
-    from .corrections import load_corrections
-    from .dataindex import index_data
-    from .labels import AgeBounds, class_name
+    from maskcls.data.corrections import load_corrections
+    from maskcls.data.index import index_data
+    from maskcls.data.labels import AgeBounds, class_name
     lo, hi = (int(x) for x in args.age_bounds.split(","))
     bounds = AgeBounds(lo, hi)
     corr = load_corrections(args.corrections) if args.corrections else None
@@ -73,8 +75,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 @command("demo-data", "write a synthetic dataset in the competition layout (resumes into a partly written folder)")
 def cmd_demo(args) -> int:
-    from .demo import demo_progress, generate_demo, write_demo
-    from .progress import TerminalProgress
+    from maskcls.data.demo import demo_progress, generate_demo, write_demo
+    from maskcls.common.progress import TerminalProgress
     progress = TerminalProgress(args.quiet)
     bar = progress.count("drawing people", "person")
     if args.locked:
@@ -92,10 +94,6 @@ def cmd_demo(args) -> int:
 cmd_demo.configure = _demo_args
 
 
-def default_runs_root() -> str:
-    return os.environ.get("MASKCLS_RUNS", "checkpoints")
-
-
 def default_run_name(model: str) -> str:
     return f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -106,7 +104,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data root (overrides data_root)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
     p.add_argument("--name", help="run name (default: <model>-<time>)")
-    p.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS or ./checkpoints)")
+    p.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS, else the checkout's checkpoints/)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN (a name or a run folder path) from its last.pt")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines or progress bars; only the final JSON")
     p.add_argument("--job", metavar="RUN", help="train the run folder RUN from its config.json (job runner, torchrun)")
@@ -116,7 +114,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def read_json_file(path: str, what: str):
     """Parse a JSON file the user named; every way it can be wrong gets a message naming the file."""
-    from .fileio import read_json
+    from maskcls.common.fileio import read_json
     if os.path.isdir(path):
         raise ValueError(f"{what} {path!r} is a folder, expected a JSON file")
     try:
@@ -131,7 +129,7 @@ def read_json_file(path: str, what: str):
 
 def read_config_file(path: str, base: dict | None = None):
     """A run config from a JSON file (an object of config keys), over `base` when given."""
-    from .config import RunConfig
+    from maskcls.train.config import RunConfig
     loaded = read_json_file(path, "config")
     if not isinstance(loaded, dict):
         raise ValueError(f"config {path!r} must hold a JSON object of config keys, found a JSON "
@@ -146,7 +144,7 @@ def _json_kind(value) -> str:
 
 def config_from_args(args):
     """--preset, then --config, then --data and --set, in that order of precedence (last wins)."""
-    from .config import RunConfig, create_config
+    from maskcls.train.config import RunConfig, create_config
     cfg = create_config(args.preset) if args.preset else RunConfig()
     if args.config:
         cfg = read_config_file(args.config, cfg.to_dict())
@@ -157,17 +155,17 @@ def config_from_args(args):
 
 @command("train", "train a model as a run config says; writes the run folder")
 def cmd_train(args) -> int:
-    from .progress import TerminalProgress
-    from .trainer import train_from_config
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.train.driver import train_from_config
     runs_root = args.runs_root or default_runs_root()
     progress = None if args.job else TerminalProgress(args.quiet)
     if args.job and args.queue:
-        from .jobs import run_job
+        from maskcls.runs.jobs import run_job
         status = run_job(runs_root, args.job, args.slots)
     elif args.job:
-        from .config import RunConfig
-        from .rundir import RunDir
-        from .trainer import run_training
+        from maskcls.train.config import RunConfig
+        from maskcls.train.rundir import RunDir
+        from maskcls.train.driver import run_training
         run = RunDir(runs_root, args.job)
         status = run_training(RunConfig.from_dict(run.read_config()), run,
                               resume=True)  # from the newest good checkpoint, if any
@@ -178,7 +176,7 @@ def cmd_train(args) -> int:
             raise ValueError(f"--resume continues a run with its own config.json, so {', '.join(given)} cannot apply; "
                              f"to train with other settings start a new run: --config <run folder>/config.json "
                              f"--set ... --name NEW")
-        from .config import RunConfig
+        from maskcls.train.config import RunConfig
         status = train_from_config(RunConfig(), runs_root, args.resume, resume=True, progress=progress)
     else:
         cfg = config_from_args(args)
@@ -208,7 +206,8 @@ def _jobs_args(p: argparse.ArgumentParser) -> None:
     lg.add_argument("name")
     lg.add_argument("--lines", type=int, default=200)
     for q in (s, ls, c, lg):
-        q.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS or ./checkpoints)")
+        q.add_argument("--runs-root", default=None, help="runs root (default: $MASKCLS_RUNS, else the checkout's "
+                                                          "checkpoints/)")
 
 
 def _when(t) -> str:
@@ -217,8 +216,8 @@ def _when(t) -> str:
 
 @command("jobs", "background training jobs: submit, list, cancel, logs")
 def cmd_jobs(args) -> int:
-    from . import jobs
-    from .rundir import RunDir
+    from maskcls.runs import jobs
+    from maskcls.train.rundir import RunDir
     runs_root = args.runs_root or default_runs_root()
     if args.action == "submit":
         cfg = read_config_file(args.config)
@@ -251,7 +250,7 @@ cmd_jobs.configure = _jobs_args
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    from .ensemble import METHODS
+    from maskcls.infer.ensemble import METHODS
     p.add_argument("--data", help="data root holding eval/info.csv and eval/images")
     p.add_argument("--members", nargs="+", metavar="RUN[:CKPT[:WEIGHT]]",
                    help="checkpoints of any runs (RUN: a run name or a run folder path); for soups, several epochs "
@@ -280,26 +279,27 @@ def _seconds_text(seconds: dict) -> str:
 def cmd_predict(args) -> int:
     runs_root = args.runs_root or default_runs_root()
     if args.job:
-        from .predictions import run_prediction
+        from maskcls.runs.predictions import run_prediction
         status = run_prediction(runs_root, args.job)
-        return 0 if status.get("state") == "done" else 1
+        return 0 if status.get("state") == "completed" else 1
     if not args.data or not args.members:
         raise ValueError("predict needs --data ROOT and --members RUN[:CKPT] ...")
-    from .ensemble import Member, check_output, predict_submission, score_members
+    from maskcls.infer.predict import Member, check_output
+    from maskcls.infer.ensemble import predict_submission, score_members
     members = [Member.parse(m) for m in args.members]
     if args.background:
-        from .predictions import PredictRequest, submit_prediction
+        from maskcls.runs.predictions import PredictRequest, submit_prediction
         req = PredictRequest(os.path.abspath(args.data), [m.absolute() for m in members], args.method,
                              args.tta == "flip", args.tuned, args.device, args.cache_dir)
         job = submit_prediction(req, runs_root, args.background)
         print(f"{job.name}: started; `maskcls predictions` shows it, the CSV will be {job.csv_path}")
         return 0
     check_output(args.out)
-    from .devices import resolve_device
-    from .progress import TerminalProgress
+    from maskcls.common.devices import resolve_device
+    from maskcls.common.progress import TerminalProgress
     progress = TerminalProgress(args.quiet)
     device = resolve_device(args.device)
-    cache_dir = args.cache_dir or os.path.join(args.data, ".maskcls-cache")
+    cache_dir = default_cache_dir(args.data, args.cache_dir)
     tta = args.tta == "flip"
     if args.validate:
         table, notes, _ = score_members(runs_root, members, args.method, device, cache_dir, tta,
@@ -335,8 +335,8 @@ def _predictions_args(p: argparse.ArgumentParser) -> None:
 
 def prediction_ref(runs_root: str, ref: str) -> tuple[str, str]:
     """(runs root, name) of a prediction given by name or by its folder path (<runs root>/submissions/NAME)."""
-    from .predictions import FOLDER
-    from .rundir import run_folder_path
+    from maskcls.runs.predictions import FOLDER
+    from maskcls.train.rundir import run_folder_path
     path = run_folder_path(os.path.join(runs_root, FOLDER), ref)
     if path is None:
         return runs_root, ref
@@ -347,7 +347,7 @@ def prediction_ref(runs_root: str, ref: str) -> tuple[str, str]:
 
 @command("predictions", "background predictions (`predict --background NAME`): list them or cancel one")
 def cmd_predictions(args) -> int:
-    from .predictions import cancel_prediction, list_predictions
+    from maskcls.runs.predictions import cancel_prediction, list_predictions
     runs_root = args.runs_root or default_runs_root()
     if args.cancel:
         root, name = prediction_ref(runs_root, args.cancel)
@@ -385,7 +385,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 @command("bench", "compare the baseline-style pipeline with the fast one (images/s and ratio)")
 def cmd_bench(args) -> int:
-    from . import bench
+    from maskcls import bench
     size = tuple(int(v) for v in args.size.split(","))
     if args.what == "train":
         r = bench.bench_train(args.data, args.model, size, args.batch, args.workers, args.steps, args.warmup,
@@ -414,9 +414,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "accuracy, macro F1 and per-class precision / recall / F1 of a run on its validation split")
 def cmd_evaluate(args) -> int:
-    from .evaluation import report, run_predictions, save_bias, tune_biases
-    from .labels import class_names
-    from .rundir import RunDir, probs_of
+    from maskcls.infer.evaluation import report, run_predictions, save_bias, tune_biases
+    from maskcls.data.labels import class_names
+    from maskcls.train.rundir import RunDir, probs_of
     run = RunDir.open(args.runs_root or default_runs_root(), args.run)
     runs_root = run.root
     preds = run_predictions(runs_root, run.name, args.checkpoint, args.device)
@@ -464,7 +464,7 @@ def _augment_args(p: argparse.ArgumentParser) -> None:
 
 @command("augment", "augmentation specs: preview draws, save, list")
 def cmd_augment(args) -> int:
-    from .augment import AugmentSpec, create_preset, list_presets, list_saved_specs, save_spec
+    from maskcls.augment.spec import AugmentSpec, create_preset, list_presets, list_saved_specs, save_spec
     if args.action == "list":
         print("presets:", ", ".join(list_presets()))
         print("saved:  ", ", ".join(list_saved_specs(args.runs_root or default_runs_root())) or "-")
@@ -474,13 +474,13 @@ def cmd_augment(args) -> int:
         print(save_spec(args.runs_root or default_runs_root(), args.name, spec))
         return 0
     from PIL import Image
-    from .preview import contact_sheet, load_source, preview_draws
+    from maskcls.augment.preview import contact_sheet, load_source, preview_draws
     spec = AugmentSpec.from_dict(read_json_file(args.spec, "augment spec")) if args.spec else create_preset(args.preset)
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     source = load_source(args.image, spec)
     draws, fired, seconds = preview_draws(source, spec, args.n, args.seed)
-    from .fileio import atomic_path
+    from maskcls.common.fileio import atomic_path
     if os.path.isdir(args.out):
         raise ValueError(f"--out {args.out!r} is a folder; expected a .png file name")
     with atomic_path(args.out) as tmp:
@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, OSError) as e:
-        from .trainer import error_text
+        from maskcls.common.jobfolder import error_text
         print(f"maskcls {args.command}: error: {error_text(e) if isinstance(e, OSError) else e}", file=sys.stderr)
         return 2
 

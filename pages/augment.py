@@ -2,11 +2,11 @@
 import streamlit as st
 
 import ui
-from maskcls.augment import FLAGGED, MODES, TRANSFORMS, AugmentSpec, SpecError, TransformSpec, create_preset, \
-    list_presets, list_saved_specs, save_spec
-from maskcls.imageio import ImageError
-from maskcls.labels import class_names
-from maskcls.preview import load_source, preview_draws
+from maskcls.augment.spec import (FLAGGED, MODES, TRANSFORMS, AugmentSpec, SpecError, TransformSpec, create_preset,
+    list_presets, list_saved_specs, save_spec)
+from maskcls.data.imageio import ImageError
+from maskcls.data.labels import class_names
+from maskcls.augment.preview import load_source, preview_draws
 
 # slider ranges per parameter: (min, max, step)
 RANGES = {"brightness": (0.0, 1.0, 0.05), "contrast": (0.0, 1.0, 0.05), "saturation": (0.0, 1.0, 0.05),

@@ -3,7 +3,7 @@ import streamlit as st
 
 import ui
 from maskcls import charts
-from maskcls.labels import class_names
+from maskcls.data.labels import class_names
 
 st.title("Data")
 ui.demo_banner()

@@ -1,16 +1,17 @@
 """Ensemble page: pick checkpoints, a method and TTA; score on validation; predict eval; download the CSV."""
-from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 import ui
-from maskcls.devices import resolve_device
-from maskcls.ensemble import METHOD_HELP, METHODS, Member, class_distribution, score_members
-from maskcls.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, new_name,
-                                 predict_now, read_submission, submit_prediction, suggest_background)
-from maskcls.rundir import CheckpointError, list_runs
+from maskcls.common.settings import default_cache_dir
+from maskcls.common.devices import resolve_device
+from maskcls.infer.ensemble import METHOD_HELP, METHODS, class_distribution, score_members
+from maskcls.infer.predict import Member
+from maskcls.runs.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, new_name,
+    predict_now, read_submission, submit_prediction, suggest_background)
+from maskcls.train.rundir import CheckpointError, list_runs
 
 st.title("Ensemble")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -33,7 +34,7 @@ members = [Member.parse(m) for m in picked]
 if not members:
     st.stop()
 dev = resolve_device(device)
-cache_dir = str(Path(index.root) / ".maskcls-cache")
+cache_dir = str(default_cache_dir(index.root))
 
 if st.button("Score on validation", key="ens_score"):
     bar = st.progress(0.0, text="Scoring every member and the ensemble on the shared validation split…")
@@ -71,7 +72,7 @@ if st.button("Predict the eval set", type="primary", key="ens_predict"):
             status = predict_now(request, runs_root, name,
                                  progress=lambda f, text: bar.progress(min(1.0, f), text=text))
             bar.empty()
-            if status["state"] != "done":
+            if status["state"] != "completed":
                 st.error(f"Prediction failed: {status.get('error')}")
         st.session_state["ens_selected"] = name
     except ValueError as e:
@@ -131,7 +132,7 @@ def predictions_panel(polling: bool) -> None:
                 st.toast(f"{pick}: {cancel_prediction(runs_root, pick)['state']}")
             except ValueError as e:
                 st.error(str(e))
-    elif info.get("state") == "done":
+    elif info.get("state") == "completed":
         show_result(info)
     else:
         st.error(f"{pick} {info.get('state')}: {info.get('error', '')}")

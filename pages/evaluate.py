@@ -4,15 +4,15 @@ import streamlit as st
 
 import ui
 from maskcls import charts
-from maskcls.cam import explain_image, list_cam_methods
-from maskcls.corrections import to_csv_text
-from maskcls.ensemble import build_model
-from maskcls.evaluation import cell_errors, find_label_errors, report, run_predictions, save_bias, \
-    suspects_to_corrections, tune_biases
-from maskcls.imageio import ImageError, thumbnail
-from maskcls.labels import attribute_names, class_names, short_class_names
-from maskcls.rundir import CheckpointError, RunDir, list_runs, load_checkpoint, probs_of
-from maskcls.config import RunConfig
+from maskcls.models.cam import explain_image, list_cam_methods
+from maskcls.data.corrections import to_csv_text
+from maskcls.infer.predict import build_model
+from maskcls.infer.evaluation import (cell_errors, find_label_errors, report, run_predictions, save_bias,
+    suspects_to_corrections, tune_biases)
+from maskcls.data.imageio import ImageError, thumbnail
+from maskcls.data.labels import attribute_names, class_names, short_class_names
+from maskcls.train.rundir import CheckpointError, RunDir, list_runs, load_checkpoint, probs_of
+from maskcls.train.config import RunConfig
 
 PAGE = 12
 

@@ -2,7 +2,7 @@
 import streamlit as st
 
 import ui  # noqa: F401  (sets up the import path and session defaults)
-from maskcls.runs import config_diff, curves_figure, delete_run, runs_table
+from maskcls.runs.compare import config_diff, curves_figure, delete_run, runs_table
 
 st.title("Runs")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]

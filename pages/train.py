@@ -5,13 +5,13 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from maskcls import jobs
-from maskcls.augment import list_presets as augment_presets, list_saved_specs, load_saved_spec
-from maskcls.config import CHOICES, ConfigError, RunConfig, create_config
-from maskcls.devices import has_gpu, list_devices
-from maskcls.models import CURATED
-from maskcls.rundir import RunDir
-from maskcls.runs import curves_figure, eta_seconds
+from maskcls.runs import jobs
+from maskcls.augment.spec import list_presets as augment_presets, list_saved_specs, load_saved_spec
+from maskcls.train.config import CHOICES, ConfigError, RunConfig, create_config
+from maskcls.common.devices import has_gpu, list_devices
+from maskcls.models.backbones import CURATED
+from maskcls.train.rundir import RunDir
+from maskcls.runs.compare import curves_figure, eta_seconds
 
 st.title("Train")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def reference_lines(name: str) -> list[str]:
     """A listing the repository carries (maskcls/reference/): the real training paths or eval ids."""
-    from maskcls.reference import read_listing
+    from maskcls.data.reference import read_listing
     return read_listing(name)
 
 
@@ -48,7 +48,7 @@ def real_layout(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """A small demo dataset (60 people, 15 eval people) shared by the tests that only read it."""
-    from maskcls.demo import write_demo
+    from maskcls.data.demo import write_demo
     root = tmp_path_factory.mktemp("demo")
     write_demo(root, people=60, eval_people=15, seed=3, workers=2)
     return root
@@ -57,7 +57,7 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def studio_demo(tmp_path_factory) -> Path:
     """The studio's own demo dataset, generated once into a private MASKCLS_CACHE for the whole session."""
-    from maskcls.demo import ensure_demo
+    from maskcls.data.demo import ensure_demo
     cache = tmp_path_factory.mktemp("cache")
     os.environ["MASKCLS_CACHE"] = str(cache)
     return ensure_demo()
@@ -88,12 +88,12 @@ def trained_run(studio_demo, tmp_path_factory):
     import numpy as np
     import pandas as pd
 
-    from maskcls.config import create_config
-    from maskcls.dataindex import index_data
-    from maskcls.splits import split_by_person
-    from maskcls.trainer import train_from_config
+    from maskcls.train.config import create_config
+    from maskcls.data.index import index_data
+    from maskcls.data.splits import split_by_person
+    from maskcls.train.driver import train_from_config
     base = tmp_path_factory.mktemp("trained")
-    from maskcls.corrections import load_corrections
+    from maskcls.data.corrections import load_corrections
     train = index_data(studio_demo).train
     genders = train.drop_duplicates("person_id").set_index("person_id")["gender"]
     rng = np.random.default_rng(0)

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from maskcls.augment import TRANSFORMS, AugmentSpec, SpecError, TransformSpec, create_preset, list_presets
-from maskcls.pipelines import BatchAugment, PerImageAugment
+from maskcls.augment.spec import TRANSFORMS, AugmentSpec, SpecError, TransformSpec, create_preset, list_presets
+from maskcls.augment.pipelines import BatchAugment, PerImageAugment
 
 ALL = list(TRANSFORMS)
 
@@ -134,7 +134,7 @@ def test_invalid_json_import_is_refused_with_reason(text, why):
 
 
 def test_cutmix_vertical_strip_keeps_full_height():
-    from maskcls.pipelines import mix_batch
+    from maskcls.augment.pipelines import mix_batch
     spec = AugmentSpec()
     spec.mix.cutmix_p, spec.mix.vertical = 1.0, True
     x = torch.stack([torch.zeros(3, 16, 12), torch.ones(3, 16, 12)])
@@ -150,7 +150,7 @@ def test_cutmix_vertical_strip_keeps_full_height():
 
 def test_augment_cli_preview_and_save(demo_root, tmp_path, capsys):
     from maskcls.cli import main
-    from maskcls.dataindex import index_data
+    from maskcls.data.index import index_data
     path = index_data(demo_root).train["path"].iloc[0]
     assert main(["augment", "preview", path, "--preset", "strong", "--n", "5", "--out", str(tmp_path / "g.png")]) == 0
     from PIL import Image

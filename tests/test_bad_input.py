@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from maskcls.cache import build_cache
-from maskcls.dataindex import DataRootError, index_data
-from maskcls.ensemble import build_model, eval_paths
-from maskcls.config import RunConfig
-from maskcls.imageio import ImageError, load_rgb
-from maskcls.models import create_model
-from maskcls.rundir import CheckpointError, load_checkpoint, save_checkpoint
+from maskcls.data.cache import build_cache
+from maskcls.data.index import DataRootError, index_data
+from maskcls.infer.predict import build_model, eval_paths
+from maskcls.train.config import RunConfig
+from maskcls.data.imageio import ImageError, load_rgb
+from maskcls.models.backbones import create_model
+from maskcls.train.rundir import CheckpointError, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_bad_files_are_skipped_and_named_the_rest_is_indexed(data):
     assert any(k.startswith("mask\ufffd") for k in reasons)  # shown, not crashing on the bytes
     assert idx.train["folder"].nunique() == 60 and len(idx.train) == 60 * 7 - 1
     idx.problems.to_csv(io.StringIO())  # printable everywhere
-    from maskcls.rundir import RunDir
+    from maskcls.train.rundir import RunDir
     run = RunDir(data, "r")
     run.path.mkdir()
     run.log("skipped " + os.fsdecode(odd))
@@ -93,8 +93,8 @@ def test_alpha_grey_cmyk_and_exif_rotation_load_as_upright_rgb(tmp_path):
 
 
 def test_very_large_image_is_refused_by_name(tmp_path, monkeypatch):
-    import maskcls.imageio
-    monkeypatch.setattr(maskcls.imageio, "MAX_PIXELS", 1000)
+    import maskcls.data.imageio
+    monkeypatch.setattr(maskcls.data.imageio, "MAX_PIXELS", 1000)
     path = _save(Image.new("RGB", (100, 100)), tmp_path / "big.jpg")
     with pytest.raises(ImageError, match="big.jpg: image too large"):
         load_rgb(path)

@@ -7,13 +7,13 @@ import sys
 
 import numpy as np
 
-from maskcls.cache import build_cache
-from maskcls.config import RunConfig
-from maskcls.dataindex import index_data
-from maskcls.fileio import write_text
-from maskcls.pipelines import load_preprocessed
-from maskcls.rundir import RunDir
-from maskcls.trainer import train_from_config
+from maskcls.data.cache import build_cache
+from maskcls.train.config import RunConfig
+from maskcls.data.index import index_data
+from maskcls.common.fileio import write_text
+from maskcls.data.imageio import load_preprocessed
+from maskcls.train.rundir import RunDir
+from maskcls.train.driver import train_from_config
 
 from test_training import TINY
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from maskcls.cli import main
-from maskcls.corrections import load_corrections
-from maskcls.dataindex import DataRootError, index_data, with_bounds
-from maskcls.labels import AgeBounds
+from maskcls.data.corrections import load_corrections
+from maskcls.data.index import DataRootError, index_data, with_bounds
+from maskcls.data.labels import AgeBounds
 
 REAL_CLASS_COUNTS = [2745, 2050, 415, 3660, 4085, 545, 549, 410, 83, 732, 817, 109, 549, 410, 83, 732, 817, 109]
 

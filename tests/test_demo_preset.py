@@ -6,7 +6,7 @@ import sys
 import time
 
 from conftest import REPO
-from maskcls.rundir import RunDir
+from maskcls.train.rundir import RunDir
 
 
 def test_demo_cpu_preset_within_4_minutes_reaches_f1_080(studio_demo, tmp_path):

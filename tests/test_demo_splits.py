@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from conftest import reference_lines
-from maskcls.dataindex import FOLDER_RE, index_data
-from maskcls.demo import REAL_STRATA, write_demo
-from maskcls.splits import class_shares, leaked_people, split_by_person, split_random_images
+from maskcls.data.index import FOLDER_RE, index_data
+from maskcls.data.demo import REAL_STRATA, write_demo
+from maskcls.data.splits import class_shares, leaked_people, split_by_person, split_random_images
 
 
 def test_demo_layout_is_the_competition_layout(demo_root):

@@ -9,13 +9,13 @@ import torch
 
 from conftest import app_test, reference_lines
 from maskcls.cli import main
-from maskcls.config import RunConfig
-from maskcls.ensemble import Member, ensemble_probabilities, eval_paths, hard_vote, member_probabilities, \
-    soft_vote
-from maskcls.fileio import write_text
-from maskcls.labels import class_names
-from maskcls.models import create_model
-from maskcls.rundir import RunDir, save_checkpoint
+from maskcls.train.config import RunConfig
+from maskcls.infer.predict import Member, eval_paths
+from maskcls.infer.ensemble import ensemble_probabilities, hard_vote, member_probabilities, soft_vote
+from maskcls.common.fileio import write_text
+from maskcls.data.labels import class_names
+from maskcls.models.backbones import create_model
+from maskcls.train.rundir import RunDir, save_checkpoint
 
 
 def make_member(root, name, model="resnet10t", size=(128, 96), seed=0, state=None, **config):
@@ -79,7 +79,7 @@ def test_soup_refuses_mixed_architectures(tmp_path, eval_data):
 @pytest.fixture(scope="module")
 def real_eval_order(tmp_path_factory):
     """A demo root whose eval/info.csv holds the first 700 real eval ids, in their (unsorted) real order."""
-    from maskcls.demo import write_demo
+    from maskcls.data.demo import write_demo
     root = tmp_path_factory.mktemp("realeval")
     ids = reference_lines("eval_image_ids.txt")[:700]
     listing = reference_lines("train_image_paths.txt")[:70]
@@ -155,7 +155,7 @@ def copy_run(trained_run, root):
 
 
 def test_greedy_soup_keeps_checkpoints_that_do_not_hurt(trained_run, tmp_path):
-    from maskcls.ensemble import greedy_members
+    from maskcls.infer.ensemble import greedy_members
     name = copy_run(trained_run, tmp_path)
     cfg = RunConfig.from_dict(RunDir(tmp_path, name).read_config())
     torch.manual_seed(5)
@@ -180,7 +180,7 @@ def test_greedy_soup_keeps_checkpoints_that_do_not_hurt(trained_run, tmp_path):
 
 
 def test_greedy_soup_refuses_mixed_architectures_before_scoring(tmp_path, eval_data):
-    from maskcls.ensemble import greedy_soup
+    from maskcls.infer.ensemble import greedy_soup
     a = make_member(tmp_path, "a", "resnet10t", (64, 48))
     b = make_member(tmp_path, "b", "test_resnet", (64, 48))
     with pytest.raises(ValueError, match="different architectures"):
@@ -215,7 +215,7 @@ def test_ensemble_page_scores_members_on_validation(trained_run):
 
 
 def test_members_trained_on_another_split_are_flagged(demo_root, tmp_path):
-    from maskcls.ensemble import score_members
+    from maskcls.infer.ensemble import score_members
     for name, seed in (("s42", 42), ("s7", 7)):
         make_member(tmp_path, name, size=(64, 48), data_root=str(demo_root), split_seed=seed)
     table, notes, ens = score_members(tmp_path, [Member("s42"), Member("s7")], "soft", torch.device("cpu"),

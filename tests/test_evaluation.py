@@ -7,10 +7,10 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from conftest import app_test
 from maskcls.cli import main
-from maskcls.evaluation import apply_bias, find_label_errors, report, run_predictions, suspects_to_corrections, \
-    tune_biases
-from maskcls.metrics import evaluate_predictions
-from maskcls.rundir import probs_of
+from maskcls.infer.evaluation import (apply_bias, find_label_errors, report, run_predictions,
+    suspects_to_corrections, tune_biases)
+from maskcls.train.metrics import evaluate_predictions
+from maskcls.train.rundir import probs_of
 
 
 def test_metrics_equal_scikit_learn():
@@ -62,11 +62,11 @@ def test_evaluate_cli_json(trained_run, capsys):
 
 
 def test_gradcam_maps(trained_run):
-    from maskcls.cam import compute_cam, list_cam_methods
-    from maskcls.config import RunConfig
-    from maskcls.ensemble import build_model
-    from maskcls.pipelines import load_preprocessed
-    from maskcls.rundir import RunDir, load_checkpoint
+    from maskcls.models.cam import compute_cam, list_cam_methods
+    from maskcls.train.config import RunConfig
+    from maskcls.infer.predict import build_model
+    from maskcls.data.imageio import load_preprocessed
+    from maskcls.train.rundir import RunDir, load_checkpoint
     runs, name, _ = trained_run
     ckpt = load_checkpoint(RunDir(runs, name).best_path)
     cfg = RunConfig.from_dict(ckpt["config"])
@@ -100,14 +100,14 @@ def test_evaluate_page_cell_and_gradcam(trained_run, studio_demo):
 
 
 def test_evaluate_page_with_a_three_head_model_and_bad_runs(demo_root, studio_demo, tmp_path):
-    from maskcls.config import RunConfig
-    from maskcls.trainer import train_from_config
+    from maskcls.train.config import RunConfig
+    from maskcls.train.driver import train_from_config
     from test_training import TINY
     runs = tmp_path / "runs"
     cfg = RunConfig.from_dict({**TINY, "data_root": str(demo_root), "cache_dir": str(tmp_path / "c"), "head": "multi"})
     train_from_config(cfg, runs, "multi")
-    from maskcls.evaluation import run_predictions
-    from maskcls.rundir import probs_of
+    from maskcls.infer.evaluation import run_predictions
+    from maskcls.train.rundir import probs_of
     first = run_predictions(runs, "multi")
     at = app_test("pages/evaluate.py", runs_root=str(runs))
     assert not at.exception
@@ -133,11 +133,11 @@ def test_evaluate_page_with_a_three_head_model_and_bad_runs(demo_root, studio_de
     assert not at.exception
     assert any("Cannot evaluate broken/best.pt" in e.value and "does not fit" in e.value for e in at.error)
     # a deleted image: a warning in the gallery, the page goes on
-    from maskcls.evaluation import run_predictions
-    from maskcls.rundir import probs_of
+    from maskcls.infer.evaluation import run_predictions
+    from maskcls.train.rundir import probs_of
     preds = run_predictions(runs, "multi")
     probs = probs_of(preds)
-    from maskcls.evaluation import cell_errors
+    from maskcls.infer.evaluation import cell_errors
     true, pred = int(preds["label"].iloc[0]), int(probs[0].argmax())
     victim = cell_errors(preds, true, pred)["path"].iloc[0]  # first in the gallery
     shutil.copy(victim, tmp_path / "keep.jpg")

@@ -9,8 +9,8 @@ import time
 
 
 from conftest import REPO, app_test
-from maskcls import jobs
-from maskcls.rundir import RunDir, load_checkpoint
+from maskcls.runs import jobs
+from maskcls.train.rundir import RunDir, load_checkpoint
 
 from test_jobs import cfg_for, wait_state
 
@@ -94,7 +94,7 @@ def test_two_sessions_launching_the_same_name_make_one_run(demo_root, tmp_path):
 DISK_FULL = r"""
 import resource, signal, sys
 import numpy as np
-from maskcls.rundir import RunDir, predictions_frame
+from maskcls.train.rundir import RunDir, predictions_frame
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 run = RunDir(sys.argv[1], "r")
 resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # the disk is "full" past 20 kB

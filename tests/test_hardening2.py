@@ -17,18 +17,18 @@ import torch
 from PIL import Image
 
 from conftest import REPO, app_test
-from maskcls.augment import AugmentSpec
+from maskcls.augment.spec import AugmentSpec
 from maskcls.cli import main
-from maskcls.config import RunConfig
-from maskcls.dataindex import index_data
-from maskcls.ensemble import Member, write_submission
-from maskcls.fileio import write_text
-from maskcls.imageio import ImageError, load_rgb
-from maskcls.preview import load_source
-from maskcls.procs import proc_start
-from maskcls.rundir import RunDir, create_run, list_runs, load_checkpoint, save_checkpoint
-from maskcls.runs import delete_run
-from maskcls.trainer import train_from_config
+from maskcls.train.config import RunConfig
+from maskcls.data.index import index_data
+from maskcls.infer.predict import Member, write_submission
+from maskcls.common.fileio import write_text
+from maskcls.data.imageio import ImageError, load_rgb
+from maskcls.augment.preview import load_source
+from maskcls.common.procs import proc_start
+from maskcls.train.rundir import RunDir, create_run, list_runs, load_checkpoint, save_checkpoint
+from maskcls.runs.compare import delete_run
+from maskcls.train.driver import train_from_config
 
 from test_training import TINY
 
@@ -208,7 +208,7 @@ def test_a_1x1_image_gets_a_message_on_the_augment_page(tiny_image_root, tmp_pat
 
 
 def test_the_cache_skips_a_1x1_image_with_its_reason(tiny_image_root, tmp_path):
-    from maskcls.cache import build_cache
+    from maskcls.data.cache import build_cache
     root, small = tiny_image_root
     paths = sorted(str(p) for p in small.parent.iterdir())
     cache = build_cache(paths, (64, 48), tmp_path / "c", None, 1)
@@ -325,8 +325,8 @@ DISK_FULL = """
 import resource, sys
 import numpy as np
 sys.path.insert(0, '.')
-from maskcls.rundir import save_checkpoint
-from maskcls.ensemble import write_submission
+from maskcls.train.rundir import save_checkpoint
+from maskcls.infer.predict import write_submission
 resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # the disk is "full" past 20 kB
 try:
     save_checkpoint(sys.argv[1] + '/big.pt', {'model': {'w': np.zeros(100_000, np.float32)}, 'epoch': 1})

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from maskcls import jobs
-from maskcls.config import RunConfig
-from maskcls.rundir import RunDir, load_checkpoint
+from maskcls.runs import jobs
+from maskcls.train.config import RunConfig
+from maskcls.train.rundir import RunDir, load_checkpoint
 
 from test_training import TINY
 

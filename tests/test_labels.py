@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from maskcls.labels import AgeBounds, age_band, class_name, class_names, decode, encode
+from maskcls.data.labels import AgeBounds, age_band, class_name, class_names, decode, encode
 
 
 def test_all_18_classes_round_trip():

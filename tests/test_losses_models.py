@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from maskcls.losses import F1Loss, FocalLoss, create_loss
-from maskcls.models import CURATED, create_model
-from maskcls.sampling import epoch_indices, sample_weights
+from maskcls.models.losses import F1Loss, FocalLoss, create_loss
+from maskcls.models.backbones import CURATED, create_model
+from maskcls.train.sampling import epoch_indices, sample_weights
 
 
 @pytest.fixture

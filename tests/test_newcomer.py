@@ -14,9 +14,9 @@ import pytest
 from conftest import REPO, app_test
 from maskcls import charts
 from maskcls.cli import main
-from maskcls.labels import class_names, short_class_names
-from maskcls.reference import read_listing
-from maskcls.rundir import RunDir
+from maskcls.data.labels import class_names, short_class_names
+from maskcls.data.reference import read_listing
+from maskcls.train.rundir import RunDir
 
 from test_training import TINY
 
@@ -85,7 +85,7 @@ def test_resume_jobs_and_predictions_take_paths(small_run, demo_root, tmp_path, 
     assert main(["jobs", "logs", f"runs/{name}", "--lines", "3"]) == 0
     assert "completed" in capsys.readouterr().out
     assert main(["jobs", "cancel", str(runs / name)]) == 2  # found by path; refused because it is not running
-    assert f"job {name!r} is completed, not queued or running" in capsys.readouterr().err
+    assert f"run {name!r} is completed, not queued or running" in capsys.readouterr().err
 
 
 def test_predictions_cancel_resolves_a_folder_path(tmp_path, monkeypatch, capsys):
@@ -94,7 +94,7 @@ def test_predictions_cancel_resolves_a_folder_path(tmp_path, monkeypatch, capsys
     (sub / "status.json").write_text(json.dumps({"state": "done"}))
     monkeypatch.chdir(tmp_path)
     assert main(["predictions", "--cancel", "runs/submissions/p1"]) == 2
-    assert "prediction 'p1' is done, not queued or running" in capsys.readouterr().err
+    assert "prediction 'p1' is completed, not queued or running" in capsys.readouterr().err
     assert main(["predictions", "--cancel", str(tmp_path / "runs")]) == 2
     assert "not a prediction folder" in capsys.readouterr().err
 
@@ -109,10 +109,10 @@ def test_background_predict_stores_absolute_member_paths(small_run, demo_root, t
     deadline = time.time() + 120
     while time.time() < deadline:
         state = json.loads((tmp_path / "submissions/bg/status.json").read_text()).get("state")
-        if state in ("done", "failed"):
+        if state in ("completed", "failed"):
             break
         time.sleep(0.5)
-    assert state == "done", (tmp_path / "submissions/bg/log.txt").read_text()
+    assert state == "completed", (tmp_path / "submissions/bg/log.txt").read_text()
 
 
 # -- the terminal hears about training as it goes --------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Augment page in AppTest: sliders change the grid, bad values get messages, JSON import and save."""
 from conftest import app_test
-from maskcls.augment import list_saved_specs
+from maskcls.augment.spec import list_saved_specs
 
 
 def grid(at):

@@ -2,8 +2,8 @@
 import time
 
 from conftest import app_test
-from maskcls import jobs
-from maskcls.rundir import RunDir
+from maskcls.runs import jobs
+from maskcls.train.rundir import RunDir
 
 
 def test_train_page_submits_a_job_and_lists_it(studio_demo, tmp_path):

@@ -6,16 +6,16 @@ import pytest
 
 from conftest import app_test
 from test_ensemble import make_member
-from maskcls.procs import is_alive
-from maskcls.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, predict_now,
-                                 read_submission, submit_prediction, suggest_background)
+from maskcls.common.procs import is_alive
+from maskcls.runs.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions,
+    predict_now, read_submission, submit_prediction, suggest_background)
 
 
 def member(root, name, data_root, size=(64, 48), seed=0):
     return make_member(root, name, size=size, seed=seed, data_root=str(data_root)).run
 
 
-def wait_for(job: PredictionDir, states=("done", "failed", "cancelled"), timeout=120) -> dict:
+def wait_for(job: PredictionDir, states=("completed", "failed", "cancelled"), timeout=120) -> dict:
     """The final state, once the job's process has exited too (so it cannot slow the next test)."""
     deadline, pid = time.time() + timeout, None
     while time.time() < deadline:
@@ -33,9 +33,9 @@ def test_background_prediction_writes_the_submission(demo_root, tmp_path):
     names = [member(tmp_path, f"m{i}", demo_root, seed=i) for i in range(2)]
     req = PredictRequest(str(demo_root), names, "soft", tta=True, device="cpu", cache_dir=str(tmp_path / "cache"))
     job = submit_prediction(req, tmp_path, "bg")
-    assert job.state()["state"] in ("queued", "running", "done")
+    assert job.state()["state"] in ("queued", "running", "completed")
     info = wait_for(job)
-    assert info["state"] == "done", job.log_path.read_text()
+    assert info["state"] == "completed", job.log_path.read_text()
     assert info["progress"] == 1.0 and info["rows"] == len(pd.read_csv(demo_root / "eval/info.csv")) and info["score"] is not None
     assert set(info["seconds"]) == {"total", "decode", "models"}
     sub = read_submission(job)
@@ -96,14 +96,14 @@ def test_ensemble_page_runs_a_background_prediction(trained_run, studio_demo):
     assert not at.exception and not at.error
     picked = at.session_state["ens_selected"]
     info = wait_for(PredictionDir(runs, picked))
-    assert info["state"] == "done", PredictionDir(runs, picked).log_path.read_text()
+    assert info["state"] == "completed", PredictionDir(runs, picked).log_path.read_text()
     at.run()
     assert not at.exception
     assert any(b.label == "Download submission CSV" for b in at.get("download_button")), "no download button"
 
 
 def test_an_interrupted_in_page_prediction_is_not_left_running(demo_root, tmp_path, monkeypatch):
-    import maskcls.ensemble as ensemble
+    import maskcls.infer.ensemble as ensemble
 
     class Rerun(BaseException):
         """What Streamlit raises inside a script when the user interacts mid-run."""
@@ -129,9 +129,9 @@ def test_cli_background_prediction_and_listing(demo_root, tmp_path, capsys):
                  "--runs-root", str(tmp_path), "--background", "from-cli"]) == 0
     assert "from-cli: started" in capsys.readouterr().out
     info = wait_for(PredictionDir(tmp_path, "from-cli"))
-    assert info["state"] == "done", PredictionDir(tmp_path, "from-cli").log_path.read_text()
+    assert info["state"] == "completed", PredictionDir(tmp_path, "from-cli").log_path.read_text()
     assert main(["predictions", "--json", "--runs-root", str(tmp_path)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["name"], r["state"], r["method"], r["tta"]) for r in rows] == [("from-cli", "done", "soft", True)]
+    assert [(r["name"], r["state"], r["method"], r["tta"]) for r in rows] == [("from-cli", "completed", "soft", True)]
     assert main(["predictions", "--cancel", "from-cli", "--runs-root", str(tmp_path)]) == 2  # done: a clear refusal
     assert "not queued or running" in capsys.readouterr().err

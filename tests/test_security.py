@@ -5,8 +5,8 @@ import tomllib
 import pytest
 
 from conftest import REPO
-from maskcls.augment import load_saved_spec, save_spec, AugmentSpec
-from maskcls.rundir import RunDir
+from maskcls.augment.spec import load_saved_spec, save_spec, AugmentSpec
+from maskcls.train.rundir import RunDir
 
 
 def tracked_python():

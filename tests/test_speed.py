@@ -9,9 +9,9 @@ import torch
 import pytest
 
 from conftest import app_test
-from maskcls.augment import create_preset
-from maskcls.dataindex import index_data
-from maskcls.preview import load_source, preview_draws
+from maskcls.augment.spec import create_preset
+from maskcls.data.index import index_data
+from maskcls.augment.preview import load_source, preview_draws
 
 
 def other_maskcls_processes() -> list[int]:
@@ -65,9 +65,9 @@ def test_preview_of_8_draws_at_384x512_within_300ms(studio_demo):
 
 
 def test_gradcam_overlay_of_efficientnet_b0_at_224_within_300ms(studio_demo):
-    from maskcls.cam import compute_cam, overlay
-    from maskcls.models import create_model
-    from maskcls.pipelines import load_preprocessed
+    from maskcls.models.cam import compute_cam, overlay
+    from maskcls.models.backbones import create_model
+    from maskcls.data.imageio import load_preprocessed
     torch.manual_seed(0)
     model, _ = create_model("efficientnet_b0")
     model.eval()
@@ -80,10 +80,10 @@ def test_gradcam_overlay_of_efficientnet_b0_at_224_within_300ms(studio_demo):
 
 
 def test_evaluate_page_renders_3780_saved_predictions_within_1s(studio_demo, tmp_path):
-    from maskcls.fileio import write_text
-    from maskcls.rundir import RunDir, predictions_frame, save_checkpoint
-    from maskcls.config import RunConfig
-    from maskcls.models import create_model
+    from maskcls.common.fileio import write_text
+    from maskcls.train.rundir import RunDir, predictions_frame, save_checkpoint
+    from maskcls.train.config import RunConfig
+    from maskcls.models.backbones import create_model
     train = index_data(studio_demo).train
     rows = train.sample(3780, replace=True, random_state=0).reset_index(drop=True)
     rng = np.random.default_rng(0)

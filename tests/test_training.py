@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from maskcls.cli import main
-from maskcls.config import ConfigError, RunConfig, create_config
-from maskcls.rundir import RunDir, load_checkpoint
-from maskcls.trainer import train_from_config
+from maskcls.train.config import ConfigError, RunConfig, create_config
+from maskcls.train.rundir import RunDir, load_checkpoint
+from maskcls.train.driver import train_from_config
 
 TINY = dict(model="test_resnet", pretrained=False, image_size=[64, 48], batch_size=16, epochs=1, lr=1e-3, workers=1)
 
@@ -96,9 +96,9 @@ def test_failures_land_in_status_and_log(demo_root, tmp_path, kw, msg):
 
 
 def test_nan_after_a_good_epoch_keeps_checkpoints_loadable(demo_root, tmp_path, monkeypatch):
-    import maskcls.trainer
-    from maskcls.engine import TrainingError
-    real = maskcls.trainer.create_loss
+    import maskcls.train.driver
+    from maskcls.train.engine import TrainingError
+    real = maskcls.train.driver.create_loss
 
     class NanLater(torch.nn.Module):
         """Cross entropy for the first epoch, NaN afterwards."""
@@ -112,7 +112,7 @@ def test_nan_after_a_good_epoch_keeps_checkpoints_loadable(demo_root, tmp_path, 
             loss = self.inner(logits, target)
             return loss if self.calls <= self.good else loss * float("nan")
 
-    monkeypatch.setattr(maskcls.trainer, "create_loss", lambda *a, **k: NanLater(real(*a, **k), good_calls=3))
+    monkeypatch.setattr(maskcls.train.driver, "create_loss", lambda *a, **k: NanLater(real(*a, **k), good_calls=3))
     cfg = tiny(demo_root, tmp_path, epochs=2, limit_batches=3)
     with pytest.raises(TrainingError, match="the loss became nan or inf"):
         train_from_config(cfg, tmp_path / "runs", "n")

@@ -1,0 +1,43 @@
+"""Augmentation preview: N random draws of one image under a spec, and how often each transform fired."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from maskcls.augment.spec import AugmentSpec
+from maskcls.data.imageio import image_size
+from maskcls.augment.pipelines import BatchAugment, denormalize
+from maskcls.data.imageio import load_preprocessed
+
+
+def load_source(path: str, spec: AugmentSpec) -> np.ndarray:
+    """The image as the pipeline sees it before random transforms: decoded and center-cropped, full size."""
+    w, h = image_size(path)
+    crop = spec.crop
+    if crop:
+        spec.validate((h, w))
+        return load_preprocessed(path, (crop[0], crop[1]), crop)
+    return load_preprocessed(path, (h, w), None)
+
+
+def preview_draws(image: np.ndarray, spec: AugmentSpec, n: int = 8, seed: int = 0) -> tuple[list[np.ndarray], dict[str, int], float]:
+    """`n` augmented copies of `image` (H, W, 3) uint8 as uint8 arrays, fire counts per transform, seconds."""
+    t0 = time.perf_counter()
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).expand(n, -1, -1, -1)
+    out, fired = BatchAugment(spec, train=True, seed=seed)(x)
+    pixels = (denormalize(out, spec) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    counts = {k: int(v.sum()) for k, v in fired.items()}
+    return list(pixels), counts, time.perf_counter() - t0
+
+
+def contact_sheet(images: list[np.ndarray], columns: int = 3) -> np.ndarray:
+    """Tile equally sized (H, W, 3) images into one grid image (for `maskcls augment preview`)."""
+    h, w, _ = images[0].shape
+    rows = (len(images) + columns - 1) // columns
+    sheet = np.full((rows * h, columns * w, 3), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, columns)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
+    return sheet

@@ -1,0 +1,116 @@
+"""Decoded-image cache: each image decoded, cropped and resized once, stored as uint8 in a memory-mapped file.
+
+The key hashes every file's path, size and mtime with the size and crop, so a changed dataset or
+resolution builds a new cache instead of serving stale pixels. Built in parallel; corrupt images are
+skipped and reported, never fatal.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskcls.common.fileio import atomic_path, write_json
+from maskcls.data.imageio import ImageError
+from maskcls.data.imageio import load_preprocessed
+
+VERSION = 1
+
+
+@dataclass
+class ImageCache:
+    """A (N, H, W, 3) uint8 array over `paths`; `ok[i]` is False where image i could not be decoded."""
+
+    paths: list[str]
+    array: np.ndarray
+    ok: np.ndarray
+    problems: list[tuple[str, str]]
+    key: str
+    seconds: float
+    built: bool  # False when loaded from disk
+
+
+def cache_key(paths: list[str], size: tuple[int, int], crop: list | None) -> str:
+    h = hashlib.sha256(f"v{VERSION}|{size}|{crop}".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}|missing\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _decode_chunk(args) -> list[tuple[int, str]]:
+    """Worker: decode rows [start, stop) into the shared memmap; return (row, reason) for failures."""
+    data_file, shape, paths, start, size, crop = args
+    arr = np.memmap(data_file, dtype=np.uint8, mode="r+", shape=shape)
+    failed = []
+    for i, p in enumerate(paths):
+        try:
+            arr[start + i] = load_preprocessed(p, size, crop)
+        except ImageError as e:
+            failed.append((start + i, e.reason))
+        except Exception as e:  # a decoder bug must not kill the whole build
+            failed.append((start + i, f"cannot decode image ({type(e).__name__}: {e})"))
+    arr.flush()
+    return failed
+
+
+def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.PathLike, crop: list | None = None,
+                workers: int | None = None, progress=None) -> ImageCache:
+    """Load the cache for (paths, size, crop) from `cache_dir`, building it first if needed.
+
+    `progress(done, total)` is called as chunks finish.
+    """
+    t0 = time.perf_counter()
+    size = (int(size[0]), int(size[1]))
+    paths = [str(p) for p in paths]
+    key = cache_key(paths, size, crop)
+    folder = Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    data_file, meta_file = folder / f"{key}.u8", folder / f"{key}.json"
+    shape = (len(paths), size[0], size[1], 3)
+    if data_file.exists() and meta_file.exists():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("shape") == list(shape):
+            arr = np.memmap(data_file, dtype=np.uint8, mode="r", shape=shape)
+            ok = np.ones(len(paths), bool)
+            ok[meta["failed_rows"]] = False
+            problems = [(paths[i], r) for i, r in zip(meta["failed_rows"], meta["failed_reasons"])]
+            if progress:
+                progress(len(paths), len(paths))
+            return ImageCache(paths, arr, ok, problems, key, time.perf_counter() - t0, built=False)
+    failed: list[tuple[int, str]] = []
+    with atomic_path(data_file) as tmp:
+        np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape).flush() if len(paths) else tmp.write_bytes(b"")
+        step = max(16, min(256, len(paths) // (4 * (workers or os.cpu_count() or 1)) + 1))
+        jobs = [(str(tmp), shape, paths[i:i + step], i, size, crop) for i in range(0, len(paths), step)]
+        workers = workers or min(os.cpu_count() or 1, 16)
+        done = 0
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for job, res in zip(jobs, pool.map(_decode_chunk, jobs)):
+                    failed += res
+                    done += len(job[2])
+                    if progress:
+                        progress(done, len(paths))
+        else:
+            for job in jobs:
+                failed += _decode_chunk(job)
+                done += len(job[2])
+                if progress:
+                    progress(done, len(paths))
+    failed.sort()
+    write_json(meta_file, {"shape": list(shape), "size": list(size), "crop": crop, "count": len(paths),
+                           "failed_rows": [i for i, _ in failed], "failed_reasons": [r for _, r in failed]})
+    arr = np.memmap(data_file, dtype=np.uint8, mode="r", shape=shape) if len(paths) else np.zeros(shape, np.uint8)
+    ok = np.ones(len(paths), bool)
+    ok[[i for i, _ in failed]] = False
+    return ImageCache(paths, arr, ok, [(paths[i], r) for i, r in failed], key, time.perf_counter() - t0, built=True)

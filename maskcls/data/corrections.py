@@ -1,0 +1,88 @@
+"""Label corrections: a CSV of per-person overrides applied when the data is indexed.
+
+Columns: id (person id, e.g. 001498-1), gender (male/female or empty), age (int or empty),
+swap_mask (1 to swap the incorrect_mask and normal labels), note (free text).
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import pandas as pd
+
+from maskcls.data.labels import GENDER_KEYS, parse_gender
+
+COLUMNS = ["id", "gender", "age", "swap_mask", "note"]
+
+# Community-reported corrections for the real competition data (opt-in preset "community").
+COMMUNITY_CSV = """id,gender,age,swap_mask,note
+001498-1,female,,0,gender male -> female
+004432,female,,0,gender male -> female
+006359,male,,0,gender female -> male
+006360,male,,0,gender female -> male
+006361,male,,0,gender female -> male
+006362,male,,0,gender female -> male
+006363,male,,0,gender female -> male
+006364,male,,0,gender female -> male
+000020,,,1,incorrect_mask and normal swapped
+004418,,,1,incorrect_mask and normal swapped
+005227,,,1,incorrect_mask and normal swapped
+"""
+PRESETS = {"none": "id,gender,age,swap_mask,note\n", "community": COMMUNITY_CSV}
+
+
+def list_presets() -> list[str]:
+    return list(PRESETS)
+
+
+def _validate(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    if "id" not in table.columns:
+        raise ValueError(f"{source}: corrections need an 'id' column, found columns {list(table.columns)}")
+    unknown = [c for c in table.columns if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"{source}: unknown correction column(s) {unknown}, expected {COLUMNS}")
+    out = table.reindex(columns=COLUMNS).astype(object).fillna("").astype(str)
+    for i, row in out.iterrows():
+        line = i + 2  # header is line 1
+        if row["gender"].strip():
+            try:
+                parse_gender(row["gender"])
+            except ValueError as e:
+                raise ValueError(f"{source}, line {line}: {e}") from None
+        if row["age"].strip() and not row["age"].strip().isdigit():
+            raise ValueError(f"{source}, line {line}: age must be a whole number, got {row['age']!r}")
+        if row["swap_mask"].strip() not in ("", "0", "1"):
+            raise ValueError(f"{source}, line {line}: swap_mask must be 0 or 1, got {row['swap_mask']!r}")
+    return out
+
+
+def load_corrections(source: str | os.PathLike) -> pd.DataFrame:
+    """A preset name ('none', 'community') or a CSV path -> validated corrections table."""
+    if str(source) in PRESETS:
+        return _validate(pd.read_csv(io.StringIO(PRESETS[str(source)]), dtype=str), f"preset {source}")
+    if not os.path.isfile(source):
+        raise ValueError(f"corrections {str(source)!r}: not a preset ({', '.join(PRESETS)}) and no such file")
+    return _validate(pd.read_csv(source, dtype=str, keep_default_na=False), str(source))
+
+
+def apply_corrections(train: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of the train table with gender/age overrides and incorrect<->normal swaps applied."""
+    out = train.copy()
+    out["corrected"] = False
+    for row in corrections.itertuples(index=False):
+        hit = out["person_id"] == str(row.id)
+        if not hit.any():
+            continue
+        if str(row.gender).strip():
+            out.loc[hit, "gender"] = GENDER_KEYS.index(str(row.gender).strip().lower())
+        if str(row.age).strip():
+            out.loc[hit, "age"] = int(row.age)
+        if str(row.swap_mask).strip() == "1":
+            m = out.loc[hit, "mask"]
+            out.loc[hit, "mask"] = m.where(~m.isin([1, 2]), 3 - m)
+        out.loc[hit, "corrected"] = True
+    return out
+
+
+def to_csv_text(table: pd.DataFrame) -> str:
+    return table.reindex(columns=COLUMNS).astype(object).fillna("").to_csv(index=False)

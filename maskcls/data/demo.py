@@ -1,0 +1,309 @@
+"""Write a synthetic dataset in the exact competition layout (train/, eval/, plus eval/labels.csv truth)."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls.data.demo_faces import MASK_COLORS, draw_photo, make_person
+from maskcls.common.fileio import write_text
+from maskcls.common.settings import cache_home
+from maskcls.data.reference import listing_path, read_lines
+from maskcls.data.labels import GENDER_KEYS, MASK_FILES, age_band, encode
+
+# People per (gender, age band) in the real data: male <30, 30-59, >=60, female <30, 30-59, >=60
+REAL_STRATA = np.array([549, 410, 83, 732, 817, 109], float)
+# People per age 18..60 in the real data (ages within a band follow this shape)
+REAL_AGES = np.array([192, 407, 267, 41, 58, 72, 62, 82, 44, 15, 25, 16, 17, 3, 7, 5, 13, 19, 8, 3, 14, 6, 20, 7,
+                      13, 18, 13, 27, 14, 10, 39, 31, 80, 63, 78, 64, 82, 100, 123, 106, 158, 85, 192], float)
+AGES = np.arange(18, 61)
+FILES = list(MASK_FILES)  # mask1..5, incorrect_mask, normal
+
+
+@dataclass
+class PersonSpec:
+    """What to draw for one person: identity seed, labels, and the file names to write."""
+
+    key: tuple  # rng seed parts
+    gender: int
+    age: int
+    folder: str | None  # train folder, None for eval
+    names: list  # 7 output paths relative to the root, in FILES order
+
+
+def sample_people(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(gender, age) pairs with the real data's gender x age-band shares and age shape."""
+    strata = rng.choice(6, size=n, p=REAL_STRATA / REAL_STRATA.sum())
+    bands = age_band(AGES)
+    out = []
+    for s in strata:
+        gender, band = int(s // 3), int(s % 3)
+        w = np.where(bands == band, REAL_AGES, 0.0)
+        out.append((gender, int(rng.choice(AGES, p=w / w.sum()))))
+    return out
+
+
+def _render_person(spec: PersonSpec, root: str) -> bool:
+    """Draw the person's 7 photos; False when all 7 exist already (a resumed generation skips them).
+
+    Each file is written to a temp name and renamed, so a killed generator never leaves a half image that
+    a resume would take for a finished one.
+    """
+    paths = [os.path.join(root, rel) for rel in spec.names]
+    if all(os.path.exists(p) for p in paths):
+        return False
+    rng = np.random.default_rng(list(spec.key))
+    person = make_person(rng, spec.gender, spec.age)
+    colors = rng.permutation(len(MASK_COLORS))
+    for i, (stem, path) in enumerate(zip(FILES, paths)):
+        img = draw_photo(person, MASK_FILES[stem], rng, MASK_COLORS[colors[i % len(colors)]])
+        tmp = f"{path}.part"
+        if path.lower().endswith(".png"):
+            img.save(tmp, format="PNG", compress_level=1)
+        else:
+            img.save(tmp, format="JPEG", quality=90)
+        os.replace(tmp, path)
+    return True
+
+
+def _render_chunk(args) -> tuple[int, int]:
+    """(people done, people actually drawn) of one chunk."""
+    specs, root = args
+    drawn = sum(_render_person(spec, root) for spec in specs)
+    return len(specs), drawn
+
+
+def _folder(pid: str, gender: int, age: int) -> str:
+    return f"{pid}_{GENDER_KEYS[gender]}_Asian_{age}"
+
+
+def _eval_id(seed: int, person: int, k: int) -> str:
+    return hashlib.sha1(f"maskcls-demo-{seed}-{person}-{k}".encode()).hexdigest() + ".jpg"
+
+
+def plan_demo(people: int, eval_people: int, seed: int) -> tuple[list[PersonSpec], list[PersonSpec]]:
+    rng = np.random.default_rng(seed)
+    train = []
+    for i, (g, a) in enumerate(sample_people(people, rng)):
+        folder = _folder(f"{i + 1:06d}", g, a)
+        train.append(PersonSpec((seed, 0, i), g, a, folder, [f"train/images/{folder}/{f}.jpg" for f in FILES]))
+    evals = [PersonSpec((seed, 1, i), g, a, None, [f"eval/images/{_eval_id(seed, i, k)}" for k in range(7)])
+             for i, (g, a) in enumerate(sample_people(eval_people, rng))]
+    return train, evals
+
+
+def plan_from_listing(listing: str | os.PathLike, eval_ids: str | os.PathLike | None, seed: int
+                      ) -> tuple[list[PersonSpec], list[PersonSpec]]:
+    """Reproduce the real folder names, ages, genders and file extensions (and eval ids, if given)."""
+    from maskcls.data.index import FOLDER_RE
+    folders: dict[str, dict[str, str]] = {}
+    for line in read_lines(listing):
+        parts = line.split("/")
+        if len(parts) != 4 or parts[:2] != ["train", "images"]:
+            continue
+        stem = os.path.splitext(parts[3])[0]
+        if stem in MASK_FILES:
+            folders.setdefault(parts[2], {})[stem] = line
+    train = []
+    for i, (folder, files) in enumerate(sorted(folders.items())):
+        m = FOLDER_RE.match(folder)
+        if m is None or len(files) != 7:
+            raise ValueError(f"{listing}: folder {folder!r} does not parse or lacks one of the 7 files")
+        g = GENDER_KEYS.index(m["gender"])
+        train.append(PersonSpec((seed, 0, i), g, int(m["age"]), folder, [files[f] for f in FILES]))
+    evals = []
+    if eval_ids:
+        ids = read_lines(eval_ids)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(ids))
+        people = sample_people(len(ids) // 7, rng)
+        for i, (g, a) in enumerate(people):
+            names = [f"eval/images/{ids[j]}" for j in order[i * 7:(i + 1) * 7]]
+            evals.append(PersonSpec((seed, 1, i), g, a, None, names))
+    return train, evals
+
+
+def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100, seed: int = 0,
+               from_listing: str | os.PathLike | None = None, eval_ids: str | os.PathLike | None = None,
+               workers: int | None = None, progress=None) -> dict:
+    """Generate the dataset under `out`; returns counts and seconds. `progress(done, total)` is optional."""
+    t0 = time.perf_counter()
+    if from_listing == "real":  # the real listing this package carries
+        from_listing, eval_ids = listing_path("train_image_paths.txt"), eval_ids or listing_path("eval_image_ids.txt")
+    if from_listing:
+        if eval_ids is None:
+            beside = Path(from_listing).with_name("eval_image_ids.txt")
+            eval_ids = beside if beside.exists() else None
+        train, evals = plan_from_listing(from_listing, eval_ids, seed)
+    else:
+        if people < 1 or eval_people < 0:
+            raise ValueError(f"need people >= 1 and eval_people >= 0, got {people} and {eval_people}")
+        train, evals = plan_demo(people, eval_people, seed)
+    root = Path(out)
+    for spec in train:
+        (root / "train" / "images" / spec.folder).mkdir(parents=True, exist_ok=True)
+    (root / "eval" / "images").mkdir(parents=True, exist_ok=True)
+    specs = train + evals
+    workers = workers or min(os.cpu_count() or 1, 16)
+    chunks = [specs[i:i + 8] for i in range(0, len(specs), 8)]
+    done = drawn = 0
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for n, d in pool.map(_render_chunk, [(c, str(root)) for c in chunks]):
+                done, drawn = done + n, drawn + d
+                if progress:
+                    progress(done, len(specs))
+    else:
+        for c in chunks:
+            n, d = _render_chunk((c, str(root)))
+            done, drawn = done + n, drawn + d
+            if progress:
+                progress(done, len(specs))
+    csv = pd.DataFrame([{"id": s.folder.split("_")[0], "gender": GENDER_KEYS[s.gender], "race": "Asian",
+                         "age": s.age, "path": s.folder} for s in train])
+    write_text(root / "train" / "train.csv", csv.to_csv(index=False))
+    rows, truth = [], []
+    for s in evals:
+        band = age_band(s.age)
+        for stem, rel in zip(FILES, s.names):
+            image_id = os.path.basename(rel)
+            rows.append(image_id)
+            truth.append((image_id, encode(MASK_FILES[stem], s.gender, band)))
+    if from_listing and eval_ids:
+        order = read_lines(eval_ids)
+    else:
+        order = list(np.random.default_rng(seed + 1).permutation(rows)) if rows else []
+    write_text(root / "eval" / "info.csv", pd.DataFrame({"ImageID": order, "ans": 0}).to_csv(index=False))
+    lab = dict(truth)
+    write_text(root / "eval" / "labels.csv",
+               pd.DataFrame({"ImageID": order, "ans": [lab[i] for i in order]}).to_csv(index=False))
+    seconds = time.perf_counter() - t0
+    return {"root": str(root), "people": len(train), "images": 7 * len(train), "eval_images": len(rows),
+            "drawn_people": drawn, "seconds": round(seconds, 2),
+            "images_per_s": round(7 * drawn / max(seconds, 1e-9), 1)}
+
+
+GENERATOR_VERSION = 4  # bump when the drawings change: the studio then generates a fresh demo
+STUDIO_DEMO = {"people": 600, "eval_people": 100, "seed": 0}  # what the studio generates on first start
+
+
+def demo_folder(**kwargs) -> Path:
+    """Where the studio's demo dataset lives: one folder per generator version and size."""
+    p = {**STUDIO_DEMO, **kwargs}
+    return cache_home() / f"demo-v{GENERATOR_VERSION}-{p['people']}-{p['eval_people']}-s{p['seed']}"
+
+
+PROGRESS_FILE = "generation.json"  # done / total people, generator runs, people drawn; written as it goes
+LOCK_FILE = ".generate.lock"  # held by the one process generating into the folder
+SPAWN_FILE = ".generator.pid"  # [pid, kernel start time] of the detached generator the studio started
+
+
+def demo_progress(folder: str | os.PathLike) -> dict:
+    """What the generator has written so far: {complete, done, total, runs, drawn, running}."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / PROGRESS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        state = {}
+    return {"done": 0, "total": 0, "runs": 0, "drawn": 0, **state, "complete": (folder / ".complete").exists(),
+            "running": _lock_held(folder) or _spawned_alive(folder)}
+
+
+def _spawned_alive(folder: Path) -> bool:
+    """The generator this folder's last start spawned still runs (it may not hold the lock yet)."""
+    from maskcls.common.procs import is_alive
+    try:
+        pid, start = json.loads((folder / SPAWN_FILE).read_text())
+    except (FileNotFoundError, ValueError, TypeError):
+        return False
+    return is_alive(pid, start)
+
+
+def _lock_held(folder: Path) -> bool:
+    lock = folder / LOCK_FILE
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def generate_demo(folder: str | os.PathLike, progress=None, **kwargs) -> bool:
+    """Generate the demo into `folder` under its lock, resuming from the people already written.
+
+    Returns False at once when another process holds the lock (it is generating); True when the folder is
+    complete. Progress goes to generation.json as well as to `progress(done, total)`.
+    """
+    folder = Path(folder)
+    params = {**STUDIO_DEMO, **kwargs}
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if (folder / ".complete").exists():
+            return True
+        state = demo_progress(folder)
+        runs = state["runs"] + 1
+        total = params["people"] + params["eval_people"]
+        last = [0.0]
+
+        def tell(done: int, n: int) -> None:
+            if progress:
+                progress(done, n)
+            if time.monotonic() - last[0] > 0.25 or done >= n:
+                last[0] = time.monotonic()
+                write_text(folder / PROGRESS_FILE, json.dumps({"done": done, "total": n, "runs": runs,
+                                                                "drawn": state["drawn"], "pid": os.getpid()}))
+        tell(0, total)
+        info = write_demo(folder, params["people"], params["eval_people"], params["seed"], progress=tell)
+        write_text(folder / PROGRESS_FILE, json.dumps({"done": total, "total": total, "runs": runs,
+                                                        "drawn": state["drawn"] + info["drawn_people"]}))
+        write_text(folder / ".complete", json.dumps(info))
+    return True
+
+
+def start_demo_generation(folder: str | os.PathLike | None = None, **kwargs) -> Path:
+    """Start a detached generator for the studio's demo unless one runs or the folder is complete.
+
+    The page that calls this only watches generation.json: a page switch, a reload or a second browser
+    tab neither restarts nor duplicates the work.
+    """
+    from maskcls.common.procs import proc_start, spawn_detached
+    params = {**STUDIO_DEMO, **kwargs}
+    folder = Path(folder) if folder else demo_folder(**params)
+    state = demo_progress(folder)
+    if state["complete"] or state["running"]:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    pid = spawn_detached([sys.executable, "-m", "maskcls", "demo-data", str(folder), "--people", str(params["people"]),
+                          "--eval-people", str(params["eval_people"]), "--seed", str(params["seed"]), "--locked",
+                          "--quiet"], folder / "generation.log")
+    write_text(folder / SPAWN_FILE, json.dumps([pid, proc_start(pid)]))
+    return folder
+
+
+def ensure_demo(folder: str | os.PathLike | None = None, progress=None, **kwargs) -> Path:
+    """The studio's demo dataset, generated once (in this process, or waiting for the process that is)."""
+    params = {**STUDIO_DEMO, **kwargs}
+    folder = Path(folder) if folder else demo_folder(**params)
+    while not generate_demo(folder, progress, **params):
+        state = demo_progress(folder)
+        if progress and state["total"]:
+            progress(state["done"], state["total"])
+        time.sleep(0.5)
+    return folder

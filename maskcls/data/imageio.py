@@ -1,0 +1,113 @@
+"""Defensive image decoding: every image comes out RGB, upright, and a bad file says what is wrong."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+MAX_PIXELS = 60_000_000  # a 384x512 photo is 0.2 MP; anything near this is not a face crop
+MIN_SIDE = 16  # smaller than this is no photo of a face (and breaks padding, crops and CAMs)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+_MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG": "png"}
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{os.fspath(path)}: {reason}")
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+def sniff(path: str | os.PathLike) -> str | None:
+    """The first bytes say whether a file is a JPEG/PNG: None when it is neither (or empty)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def load_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode to an upright RGB PIL image; `size` (w, h) lets JPEG decode at reduced scale first."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageError(path, "empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower limit comes next
+            try:
+                img = Image.open(path)
+            except Image.DecompressionBombError:
+                raise ImageError(path, f"image too large (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, limit "
+                                       f"{MAX_PIXELS:,} pixels)") from None
+            check_size(path, img.width, img.height)
+            if size is not None and img.format == "JPEG":
+                img.draft("RGB", size)  # DCT-domain downscale: much faster decode for small targets
+            img.load()
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(bg, rgba)
+        return img.convert("RGB")
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ImageError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def check_size(path: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse images too large to be a face photo, or too small to be one."""
+    if width * height > MAX_PIXELS:
+        raise ImageError(path, f"image too large ({width}x{height}, limit {MAX_PIXELS:,} pixels)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(path, f"image too small ({width}x{height}): expected at least {MIN_SIDE}x{MIN_SIDE} pixels")
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the header, checked like a decode would check it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except Image.DecompressionBombError:
+        raise ImageError(path, f"image too large (limit {MAX_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+    check_size(path, w, h)
+    return w, h
+
+
+def thumbnail(path: str | os.PathLike, max_side: int = 160) -> np.ndarray:
+    """A small RGB copy for galleries (JPEG draft decoding keeps this cheap)."""
+    img = load_rgb(path, (max_side, max_side))
+    img.thumbnail((max_side, max_side))
+    return np.asarray(img)
+
+
+# -- preprocessing: decode, center crop, resize (deterministic; this is what the cache stores) ---------------
+def load_preprocessed(path: str | os.PathLike, size: tuple[int, int], crop: list | None = None) -> np.ndarray:
+    """Decode `path`, center-crop `crop` [h, w] (source pixels), resize to `size` (h, w): (H, W, 3) uint8."""
+    h, w = size
+    src_w, src_h = image_size(path)
+    hint = (w, h)
+    if crop:
+        hint = (max(1, w * src_w // crop[1]), max(1, h * src_h // crop[0]))
+    img = load_rgb(path, hint)
+    if crop:
+        fy, fx = min(1.0, crop[0] / src_h), min(1.0, crop[1] / src_w)  # crop as a fraction: survives draft scaling
+        cw, ch = round(img.width * fx), round(img.height * fy)
+        left, top = (img.width - cw) // 2, (img.height - ch) // 2
+        img = img.crop((left, top, left + cw, top + ch))
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BILINEAR, reducing_gap=None)
+    return np.asarray(img, dtype=np.uint8)

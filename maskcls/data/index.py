@@ -1,0 +1,229 @@
+"""Read a data root in the competition layout into tables, reporting (never dying on) what it cannot use.
+
+<root>/train/images/<id>_<gender>_<race>_<age>/{mask1..5,incorrect_mask,normal}.<jpg|jpeg|png>
+<root>/train/train.csv (optional, cross-checked) · <root>/eval/info.csv + <root>/eval/images/
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls.data.imageio import IMAGE_EXTS, sniff
+from maskcls.data.labels import DEFAULT_BOUNDS, GENDER_KEYS, MASK_FILES, AgeBounds, age_band, encode
+
+FOLDER_RE = re.compile(r"^(?P<id>\d+(?:-\d+)?)_(?P<gender>male|female)_(?P<race>[A-Za-z]+)_(?P<age>\d{1,3})$")
+FOLDER_EXAMPLE = "<id>_<gender>_<race>_<age>, e.g. 000001_female_Asian_45"
+TRAIN_COLUMNS = ["path", "person_id", "folder", "file", "gender", "race", "age", "mask", "age_band", "label"]
+
+
+class DataRootError(ValueError):
+    """The data root is not usable at all (missing, empty, not the competition layout)."""
+
+
+@dataclass
+class DataIndex:
+    """Everything found under one data root; `problems` lists what was skipped, missing or inconsistent."""
+
+    root: Path
+    train: pd.DataFrame
+    eval: pd.DataFrame | None
+    problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "kind", "reason"]))
+    bounds: AgeBounds = DEFAULT_BOUNDS
+    seconds: float = 0.0
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        return self.problems[self.problems["kind"] == "skipped"]
+
+    def summary(self) -> dict:
+        """The figures `maskcls scan` prints."""
+        counts = np.bincount(self.train["label"].to_numpy(), minlength=18) if len(self.train) else np.zeros(18, int)
+        return {
+            "root": str(self.root),
+            "people": int(self.train["folder"].nunique()),
+            "images": int(len(self.train)),
+            "class_counts": [int(c) for c in counts],
+            "eval_images": int(len(self.eval)) if self.eval is not None else 0,
+            "eval_missing": int((~self.eval["exists"]).sum()) if self.eval is not None else 0,
+            "skipped": self.skipped[["path", "reason"]].to_dict("records"),
+            "missing": self.problems[self.problems["kind"] == "missing"][["path", "reason"]].to_dict("records"),
+            "inconsistent": self.problems[self.problems["kind"].isin(["csv", "duplicate"])][["path", "reason"]
+                                                                                           ].to_dict("records"),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _check_root(root: Path) -> Path:
+    if not str(root).strip():
+        raise DataRootError("no data root given: expected a folder holding train/images/ (and optionally eval/)")
+    if not root.exists():
+        raise DataRootError(f"data root {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise DataRootError(f"data root {str(root)!r} is a file, expected a folder holding train/images/")
+    images = root / "train" / "images"
+    if not images.is_dir():
+        found = "an empty folder" if not any(root.iterdir()) else "no train/images folder in it"
+        raise DataRootError(
+            f"{str(root)!r} is not in the competition layout: expected {str(images)!r} with one folder per "
+            f"person named {FOLDER_EXAMPLE}; found {found}"
+        )
+    return images
+
+
+def _scan_person(entry: os.DirEntry, verify: bool, rows: list, problems: list) -> None:
+    """One person folder -> rows for its images, problems for anything else."""
+    m = FOLDER_RE.match(entry.name)
+    if m is None:
+        problems.append((entry.path, "skipped", f"folder name does not parse: expected {FOLDER_EXAMPLE}"))
+        return
+    gender = GENDER_KEYS.index(m["gender"])
+    age = int(m["age"])
+    seen: set[str] = set()
+    for f in os.scandir(entry.path):
+        stem, ext = os.path.splitext(f.name)
+        if f.name.startswith("._") or f.name.startswith("."):
+            problems.append((f.path, "skipped", "hidden or macOS AppleDouble file, not an image"))
+            continue
+        if ext.lower() not in IMAGE_EXTS:
+            problems.append((f.path, "skipped", f"not an image file (extension {ext or 'none'!r}, expected .jpg/.jpeg/.png)"))
+            continue
+        if stem not in MASK_FILES:
+            problems.append((f.path, "skipped", f"unknown file name {stem!r}, expected one of {', '.join(MASK_FILES)}"))
+            continue
+        if stem in seen:
+            problems.append((f.path, "skipped", f"second file for {stem!r} in this folder"))
+            continue
+        if verify:
+            try:
+                kind = sniff(f.path)
+            except OSError as e:
+                kind, why = None, f"unreadable ({e.strerror})"
+            else:
+                why = "empty file (0 bytes)" if f.stat().st_size == 0 else "not a JPEG or PNG (bad header)"
+            if kind is None:
+                problems.append((f.path, "skipped", why))
+                continue
+        seen.add(stem)
+        rows.append((f.path, m["id"], entry.name, f.name, gender, m["race"], age, MASK_FILES[stem]))
+    for stem in MASK_FILES:
+        if stem not in seen:
+            problems.append((os.path.join(entry.path, stem + ".*"), "missing", f"no usable {stem} image in this folder"))
+
+
+def printable(path: str) -> str:
+    """A path safe to show and store: undecodable bytes (non-UTF-8 file names) become U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def assign_labels(train: pd.DataFrame, bounds: AgeBounds) -> pd.DataFrame:
+    """(Re)compute age band and class from age, gender and mask: how new age bounds flow everywhere."""
+    out = train.copy()
+    out["age_band"] = age_band(out["age"].to_numpy(), bounds) if len(out) else np.zeros(0, np.int64)
+    out["label"] = encode(out["mask"].to_numpy(), out["gender"].to_numpy(), out["age_band"].to_numpy()) if len(out) else np.zeros(0, np.int64)
+    return out
+
+
+def report_shared_ids(train: pd.DataFrame, problems: list) -> None:
+    """A person id in several folders is one person to the split; say so, and name labels that disagree."""
+    folders = train.groupby("person_id")["folder"].unique()
+    for pid, names in folders[folders.map(len) > 1].items():
+        rows = train[train["person_id"] == pid].drop_duplicates("folder")
+        differ = [k for k in ("gender", "age") if rows[k].nunique() > 1]
+        what = f"with different {' and '.join(differ)}" if differ else "with the same labels"
+        problems.append((", ".join(sorted(names)), "duplicate",
+                         f"person id {pid} names {len(names)} folders {what}: kept as one person in splits, each "
+                         f"folder's images keep their own labels"))
+
+
+def _cross_check_csv(csv_path: Path, train: pd.DataFrame, problems: list) -> None:
+    try:
+        table = pd.read_csv(csv_path, dtype=str)
+    except Exception as e:  # pandas raises many types for malformed files
+        problems.append((str(csv_path), "csv", f"cannot read train.csv ({e})"))
+        return
+    if "path" not in table.columns:
+        problems.append((str(csv_path), "csv", f"train.csv has no 'path' column (columns: {list(table.columns)})"))
+        return
+    on_disk = set(train["folder"].unique())
+    listed = set(table["path"].astype(str))
+    for folder in sorted(listed - on_disk)[:200]:
+        problems.append((folder, "csv", "listed in train.csv but no usable folder on disk"))
+    for folder in sorted(on_disk - listed)[:200]:
+        problems.append((folder, "csv", "folder on disk but not listed in train.csv"))
+
+
+def scan_eval(root: Path, problems: list) -> pd.DataFrame | None:
+    info = root / "eval" / "info.csv"
+    images = root / "eval" / "images"
+    if not info.exists():
+        if images.is_dir():
+            problems.append((str(info), "missing", "eval/images exists but eval/info.csv is missing"))
+        return None
+    try:
+        table = pd.read_csv(info, dtype=str, keep_default_na=False)
+    except Exception as e:
+        problems.append((str(info), "csv", f"cannot read eval/info.csv ({e})"))
+        return None
+    if "ImageID" not in table.columns:
+        problems.append((str(info), "csv", f"eval/info.csv has no 'ImageID' column (columns: {list(table.columns)})"))
+        return None
+    present = set(os.listdir(images)) if images.is_dir() else set()
+    ids = table["ImageID"].astype(str)
+    repeated = ids[ids.duplicated()].unique()
+    for image_id in repeated[:200]:
+        problems.append((str(info), "csv", f"ImageID {image_id} is listed {int((ids == image_id).sum())} times in "
+                                           f"eval/info.csv: the submission repeats its answer on each row"))
+    out = pd.DataFrame({"image_id": ids, "path": [str(images / i) for i in ids], "exists": ids.isin(present)})
+    for p in out.loc[~out["exists"], "path"].head(200):
+        problems.append((p, "missing", "named in eval/info.csv but not found in eval/images"))
+    labels = root / "eval" / "labels.csv"  # demo data only: the hidden truth
+    if labels.exists():
+        truth = pd.read_csv(labels, dtype={"ImageID": str})
+        out["label"] = out["image_id"].map(dict(zip(truth["ImageID"], truth["ans"]))).astype("Int64")
+    return out
+
+
+def index_data(root: str | os.PathLike, bounds: AgeBounds = DEFAULT_BOUNDS, corrections: pd.DataFrame | None = None,
+               verify: bool = True) -> DataIndex:
+    """Scan `root` into a DataIndex. `verify` reads each file's header to catch empty or non-image files."""
+    t0 = time.perf_counter()
+    root = Path(root).expanduser()
+    images = _check_root(root)
+    rows: list = []
+    problems: list = []
+    for entry in sorted(os.scandir(images), key=lambda e: e.name):
+        if entry.is_dir():
+            _scan_person(entry, verify, rows, problems)
+        else:
+            problems.append((entry.path, "skipped", "file where a person folder was expected"))
+    train = pd.DataFrame(rows, columns=TRAIN_COLUMNS[:8])
+    if train.empty and not any(k == "skipped" for _, k, _ in problems):
+        raise DataRootError(f"{str(images)!r} holds no person folders: expected folders named {FOLDER_EXAMPLE}")
+    if train.empty:
+        raise DataRootError(f"{str(images)!r} holds no usable images: all {len(problems)} entries were skipped "
+                            f"(first: {problems[0][0]}: {problems[0][2]})")
+    if corrections is not None and len(corrections):
+        from maskcls.data.corrections import apply_corrections
+        train = apply_corrections(train, corrections)
+    train = assign_labels(train, bounds)
+    report_shared_ids(train, problems)
+    csv_path = root / "train" / "train.csv"
+    if csv_path.exists():
+        _cross_check_csv(csv_path, train, problems)
+    eval_table = scan_eval(root, problems)
+    problems = [(printable(p), k, r) for p, k, r in problems]
+    return DataIndex(root=root, train=train, eval=eval_table,
+                     problems=pd.DataFrame(problems, columns=["path", "kind", "reason"]),
+                     bounds=bounds, seconds=time.perf_counter() - t0)
+
+
+def with_bounds(index: DataIndex, bounds: AgeBounds) -> DataIndex:
+    """The same index under other age bounds, without rescanning."""
+    return DataIndex(root=index.root, train=assign_labels(index.train, bounds), eval=index.eval,
+                     problems=index.problems, bounds=bounds, seconds=index.seconds)

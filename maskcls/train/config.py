@@ -1,0 +1,229 @@
+"""The one run configuration shared by the CLI, the studio and the job runner (a dataclass <-> JSON)."""
+from __future__ import annotations
+
+import json
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+
+from maskcls.augment.spec import AugmentSpec, create_preset, list_presets
+
+CHOICES = {
+    "head": ("single", "multi"),
+    "freeze": ("none", "head"),
+    "loss": ("ce", "focal", "smooth", "f1", "combo"),
+    "sampler": ("none", "class", "mask", "gender", "age"),
+    "optimizer": ("adam", "adamw", "sgd"),
+    "scheduler": ("cosine", "step", "none"),
+    "loader": ("cache", "pil"),
+}
+
+
+class ConfigError(ValueError):
+    """A config key with a wrong type or value; the message names the key."""
+
+
+@dataclass
+class RunConfig:
+    # --- data ---
+    data_root: str = ""  # competition-layout root; "" means the studio's demo data
+    corrections: str = "none"  # label corrections: preset ("none", "community") or a CSV path
+    age_lower: int = 30  # age band bounds: <lower, lower..upper-1, >=upper (top teams used upper=58)
+    age_upper: int = 60
+    val_ratio: float = 0.2  # share of *people* held out for validation
+    split_seed: int = 42  # seed of the person-level stratified split
+    fold: int = -1  # -1: one split by val_ratio; k >= 0: fold k of n_folds
+    n_folds: int = 5
+    image_size: list = field(default_factory=lambda: [128, 96])  # [height, width] the model sees
+    augment: typing.Any = "baseline"  # preset name or a full AugmentSpec dict
+    # --- model ---
+    model: str = "resnet18"  # any timm model name
+    pretrained: bool = True  # hub weights when online; random init with a warning when not
+    weights_file: str = ""  # local .pth/.safetensors backbone weights (overrides the hub)
+    head: str = "single"  # single 18-way head, or multi: mask 3 + gender 2 + age 3 heads
+    freeze: str = "none"  # "head": train only the classifier head
+    unfreeze_after: int = 0  # with freeze=head: unfreeze the backbone after N epochs (0 = never)
+    drop_rate: float = 0.0  # dropout before the head
+    # --- loss and sampling ---
+    loss: str = "ce"  # ce | focal | smooth | f1 | combo
+    focal_gamma: float = 2.0
+    smoothing: float = 0.1  # label smoothing epsilon (loss=smooth, and ce inside combo)
+    combo: dict = field(default_factory=lambda: {"ce": 1.0, "f1": 1.0})  # loss=combo: weighted sum
+    class_weights: bool = False  # inverse-frequency class weights in the loss
+    sampler: str = "none"  # inverse-frequency WeightedRandomSampler over classes or one attribute
+    # --- optimisation ---
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    scheduler: str = "cosine"
+    warmup_epochs: float = 0.0  # linear warm-up before cosine
+    step_size: int = 5  # step scheduler: epochs between decays
+    step_gamma: float = 0.5
+    grad_clip: float = 0.0  # max grad norm, 0 = off
+    ema: float = 0.0  # EMA decay of the weights, 0 = off (e.g. 0.999)
+    epochs: int = 10
+    batch_size: int = 64
+    # --- execution ---
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AMX / AVX512-BF16)
+    channels_last: bool = True  # NHWC memory layout (cache loader): faster convolutions on GPU and oneDNN CPUs
+    compile: bool = False  # torch.compile the model
+    loader: str = "cache"  # cache: decode once, batched augmentation; pil: baseline-style per-epoch decode
+    workers: int = 2  # DataLoader workers (pil) / cache build processes
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    gpus: int = 1  # >1: DistributedDataParallel under torchrun
+    cache_dir: str = ""  # decoded-image cache; "" = <data_root>/.maskcls-cache
+    limit_batches: int = 0  # stop each epoch after N batches (smoke tests); 0 = all
+    keep_epochs: int = 10  # epoch_NNN.pt files kept (newest; weights only, for soups); 0 = all. best/last always stay
+
+    # -------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"config must be a JSON object, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(sorted(names))}")
+        hints = typing.get_type_hints(cls)
+        for k, v in d.items():
+            _check_type(k, v, hints[k])
+        return cls(**d).validate()
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def load(cls, path) -> "RunConfig":
+        with open(path, encoding="utf-8") as f:
+            return cls.from_json(f.read())
+
+    def with_overrides(self, pairs: list[str]) -> "RunConfig":
+        """Apply `key=value` strings (values parsed as JSON when they can be, else as text)."""
+        d = self.to_dict()
+        for pair in pairs:
+            if "=" not in pair:
+                raise ConfigError(f"--set expects key=value, got {pair!r}")
+            k, raw = pair.split("=", 1)
+            if k not in d:
+                raise ConfigError(f"unknown config key {k!r} in --set")
+            try:
+                v = json.loads(raw)
+            except json.JSONDecodeError:
+                v = raw
+            if k == "image_size" and isinstance(v, str) and "," in v:
+                v = [int(x) for x in v.split(",")]
+            if isinstance(d[k], float) and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if isinstance(d[k], str) and not isinstance(v, str):
+                v = raw
+            d[k] = v
+        return RunConfig.from_dict(d)
+
+    # -------------------------------------------------------------------------------------------
+    def validate(self) -> "RunConfig":
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name} must be a finite number, got {v}")
+        for key, options in CHOICES.items():
+            if getattr(self, key) not in options:
+                raise ConfigError(f"{key} must be one of {options}, got {getattr(self, key)!r}")
+        positive = {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size, "gpus": self.gpus,
+                    "n_folds": self.n_folds}
+        for k, v in positive.items():
+            if v <= 0:
+                raise ConfigError(f"{k} must be > 0, got {v}")
+        for k in ("weight_decay", "grad_clip", "warmup_epochs", "smoothing", "drop_rate", "limit_batches",
+                  "unfreeze_after", "workers", "keep_epochs"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if not 0 < self.val_ratio < 1:
+            raise ConfigError(f"val_ratio must be between 0 and 1, got {self.val_ratio}")
+        if not -1 <= self.fold < self.n_folds:
+            raise ConfigError(f"fold must be -1 (no folds) or 0..{self.n_folds - 1}, got {self.fold}")
+        if not 0 < self.age_lower < self.age_upper:
+            raise ConfigError(f"need 0 < age_lower < age_upper, got {self.age_lower}, {self.age_upper}")
+        if not (0 <= self.ema < 1):
+            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if not (0 <= self.smoothing < 1):
+            raise ConfigError(f"smoothing must be in [0, 1), got {self.smoothing}")
+        if len(self.image_size) != 2 or any(not isinstance(v, int) or v < 16 for v in self.image_size):
+            raise ConfigError(f"image_size must be [height, width], each an integer >= 16, got {self.image_size}")
+        if self.loss == "combo":
+            bad = sorted(set(self.combo) - {"ce", "focal", "smooth", "f1"})
+            if bad or not self.combo:
+                raise ConfigError(f"combo weights must name losses among ce, focal, smooth, f1; got {self.combo}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        self.augment_spec()  # raises with the spec field's name
+        return self
+
+    def augment_spec(self) -> AugmentSpec:
+        if isinstance(self.augment, str):
+            if self.augment not in list_presets():
+                raise ConfigError(f"augment must be a preset {list_presets()} or a spec object, got {self.augment!r}")
+            return create_preset(self.augment)
+        try:
+            return AugmentSpec.from_dict(self.augment)
+        except ValueError as e:
+            raise ConfigError(f"augment: {e}") from None
+
+
+def _check_type(key: str, value, hint) -> None:
+    if hint is typing.Any:
+        return
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if any(_ok(value, h) for h in typing.get_args(hint)):
+            return
+    elif _ok(value, hint):
+        return
+    raise ConfigError(f"config key {key!r} must be {getattr(hint, '__name__', hint)}, got {type(value).__name__} "
+                      f"({value!r})")
+
+
+def _ok(value, hint) -> bool:
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+PRESETS = {
+    # trains on the embedded demo data on a 2-core CPU in a few minutes
+    "demo-cpu": dict(model="resnet10t", pretrained=False, image_size=[128, 96], epochs=8, batch_size=32, lr=3e-3,
+                     augment="baseline", loss="ce", sampler="none", scheduler="cosine", warmup_epochs=0.5),
+    # the seed team's GPU recipe, with the winning team's tweaks available as --set
+    "gpu-effnet": dict(model="efficientnet_b0", pretrained=True, image_size=[224, 224], epochs=15, batch_size=64,
+                       lr=1e-3, augment="strong", loss="combo", sampler="none", scheduler="cosine",
+                       warmup_epochs=1.0),
+}
+
+
+def list_config_presets() -> list[str]:
+    return list(PRESETS)
+
+
+def create_config(preset: str | None = None, **overrides) -> RunConfig:
+    if preset and preset not in PRESETS:
+        raise ConfigError(f"unknown config preset {preset!r}; valid: {list_config_presets()}")
+    base = dict(PRESETS[preset]) if preset else {}
+    base.update(overrides)
+    return RunConfig.from_dict(base)
