@@ -78,6 +78,16 @@ def split_figure(shares: pd.DataFrame, title: str, bounds: AgeBounds = DEFAULT_B
     return fig
 
 
+def distribution_figure(shares: pd.DataFrame, bounds: AgeBounds = DEFAULT_BOUNDS) -> go.Figure:
+    """Class shares (%) side by side, e.g. training vs predicted (columns of `shares`, one row per class)."""
+    long = shares.reset_index(names="class").melt(id_vars="class", var_name="set", value_name="share %")
+    long["name"] = [class_names(bounds)[c] for c in long["class"]]
+    fig = px.bar(long, x="class", y="share %", color="set", barmode="group", height=340, hover_data=["name"],
+                 title="Predicted class distribution vs training")
+    fig.update_layout(xaxis=class_axis(bounds), margin=dict(t=40, b=10))
+    return fig
+
+
 def confusion_figure(matrix, labels: list[str], normalise: bool = False, title: str = "",
                      full_names: list[str] | None = None) -> go.Figure:
     """The confusion matrix as square markers, one per (true, predicted) cell, true classes as rows.

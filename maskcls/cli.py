@@ -365,8 +365,11 @@ cmd_predictions.configure = _predictions_args
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["train", "infer", "scan"])
-    p.add_argument("--data", required=True, help="data root (e.g. made by `maskcls demo-data`)")
+    p.add_argument("what", choices=["train", "infer", "scan", "budgets"],
+                   help="train / infer / scan: baseline-style vs fast pipeline; budgets: every speed budget of this "
+                        "machine, exit status 1 when one is over")
+    p.add_argument("--data", help="data root (e.g. made by `maskcls demo-data`); not needed for budgets")
+    p.add_argument("--slow", action="store_true", help="budgets: also the 4-minute demo-cpu preset")
     p.add_argument("--model", default="resnet10t")
     p.add_argument("--size", default="128,96", help="height,width")
     p.add_argument("--batch", type=int, default=32)
@@ -385,7 +388,18 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 @command("bench", "compare the baseline-style pipeline with the fast one (images/s and ratio)")
 def cmd_bench(args) -> int:
-    from maskcls import bench
+    from maskcls.runs import bench
+    if args.what == "budgets":
+        from maskcls.budgets import run_budgets
+        budgets = run_budgets(args.slow, report=(lambda line: None) if args.json else print)
+        if args.json:
+            print(json.dumps([b.as_dict() for b in budgets], indent=2))
+        over = [b.name for b in budgets if not b.ok]
+        if over:
+            print(f"over budget: {', '.join(over)}", file=sys.stderr)
+        return 1 if over else 0
+    if not args.data:
+        raise ValueError(f"bench {args.what} needs --data ROOT")
     size = tuple(int(v) for v in args.size.split(","))
     if args.what == "train":
         r = bench.bench_train(args.data, args.model, size, args.batch, args.workers, args.steps, args.warmup,

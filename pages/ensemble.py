@@ -1,10 +1,10 @@
 """Ensemble page: pick checkpoints, a method and TTA; score on validation; predict eval; download the CSV."""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 import ui
+from maskcls import charts
 from maskcls.common.settings import default_cache_dir
 from maskcls.common.devices import resolve_device
 from maskcls.infer.ensemble import METHOD_HELP, METHODS, class_distribution, score_members
@@ -100,9 +100,7 @@ def show_result(info: dict) -> None:
     st.download_button("Download submission CSV", job.csv_path.read_text(), file_name="submission.csv",
                        mime="text/csv", key="ens_download", icon=":material/download:")
     dist = class_distribution(index.train["label"], sub["ans"].to_numpy())
-    dist = dist.reset_index(names="class").melt(id_vars="class", var_name="set", value_name="share %")
-    st.plotly_chart(px.bar(dist, x="class", y="share %", color="set", barmode="group", height=320,
-                           title="Predicted class distribution vs training"), width="stretch", key="ens_dist")
+    st.plotly_chart(charts.distribution_figure(dist, index.bounds), width="stretch", key="ens_dist")
 
 
 def predictions_panel(polling: bool) -> None:

@@ -1,5 +1,4 @@
 import json
-import time
 
 import numpy as np
 import pytest
@@ -30,13 +29,6 @@ def test_real_layout_is_indexed_with_its_quirks(real_layout):
     expected = np.array(REAL_CLASS_COUNTS)
     expected[1] -= 1  # 000004 male 54 lost one wear image
     assert counts.tolist() == expected.tolist()
-
-
-def test_indexing_the_full_layout_is_fast(real_layout):
-    index_data(real_layout)  # warm the OS file cache, as a second studio visit would
-    t0 = time.perf_counter()
-    index_data(real_layout)
-    assert time.perf_counter() - t0 < 1.5
 
 
 def test_age_bounds_flow_through_labels(real_layout):

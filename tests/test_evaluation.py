@@ -152,4 +152,4 @@ def test_evaluate_page_with_a_three_head_model_and_bad_runs(demo_root, studio_de
         assert any("Skipped" in w.value and "file not found" in w.value for w in at.warning)
     finally:
         shutil.copy(tmp_path / "keep.jpg", victim)
-    assert cfg_text
+    assert (runs / "broken" / "config.json").read_text() == cfg_text  # the page never rewrites a run's config

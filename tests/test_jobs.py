@@ -69,9 +69,8 @@ def test_cancel_a_running_job(demo_root, tmp_path):
     while not RunDir(runs, "long").list_checkpoints() and time.time() < deadline:
         time.sleep(0.2)
     pgid = RunDir(runs, "long").read_status()["pgid"]
-    t0 = time.time()
     info = jobs.cancel(runs, "long")
-    assert info.state == "cancelled" and time.time() - t0 < 10
+    assert info.state == "cancelled"
     assert pids_of_group(pgid) == []
     run = RunDir(runs, "long")
     for name in run.list_checkpoints():

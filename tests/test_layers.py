@@ -110,3 +110,11 @@ def test_no_function_over_80_lines():
                 if n > 80:
                     long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({n} lines)")
     assert not long, long
+
+
+def test_the_public_api_resolves():
+    import maskcls
+    for name in maskcls.__all__:
+        assert callable(getattr(maskcls, name)), name
+    with pytest.raises(AttributeError, match="the public API is"):
+        maskcls.no_such_thing  # noqa: B018

@@ -1,4 +1,5 @@
 """Train and Runs pages in AppTest: launch a job from the form, see it in the live table, compare runs."""
+import pytest
 import time
 
 from conftest import app_test
@@ -28,13 +29,18 @@ def test_train_page_submits_a_job_and_lists_it(studio_demo, tmp_path):
     assert at.dataframe[0].value.set_index("name").at["from-page", "state"] == "completed"
 
 
-def test_train_page_refuses_a_bad_value_with_a_message(studio_demo, tmp_path):
+@pytest.mark.parametrize("key, value, why", [
+    ("train_lr", -0.1, "lr must be > 0"),
+    ("train_name", "bad/name", "invalid run name 'bad/name'"),
+])
+def test_train_page_refuses_a_bad_value_with_a_message(studio_demo, tmp_path, key, value, why):
     at = app_test("pages/train.py", runs_root=str(tmp_path / "runs"))
-    at.number_input(key="train_lr").set_value(-0.1)
-    at.text_input(key="train_name").input("bad/name")
+    widget = at.number_input(key=key) if key == "train_lr" else at.text_input(key=key)
+    widget.set_value(value)
     at.button[0].click().run()
     assert not at.exception
-    assert any("Not launched" in e.value for e in at.error)
+    assert any("Not launched" in e.value and why in e.value for e in at.error), [e.value for e in at.error]
+    assert not (tmp_path / "runs").exists() or not [p for p in (tmp_path / "runs").iterdir() if p.name != ".locks"]
 
 
 def test_runs_page_compares_and_deletes(trained_run, studio_demo, tmp_path):

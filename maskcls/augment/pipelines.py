@@ -89,7 +89,7 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (x * GRAY.to(x.device, x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
-def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> torch.Tensor:
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
     """Per-image parameters drawn where the batch lives (the generator is on that device)."""
     return torch.rand(n, generator=g, device=g.device) * (hi - lo) + lo
 
@@ -100,11 +100,11 @@ def _bcast(v: torch.Tensor) -> torch.Tensor:
 
 def _color_jitter(x, prm, g):
     b = x.shape[0]
-    for key, fn in (("brightness", None), ("contrast", None), ("saturation", None)):
+    for key in ("brightness", "contrast", "saturation"):
         amt = prm[key]
         if amt <= 0:
             continue
-        f = _bcast(_uniform(b, max(0.0, 1 - amt), 1 + amt, g, x.device))
+        f = _bcast(_uniform(b, max(0.0, 1 - amt), 1 + amt, g))
         if key == "brightness":
             x = x * f
         elif key == "contrast":
@@ -115,7 +115,7 @@ def _color_jitter(x, prm, g):
             x = (x - gray) * f + gray
         x = x.clamp(0, 1)
     if prm["hue"] > 0:  # rotate chroma in YIQ space: a per-image hue shift without an HSV round trip
-        ang = _uniform(b, -prm["hue"], prm["hue"], g, x.device) * 2 * math.pi
+        ang = _uniform(b, -prm["hue"], prm["hue"], g) * 2 * math.pi
         to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
                               device=x.device, dtype=x.dtype)
         yiq = torch.einsum("ij,bjhw->bihw", to_yiq, x)
@@ -132,7 +132,7 @@ def _blur(x, prm, g, deterministic):
     if deterministic:
         sigma = torch.full((b,), (prm["sigma_min"] + prm["sigma_max"]) / 2, device=x.device)
     else:
-        sigma = _uniform(b, prm["sigma_min"], prm["sigma_max"], g, x.device)
+        sigma = _uniform(b, prm["sigma_min"], prm["sigma_max"], g)
     r = torch.arange(k, device=x.device, dtype=x.dtype) - (k - 1) / 2
     ker = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None].to(x.dtype) ** 2))
     ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (B*C, k)
@@ -145,7 +145,7 @@ def _blur(x, prm, g, deterministic):
 
 def _rotate(x, prm, g):
     b, _, h, w = x.shape
-    ang = _uniform(b, -prm["degrees"], prm["degrees"], g, x.device) * math.pi / 180
+    ang = _uniform(b, -prm["degrees"], prm["degrees"], g) * math.pi / 180
     cos, sin = torch.cos(ang), torch.sin(ang)
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
@@ -156,12 +156,12 @@ def _rotate(x, prm, g):
 
 def _erase(x, prm, g):
     b, _, h, w = x.shape
-    area = _uniform(b, prm["scale_min"], prm["scale_max"], g, x.device) * h * w
-    ratio = torch.exp(_uniform(b, math.log(0.3), math.log(3.3), g, x.device))
+    area = _uniform(b, prm["scale_min"], prm["scale_max"], g) * h * w
+    ratio = torch.exp(_uniform(b, math.log(0.3), math.log(3.3), g))
     eh = torch.sqrt(area * ratio).clamp(1, h)
     ew = torch.sqrt(area / ratio).clamp(1, w)
-    top = _uniform(b, 0, 1, g, x.device) * (h - eh)
-    left = _uniform(b, 0, 1, g, x.device) * (w - ew)
+    top = _uniform(b, 0, 1, g) * (h - eh)
+    left = _uniform(b, 0, 1, g) * (w - ew)
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     inside = ((ys >= top.view(-1, 1, 1)) & (ys < (top + eh).view(-1, 1, 1)) &

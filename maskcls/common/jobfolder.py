@@ -11,7 +11,7 @@ import signal
 import time
 from pathlib import Path
 
-from maskcls.common.fileio import write_json
+from maskcls.common.fileio import read_json, write_json
 from maskcls.common.procs import is_alive, terminate_group
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
@@ -58,7 +58,7 @@ class JobFolder:
 
     def read_status(self) -> dict:
         try:
-            status = json.loads(self.status_path.read_text())
+            status = read_json(self.status_path)
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
         if status.get("state") in LEGACY_STATES:

@@ -7,7 +7,6 @@ skipped and reported, never fatal.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskcls.common.fileio import atomic_path, write_json
+from maskcls.common.fileio import atomic_path, read_json, write_json
 from maskcls.data.imageio import ImageError
 from maskcls.data.imageio import load_preprocessed
 
@@ -78,7 +77,7 @@ def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.Pat
     data_file, meta_file = folder / f"{key}.u8", folder / f"{key}.json"
     shape = (len(paths), size[0], size[1], 3)
     if data_file.exists() and meta_file.exists():
-        meta = json.loads(meta_file.read_text())
+        meta = read_json(meta_file)
         if meta.get("shape") == list(shape):
             arr = np.memmap(data_file, dtype=np.uint8, mode="r", shape=shape)
             ok = np.ones(len(paths), bool)

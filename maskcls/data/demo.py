@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.data.demo_faces import MASK_COLORS, draw_photo, make_person
-from maskcls.common.fileio import write_text
+from maskcls.common.fileio import read_json, write_text
 from maskcls.common.settings import cache_home
 from maskcls.data.reference import listing_path, read_lines
 from maskcls.data.labels import GENDER_KEYS, MASK_FILES, age_band, encode
@@ -211,7 +211,7 @@ def demo_progress(folder: str | os.PathLike) -> dict:
     """What the generator has written so far: {complete, done, total, runs, drawn, running}."""
     folder = Path(folder)
     try:
-        state = json.loads((folder / PROGRESS_FILE).read_text())
+        state = read_json(folder / PROGRESS_FILE)
     except (FileNotFoundError, json.JSONDecodeError):
         state = {}
     return {"done": 0, "total": 0, "runs": 0, "drawn": 0, **state, "complete": (folder / ".complete").exists(),
@@ -222,7 +222,7 @@ def _spawned_alive(folder: Path) -> bool:
     """The generator this folder's last start spawned still runs (it may not hold the lock yet)."""
     from maskcls.common.procs import is_alive
     try:
-        pid, start = json.loads((folder / SPAWN_FILE).read_text())
+        pid, start = read_json(folder / SPAWN_FILE)
     except (FileNotFoundError, ValueError, TypeError):
         return False
     return is_alive(pid, start)

@@ -235,7 +235,11 @@ def predict_submission(data_root, runs_root, members: list[Member], method: str,
     """Predict eval/info.csv with the ensemble and write the submission; shared by the CLI, studio and jobs.
 
     `progress(fraction, text)` hears where it stands. The result says how the time was spent.
+    `device` is a torch.device or a name ("auto", "cpu", "cuda").
     """
+    if isinstance(device, str):
+        from maskcls.common.devices import resolve_device
+        device = resolve_device(device)
     t0 = time.perf_counter()
     check_output(out)
     info, paths = eval_paths(data_root)

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from maskcls.common.fileio import check_name, inside, write_text
+from maskcls.common.fileio import check_name, read_json, inside, write_text
 from maskcls.common.jobfolder import Cancelled, JobFolder, now, raise_cancelled_on_sigterm
 from maskcls.common.procs import proc_start, spawn_detached
 
@@ -73,7 +73,7 @@ class PredictionDir(JobFolder):
     csv_path = property(lambda self: self.path / "submission.csv")
 
     def read_request(self) -> PredictRequest:
-        return PredictRequest.from_dict(json.loads(self.request_path.read_text()))
+        return PredictRequest.from_dict(read_json(self.request_path))
 
 
 def create_prediction(request: PredictRequest, runs_root: str | os.PathLike, name: str) -> PredictionDir:

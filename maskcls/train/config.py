@@ -30,11 +30,11 @@ class RunConfig:
     data_root: str = ""  # competition-layout root; "" means the studio's demo data
     corrections: str = "none"  # label corrections: preset ("none", "community") or a CSV path
     age_lower: int = 30  # age band bounds: <lower, lower..upper-1, >=upper (top teams used upper=58)
-    age_upper: int = 60
+    age_upper: int = 60  # the competition's bound; everyone in the real top band is exactly 60
     val_ratio: float = 0.2  # share of *people* held out for validation
     split_seed: int = 42  # seed of the person-level stratified split
     fold: int = -1  # -1: one split by val_ratio; k >= 0: fold k of n_folds
-    n_folds: int = 5
+    n_folds: int = 5  # with fold >= 0: 5 folds = 20 % held out, the same share as val_ratio
     image_size: list = field(default_factory=lambda: [128, 96])  # [height, width] the model sees
     augment: typing.Any = "baseline"  # preset name or a full AugmentSpec dict
     # --- model ---
@@ -47,31 +47,31 @@ class RunConfig:
     drop_rate: float = 0.0  # dropout before the head
     # --- loss and sampling ---
     loss: str = "ce"  # ce | focal | smooth | f1 | combo
-    focal_gamma: float = 2.0
+    focal_gamma: float = 2.0  # focal loss focusing (Lin et al.'s default): rare classes weigh more
     smoothing: float = 0.1  # label smoothing epsilon (loss=smooth, and ce inside combo)
     combo: dict = field(default_factory=lambda: {"ce": 1.0, "f1": 1.0})  # loss=combo: weighted sum
     class_weights: bool = False  # inverse-frequency class weights in the loss
     sampler: str = "none"  # inverse-frequency WeightedRandomSampler over classes or one attribute
     # --- optimisation ---
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adam | adamw | sgd; AdamW: decoupled weight decay, robust at this scale
+    lr: float = 1e-3  # peak learning rate; 1e-3 suits AdamW fine-tuning of small timm models
+    weight_decay: float = 1e-4  # light regularisation: 18,900 images of 2,700 people overfit fast
     momentum: float = 0.9  # sgd only
-    scheduler: str = "cosine"
+    scheduler: str = "cosine"  # cosine | step | none, stepped per batch after the warm-up
     warmup_epochs: float = 0.0  # linear warm-up before cosine
     step_size: int = 5  # step scheduler: epochs between decays
-    step_gamma: float = 0.5
+    step_gamma: float = 0.5  # step scheduler: multiply the lr by this every step_size epochs
     grad_clip: float = 0.0  # max grad norm, 0 = off
     ema: float = 0.0  # EMA decay of the weights, 0 = off (e.g. 0.999)
-    epochs: int = 10
-    batch_size: int = 64
+    epochs: int = 10  # published teams trained 10-20 epochs; more mostly memorises people
+    batch_size: int = 64  # global batch (split across GPUs under DDP); fits an 8 GB GPU at 224
     # --- execution ---
     amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 (AMX / AVX512-BF16)
     channels_last: bool = True  # NHWC memory layout (cache loader): faster convolutions on GPU and oneDNN CPUs
     compile: bool = False  # torch.compile the model
     loader: str = "cache"  # cache: decode once, batched augmentation; pil: baseline-style per-epoch decode
     workers: int = 2  # DataLoader workers (pil) / cache build processes
-    seed: int = 0
+    seed: int = 0  # model init, sampling and augmentation draws (the split has its own split_seed)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     gpus: int = 1  # >1: DistributedDataParallel under torchrun
     cache_dir: str = ""  # decoded-image cache; "" = <data_root>/.maskcls-cache

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskcls.common.fileio import atomic_path, check_name, inside, write_csv, write_text
+from maskcls.common.fileio import atomic_path, read_json, check_name, inside, write_csv, write_text
 from maskcls.common.jobfolder import JobFolder
 
 CKPT_FORMAT = "maskcls-checkpoint-1"
@@ -87,7 +87,7 @@ class RunDir(JobFolder):
 
     def read_config(self) -> dict:
         try:
-            return json.loads(self.config_path.read_text())
+            return read_json(self.config_path)
         except json.JSONDecodeError as e:
             raise ValueError(f"{self.config_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
 

@@ -1,0 +1,186 @@
+"""Speed budgets of this 2-core machine, measured by `maskcls bench budgets` rather than asserted in the
+functional tests (a busy machine makes wall-clock asserts flaky and they hide nothing a benchmark would not
+show). Each budget prints its figure beside its limit; the command exits non-zero when one is over.
+
+Every budget makes its own small data in a temporary folder, so the command needs nothing but the package.
+"""
+from __future__ import annotations
+
+import io
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Budget:
+    name: str
+    figure: float
+    limit: float
+    unit: str
+    higher_is_better: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.figure >= self.limit if self.higher_is_better else self.figure <= self.limit
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+    def line(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        return f"{self.name:58s} {self.figure:10.3f} {self.unit:5s} budget {sign} {self.limit:g}  " \
+               f"{'ok' if self.ok else 'OVER'}"
+
+
+def median_seconds(fn, n: int = 5) -> float:
+    fn()  # warm-up: a rerender in a running studio, not the first one
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def index_real_layout(work: Path) -> Budget:
+    """Indexing all 18,900 real training paths (tiny files), as a second studio visit would (OS cache warm)."""
+    from maskcls.data.index import index_data
+    from maskcls.data.reference import read_listing
+    root = work / "real"
+    tiny = (work / "tiny.jpg")
+    from PIL import Image
+    Image.new("RGB", (6, 8), (120, 90, 60)).save(tiny)
+    data = tiny.read_bytes()
+    for line in read_listing("train_image_paths.txt"):
+        path = root / line
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    index_data(root)
+    t0 = time.perf_counter()
+    index_data(root)
+    return Budget("index the 18,900-image real layout", time.perf_counter() - t0, 1.5, "s")
+
+
+def demo_generation(work: Path) -> Budget:
+    from maskcls.data.demo import write_demo
+    info = write_demo(work / "speed-demo", people=40, eval_people=0, seed=1, workers=2)
+    return Budget("demo generation, 2 workers", info["images_per_s"], 150, "img/s", higher_is_better=True)
+
+
+def augment_preview(demo: Path) -> Budget:
+    from PIL import Image
+    from maskcls.augment.preview import load_source, preview_draws
+    from maskcls.augment.spec import create_preset
+    spec = create_preset("strong")
+    source = load_source(str(next((demo / "train/images").iterdir()) / "mask1.jpg"), spec)
+    seed = [0]
+
+    def rerender():
+        seed[0] += 1
+        draws, _, _ = preview_draws(source, spec, 8, seed[0])
+        for d in [source] + draws:  # what st.image does with each array: encode it
+            Image.fromarray(d).save(io.BytesIO(), format="JPEG", quality=90)
+    return Budget("augment preview: 8 draws at 384x512 + encoding", median_seconds(rerender), 0.3, "s")
+
+
+def gradcam(demo: Path) -> Budget:
+    import torch
+    from maskcls.augment.spec import create_preset
+    from maskcls.data.imageio import load_preprocessed
+    from maskcls.models.backbones import create_model
+    from maskcls.models.cam import compute_cam, overlay
+    torch.manual_seed(0)
+    model, _ = create_model("efficientnet_b0")
+    model.eval()
+    pixels = load_preprocessed(next((demo / "train/images").iterdir()) / "mask1.jpg", (224, 224))
+    spec = create_preset("baseline")
+    seconds = median_seconds(lambda: overlay(pixels, compute_cam(model, pixels, spec, 3)))
+    return Budget("Grad-CAM overlay, efficientnet_b0 at 224", seconds, 0.3, "s")
+
+
+def evaluate_page_work(demo: Path) -> Budget:
+    """What the Evaluate page computes for 3,780 saved predictions: metrics, the four matrices, a cell, suspects."""
+    from maskcls.charts import confusion_figure, per_class_f1_figure
+    from maskcls.data.index import index_data
+    from maskcls.data.labels import attribute_names, class_names, short_class_names
+    from maskcls.infer.evaluation import cell_errors, find_label_errors, report
+    from maskcls.train.rundir import predictions_frame
+    rows = index_data(demo).train.sample(3780, replace=True, random_state=0).reset_index(drop=True)
+    logits = np.random.default_rng(0).normal(size=(3780, 18)) + 4 * np.eye(18)[rows["label"]]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    preds = predictions_frame(rows["path"], rows["person_id"], rows["label"], probs)
+
+    def page():
+        r = report(preds)
+        confusion_figure(r["confusion"], short_class_names(), False, "", class_names()).to_json()
+        per_class_f1_figure(r["per_class"], class_names()).to_json()
+        for attr, labels in attribute_names().items():
+            confusion_figure(r["attributes"][attr]["confusion"], list(labels)).to_json()
+        cell_errors(preds, 0, 3)
+        find_label_errors(preds)
+    return Budget("Evaluate page work, 3,780 saved predictions", median_seconds(page, 3), 1.0, "s")
+
+
+def two_member_prediction(demo: Path, work: Path) -> Budget:
+    """2 members (resnet10t at 128x96) soft vote with flip TTA over 700 eval images, through the CLI's code."""
+    import torch
+    from maskcls.common.fileio import write_text
+    from maskcls.data.labels import class_names
+    from maskcls.infer.ensemble import predict_submission
+    from maskcls.infer.predict import Member
+    from maskcls.models.backbones import create_model
+    from maskcls.train.config import RunConfig
+    from maskcls.train.rundir import RunDir, save_checkpoint
+    runs = work / "runs"
+    for i in range(2):
+        torch.manual_seed(i)
+        cfg = RunConfig(model="resnet10t", pretrained=False, image_size=[128, 96])
+        run = RunDir(runs, f"m{i}")
+        run.path.mkdir(parents=True)
+        write_text(run.config_path, cfg.to_json())
+        run.write_status(state="completed")
+        net, _ = create_model("resnet10t")
+        save_checkpoint(run.best_path, {"model": net.state_dict(), "config": cfg.to_dict(), "classes": class_names(),
+                                        "epoch": 1})
+    t0 = time.perf_counter()
+    predict_submission(demo, runs, [Member("m0"), Member("m1")], "soft", work / "sub.csv", torch.device("cpu"),
+                       tta=True, cache_dir=work / "evalcache")
+    return Budget("2 members + flip TTA over 700 eval images (cold cache)", time.perf_counter() - t0, 20, "s")
+
+
+def demo_cpu_preset(demo: Path, work: Path) -> Budget:
+    """The demo-cpu preset on the studio's demo data (600 people): the 4-minute promise of the README."""
+    import json
+    import subprocess
+    import sys
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "maskcls", "train", "--data", str(demo), "--preset", "demo-cpu",
+                          "--name", "demo", "--runs-root", str(work / "preset-runs"), "--quiet",
+                          "--set", f"cache_dir={work / 'preset-cache'}"], capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - t0
+    print(f"  demo-cpu best validation macro F1 {json.loads(out.stdout.splitlines()[-1])['best_f1']:.4f}")
+    return Budget("demo-cpu preset, studio demo data", seconds, 240, "s")
+
+
+def run_budgets(include_slow: bool = False, report=print) -> list[Budget]:
+    """Every budget, each reported as soon as it is measured."""
+    from maskcls.data.demo import ensure_demo, write_demo
+    out = []
+    with tempfile.TemporaryDirectory(prefix="maskcls-budgets-") as tmp:
+        work = Path(tmp)
+        demo = work / "demo"
+        write_demo(demo, people=100, eval_people=100, seed=0, workers=2)
+        steps = [lambda: index_real_layout(work), lambda: demo_generation(work), lambda: augment_preview(demo),
+                 lambda: gradcam(demo), lambda: evaluate_page_work(demo), lambda: two_member_prediction(demo, work)]
+        if include_slow:
+            steps.append(lambda: demo_cpu_preset(ensure_demo(), work))
+        for step in steps:
+            budget = step()
+            report(budget.line())
+            out.append(budget)
+    return out
