@@ -43,6 +43,34 @@ class _Slice:
         return self.it
 
 
+class _Resident:
+    """`n` batches of one device-resident tensor: the model's own limit, with no input pipeline at all."""
+
+    def __init__(self, batch: int, size, device: torch.device, n: int, channels_last: bool):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, 3, *size, generator=g).to(device)
+        self.x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        self.y = torch.randint(0, 18, (batch,), generator=g).to(device)
+        self.idx = torch.arange(batch, device=device)
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        for _ in range(self.n):
+            yield self.x, self.y, self.idx
+
+
+def train_limit(model_name: str, size, batch: int, device: torch.device, amp: bool, steps: int, warmup: int,
+                compile_model: bool = False) -> float:
+    """Training images/s of the fast path's model (same batch, precision, memory format, compile setting) on
+    tensors already on the device: what no input pipeline can beat."""
+    torch.manual_seed(0)
+    model = _model(model_name, device, True, compile_model)
+    return _timed_train(model, _Resident(batch, size, device, warmup + steps, True), device, amp, steps, warmup)
+
+
 def _timed_train(model, loader, device, amp: bool, steps: int, warmup: int) -> float:
     loss_fn = create_loss("ce").to(device)
     opt_kw = {"fused": True} if device.type == "cuda" else {}
@@ -91,12 +119,15 @@ def bench_train(root, model: str = "resnet10t", size=(128, 96), batch: int = 32,
                                channels_last=True)
     fast = _timed_train(_model(model, dev, True, compile_model), fast_loader, dev, amp, steps,
                         warmup + (10 if compile_model else 0))
+    limit = train_limit(model, size, batch, dev, amp, steps, warmup + (10 if compile_model else 0), compile_model)
     from maskcls.train.engine import cpu_has_bf16
     return {"bench": "train", "model": model, "size": list(size), "batch": batch,
             "fast_bf16": amp and (dev.type == "cuda" or cpu_has_bf16()), "baseline_bf16": amp and dev.type == "cuda",
             "baseline_workers": workers, "images": len(paths), "baseline_img_per_s": round(base, 1),
-            "fast_img_per_s": round(fast, 1), "ratio": round(fast / base, 2), "cache_build_s": round(build_s, 2),
-            "cache_was_built": cache.built, "device": device_name(dev)}
+            "fast_img_per_s": round(fast, 1), "ratio": round(fast / base, 2), "limit_img_per_s": round(limit, 1),
+            "fast_to_limit": round(fast / limit, 3), "baseline_to_limit": round(base / limit, 3),
+            "compiled": compile_model, "cache_build_s": round(build_s, 2), "cache_was_built": cache.built,
+            "device": device_name(dev)}
 
 
 def bench_infer(root, model: str = "resnet10t", size=(128, 96), batch: int = 64, workers: int = 2,
@@ -132,11 +163,25 @@ def bench_infer(root, model: str = "resnet10t", size=(128, 96), batch: int = 64,
         torch.cuda.synchronize()
     fast_s = time.perf_counter() - t0
     n = len(paths)
+    limit_s = infer_limit(fast_models, n, batch * 4, size, dev, tta)
     return {"bench": "infer", "model": model, "size": list(size), "members": members, "tta": "flip" if tta else "none",
             "images": n, "baseline_seconds": round(base_s, 2), "fast_seconds": round(fast_s, 2),
             "fast_seconds_with_cache_build": round(fast_s + build_s, 2), "cache_was_built": cache.built,
             "baseline_img_per_s": round(n / base_s, 1), "fast_img_per_s": round(n / fast_s, 1),
-            "ratio": round(base_s / fast_s, 2), "device": device_name(dev)}
+            "ratio": round(base_s / fast_s, 2), "limit_img_per_s": round(n / limit_s, 1),
+            "fast_to_limit": round(limit_s / fast_s, 3), "device": device_name(dev)}
+
+
+def infer_limit(models, n: int, batch: int, size, device: torch.device, tta: bool) -> float:
+    """Seconds the models alone take for `n` images already on the device (same batch, TTA and precision)."""
+    resident = _Resident(batch, size, device, max(1, -(-n // batch)), device.type == "cuda")
+    predict(models[0], _Slice(iter(resident), 1), device, True, tta)  # warm-up
+    t0 = time.perf_counter()
+    for m in models:
+        predict(m, resident, device, True, tta)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * n / (len(resident) * batch)
 
 
 def bench_scan(root) -> dict:

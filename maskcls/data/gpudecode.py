@@ -1,0 +1,103 @@
+"""Batched JPEG decoding with torchvision (nvJPEG on CUDA), then the same center crop and resize as the CPU path.
+
+On a GPU server, decoding is what a cold decoded-image cache or a cold eval prediction waits for: nvJPEG
+decodes a batch of JPEGs on the device. PNGs, and any file the batched decoder refuses, go through the CPU
+path (`load_preprocessed`), so every image gets decoded or a reason. Pixels match the CPU path within JPEG
+decoder rounding and resampling differences (the CPU path downscales in the DCT domain first).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from maskcls.data.imageio import ImageError, check_size, load_preprocessed
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _crop_resize(img: torch.Tensor, size: tuple[int, int], crop: list | None) -> torch.Tensor:
+    """(3, h, w) uint8 on any device -> (H, W, 3) uint8: center crop (source pixels), antialiased bilinear resize."""
+    _, src_h, src_w = img.shape
+    if crop:
+        ch, cw = min(src_h, crop[0]), min(src_w, crop[1])
+        top, left = (src_h - ch) // 2, (src_w - cw) // 2
+        img = img[:, top:top + ch, left:left + cw]
+    x = img.unsqueeze(0).float()
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0)
+
+
+def decode_paths(paths: list[str], size: tuple[int, int], crop: list | None, device: torch.device | str,
+                 out: np.ndarray | None = None, start: int = 0) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Decode `paths` into `out[start:start + n]` ((N, H, W, 3) uint8; made when None) with JPEGs decoded in one
+    batch on `device`; returns (out, [(row, reason)] of images that could not be used)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    device = torch.device(device)
+    n = len(paths)
+    if out is None:
+        out = np.zeros((n, size[0], size[1], 3), np.uint8)
+        start = 0
+    failed: list[tuple[int, str]] = []
+    datas = [_read(p) for p in paths]
+    jpeg_rows = [i for i, d in enumerate(datas) if d is not None and d.startswith(JPEG_MAGIC)]
+    cpu_rows = [i for i in range(n) if i not in set(jpeg_rows)]
+    decoded: dict[int, torch.Tensor] = {}
+    if jpeg_rows:
+        tensors = [torch.frombuffer(bytearray(datas[i]), dtype=torch.uint8) for i in jpeg_rows]
+        try:
+            images = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+            decoded = dict(zip(jpeg_rows, images))
+        except RuntimeError:  # one bad file fails the whole batch: decode one by one, the rest on the CPU
+            for i, t in zip(jpeg_rows, tensors):
+                try:
+                    decoded[i] = decode_jpeg(t, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+                except RuntimeError:
+                    cpu_rows.append(i)
+    for i, img in decoded.items():
+        try:
+            check_size(paths[i], img.shape[2], img.shape[1])
+        except ImageError as e:
+            failed.append((start + i, e.reason))
+            continue
+        out[start + i] = _crop_resize(img, size, crop).cpu().numpy()
+    for i in sorted(cpu_rows):
+        try:
+            out[start + i] = load_preprocessed(paths[i], size, crop)
+        except ImageError as e:
+            failed.append((start + i, e.reason))
+        except Exception as e:  # a decoder bug must not kill the whole build
+            failed.append((start + i, f"cannot decode image ({type(e).__name__}: {e})"))
+    return out, sorted(failed)
+
+
+def jpeg_share(paths: list[str], sample: int = 64) -> float:
+    """Share of JPEG files among (a sample of) `paths`: whether batched JPEG decoding is worth it."""
+    picked = paths[:: max(1, len(paths) // sample)][:sample]
+    heads = [(_read_head(p) or b"") for p in picked]
+    return sum(h.startswith(JPEG_MAGIC) for h in heads) / max(len(heads), 1)
+
+
+def _read_head(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(3)
+    except OSError:
+        return None
+
+
+def gpu_decode_available(device: torch.device | str) -> bool:
+    """nvJPEG decoding needs a CUDA device and a torchvision built with it."""
+    device = torch.device(device)
+    return device.type == "cuda" and os.environ.get("MASKCLS_NO_NVJPEG", "") != "1"
