@@ -153,6 +153,14 @@ def two_member_prediction(demo: Path, work: Path) -> Budget:
     return Budget("2 members + flip TTA over 700 eval images (cold cache)", time.perf_counter() - t0, 20, "s")
 
 
+def fast_path_to_limit(demo: Path, work: Path) -> Budget:
+    """The cached, batched training pipeline against the model alone on ready tensors (CPU defaults)."""
+    from maskcls.runs.bench import bench_train
+    r = bench_train(demo, "resnet10t", (128, 96), 32, 2, steps=12, warmup=3, device="cpu", cache_dir=work / "bc")
+    return Budget(f"training fast path / model's own limit ({r['fast_img_per_s']:.0f} of {r['limit_img_per_s']:.0f} "
+                  f"img/s)", r["fast_to_limit"], 0.75, "x", higher_is_better=True)
+
+
 def demo_cpu_preset(demo: Path, work: Path) -> Budget:
     """The demo-cpu preset on the studio's demo data (600 people): the 4-minute promise of the README."""
     import json
@@ -176,7 +184,8 @@ def run_budgets(include_slow: bool = False, report=print) -> list[Budget]:
         demo = work / "demo"
         write_demo(demo, people=100, eval_people=100, seed=0, workers=2)
         steps = [lambda: index_real_layout(work), lambda: demo_generation(work), lambda: augment_preview(demo),
-                 lambda: gradcam(demo), lambda: evaluate_page_work(demo), lambda: two_member_prediction(demo, work)]
+                 lambda: gradcam(demo), lambda: evaluate_page_work(demo), lambda: two_member_prediction(demo, work),
+                 lambda: fast_path_to_limit(demo, work)]
         if include_slow:
             steps.append(lambda: demo_cpu_preset(ensure_demo(), work))
         for step in steps:

@@ -68,6 +68,9 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-ids", default=None, help="eval ImageIDs in info.csv order (default: beside the listing)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--photo", action="store_true",
+                   help="photo-like images (texture, sensor noise, phone JPEG settings): they cost what a real "
+                        "384x512 photo costs to decode, for benchmarks")
     p.add_argument("--locked", action="store_true",
                    help="as the studio does: under the folder's lock, with generation.json and a .complete marker "
                         "(a second generator of the same folder exits at once)")
@@ -85,7 +88,7 @@ def cmd_demo(args) -> int:
         print(json.dumps({**demo_progress(args.out), "generated_here": finished}))
         return 0
     info = write_demo(args.out, args.people, args.eval_people, args.seed, args.from_listing, args.eval_ids,
-                      args.workers, progress=bar)
+                      args.workers, progress=bar, photo=args.photo)
     progress.close()
     print(json.dumps(info))
     return 0
@@ -365,7 +368,7 @@ cmd_predictions.configure = _predictions_args
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["train", "infer", "scan", "budgets"],
+    p.add_argument("what", choices=["train", "infer", "scan", "cache", "budgets"],
                    help="train / infer / scan: baseline-style vs fast pipeline; budgets: every speed budget of this "
                         "machine, exit status 1 when one is over")
     p.add_argument("--data", help="data root (e.g. made by `maskcls demo-data`); not needed for budgets")
@@ -404,6 +407,8 @@ def cmd_bench(args) -> int:
     if args.what == "train":
         r = bench.bench_train(args.data, args.model, size, args.batch, args.workers, args.steps, args.warmup,
                               not args.no_amp, args.augment, args.device, args.cache_dir, args.compile)
+    elif args.what == "cache":
+        r = bench.bench_cache(args.data, size, args.device)
     elif args.what == "infer":
         r = bench.bench_infer(args.data, args.model, size, args.batch, args.workers, args.device, args.cache_dir,
                               args.members, args.tta == "flip")

@@ -17,6 +17,7 @@ import numpy as np
 
 from maskcls.common.fileio import atomic_path, read_json, write_json
 from maskcls.data.imageio import ImageError
+from maskcls.data.gpudecode import gpu_decode_available
 from maskcls.data.imageio import load_preprocessed
 
 VERSION = 1
@@ -62,11 +63,26 @@ def _decode_chunk(args) -> list[tuple[int, str]]:
     return failed
 
 
+def _decode_on_device(tmp, shape, paths, size, crop, device, progress, batch: int = 256) -> list[tuple[int, str]]:
+    """The build's decode step on a GPU: batches of JPEGs through nvJPEG into the memmap."""
+    from maskcls.data.gpudecode import decode_paths
+    arr = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=shape)
+    failed: list[tuple[int, str]] = []
+    for start in range(0, len(paths), batch):
+        _, bad = decode_paths(paths[start:start + batch], size, crop, device, out=arr, start=start)
+        failed += bad
+        if progress:
+            progress(min(start + batch, len(paths)), len(paths))
+    arr.flush()
+    return failed
+
+
 def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.PathLike, crop: list | None = None,
-                workers: int | None = None, progress=None) -> ImageCache:
+                workers: int | None = None, progress=None, device=None) -> ImageCache:
     """Load the cache for (paths, size, crop) from `cache_dir`, building it first if needed.
 
-    `progress(done, total)` is called as chunks finish.
+    `progress(done, total)` is called as chunks finish. With a CUDA `device`, JPEGs are decoded on it in
+    batches (nvJPEG) and PNGs on the CPU; otherwise worker processes decode with Pillow.
     """
     t0 = time.perf_counter()
     size = (int(size[0]), int(size[1]))
@@ -93,7 +109,9 @@ def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.Pat
         jobs = [(str(tmp), shape, paths[i:i + step], i, size, crop) for i in range(0, len(paths), step)]
         workers = workers or min(os.cpu_count() or 1, 16)
         done = 0
-        if workers > 1 and len(jobs) > 1:
+        if device is not None and gpu_decode_available(device):
+            failed = _decode_on_device(tmp, shape, paths, size, crop, device, progress)
+        elif workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(workers) as pool:
                 for job, res in zip(jobs, pool.map(_decode_chunk, jobs)):
                     failed += res

@@ -17,6 +17,7 @@ import pandas as pd
 from maskcls.data.demo_faces import MASK_COLORS, draw_photo, make_person
 from maskcls.common.fileio import read_json, write_text
 from maskcls.common.settings import cache_home
+from maskcls.data.photo import PHONE_JPEG, photolike
 from maskcls.data.reference import listing_path, read_lines
 from maskcls.data.labels import GENDER_KEYS, MASK_FILES, age_band, encode
 
@@ -52,7 +53,7 @@ def sample_people(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     return out
 
 
-def _render_person(spec: PersonSpec, root: str) -> bool:
+def _render_person(spec: PersonSpec, root: str, photo: bool = False) -> bool:
     """Draw the person's 7 photos; False when all 7 exist already (a resumed generation skips them).
 
     Each file is written to a temp name and renamed, so a killed generator never leaves a half image that
@@ -66,19 +67,21 @@ def _render_person(spec: PersonSpec, root: str) -> bool:
     colors = rng.permutation(len(MASK_COLORS))
     for i, (stem, path) in enumerate(zip(FILES, paths)):
         img = draw_photo(person, MASK_FILES[stem], rng, MASK_COLORS[colors[i % len(colors)]])
+        if photo:
+            img = photolike(img, rng)
         tmp = f"{path}.part"
         if path.lower().endswith(".png"):
             img.save(tmp, format="PNG", compress_level=1)
         else:
-            img.save(tmp, format="JPEG", quality=90)
+            img.save(tmp, format="JPEG", **(PHONE_JPEG if photo else {"quality": 90}))
         os.replace(tmp, path)
     return True
 
 
 def _render_chunk(args) -> tuple[int, int]:
     """(people done, people actually drawn) of one chunk."""
-    specs, root = args
-    drawn = sum(_render_person(spec, root) for spec in specs)
+    specs, root, photo = args
+    drawn = sum(_render_person(spec, root, photo) for spec in specs)
     return len(specs), drawn
 
 
@@ -134,8 +137,10 @@ def plan_from_listing(listing: str | os.PathLike, eval_ids: str | os.PathLike | 
 
 def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100, seed: int = 0,
                from_listing: str | os.PathLike | None = None, eval_ids: str | os.PathLike | None = None,
-               workers: int | None = None, progress=None) -> dict:
-    """Generate the dataset under `out`; returns counts and seconds. `progress(done, total)` is optional."""
+               workers: int | None = None, progress=None, photo: bool = False) -> dict:
+    """Generate the dataset under `out`; returns counts and seconds. `progress(done, total)` is optional.
+
+    `photo` renders photo-like images (texture, sensor noise, phone JPEG settings: maskcls.data.photo)."""
     t0 = time.perf_counter()
     if from_listing == "real":  # the real listing this package carries
         from_listing, eval_ids = listing_path("train_image_paths.txt"), eval_ids or listing_path("eval_image_ids.txt")
@@ -158,13 +163,13 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
     done = drawn = 0
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(workers) as pool:
-            for n, d in pool.map(_render_chunk, [(c, str(root)) for c in chunks]):
+            for n, d in pool.map(_render_chunk, [(c, str(root), photo) for c in chunks]):
                 done, drawn = done + n, drawn + d
                 if progress:
                     progress(done, len(specs))
     else:
         for c in chunks:
-            n, d = _render_chunk((c, str(root)))
+            n, d = _render_chunk((c, str(root), photo))
             done, drawn = done + n, drawn + d
             if progress:
                 progress(done, len(specs))

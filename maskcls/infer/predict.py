@@ -108,7 +108,8 @@ class EvalInputs:
         if key not in self._loaders:
             t0 = time.perf_counter()
             report = (lambda d, n: self.progress(d / max(n, 1), f"decoding images {d}/{n}")) if self.progress else None
-            cache = build_cache(self.paths, tuple(cfg.image_size), self.cache_dir, spec.crop, progress=report)
+            cache = build_cache(self.paths, tuple(cfg.image_size), self.cache_dir, spec.crop, progress=report,
+                                device=self.device if self.device.type == "cuda" else None)
             if cache.problems:
                 raise ValueError(f"{len(cache.problems)} image(s) could not be decoded, e.g. "
                                  f"{cache.problems[0][0]}: {cache.problems[0][1]}")

@@ -184,6 +184,41 @@ def infer_limit(models, n: int, batch: int, size, device: torch.device, tta: boo
     return (time.perf_counter() - t0) * n / (len(resident) * batch)
 
 
+def bench_cache(root, size=(224, 224), device: str = "auto", workers: int | None = None, limit: int = 0) -> dict:
+    """Decoded-image cache build of the training images: Pillow worker processes vs batched decoding on
+    `device` (nvJPEG on CUDA), each into a fresh folder, and how far their pixels differ."""
+    import shutil
+    import tempfile
+    dev = resolve_device(device)
+    paths = index_data(root).train["path"].tolist()
+    paths = paths[:limit] if limit else paths
+    out = {"bench": "cache", "images": len(paths), "size": list(size), "device": device_name(dev)}
+    folder = Path(tempfile.mkdtemp(prefix="maskcls-bench-cache-"))
+    try:
+        t0 = time.perf_counter()
+        cpu = build_cache(paths, size, folder / "cpu", None, workers=workers or os.cpu_count())
+        out["cpu_seconds"] = round(time.perf_counter() - t0, 2)
+        out["cpu_img_per_s"] = round(len(paths) / out["cpu_seconds"], 1)
+        from maskcls.data.gpudecode import decode_paths, gpu_decode_available
+        t0 = time.perf_counter()
+        if gpu_decode_available(dev):
+            fast = build_cache(paths, size, folder / "device", None, device=dev)
+            arr = fast.array
+        else:  # no GPU: the same batched path on the CPU, to check its pixels (not a speed figure)
+            arr, _ = decode_paths(paths[:512], size, None, dev)
+        out["device_seconds"] = round(time.perf_counter() - t0, 2)
+        out["device_decoder"] = "nvJPEG" if gpu_decode_available(dev) else "torchvision on the CPU (pixel check only)"
+        n = len(arr)
+        diff = np.abs(np.asarray(arr[:n], np.int16) - np.asarray(cpu.array[:n], np.int16))
+        out.update(pixel_mean_abs_diff=round(float(diff.mean()), 3), pixel_p99_abs_diff=float(np.percentile(diff, 99)))
+        if gpu_decode_available(dev):
+            out["device_img_per_s"] = round(len(paths) / out["device_seconds"], 1)
+            out["speedup"] = round(out["cpu_seconds"] / out["device_seconds"], 2)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
 def bench_scan(root) -> dict:
     """Indexing: a baseline-style listdir loop over every folder vs `index_data` (which also checks headers)."""
     from maskcls.data.labels import MASK_FILES

@@ -229,7 +229,8 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
     if dist.main:
         say(f"decoded-image cache: {len(all_paths)} images at {size[0]}x{size[1]}")
         bar = progress.count("decoding images", "img") if progress is not None else None
-        cache = build_cache(all_paths, size, default_cache_dir(cfg), spec.crop, cfg.workers or None, progress=bar)
+        cache = build_cache(all_paths, size, default_cache_dir(cfg), spec.crop, cfg.workers or None, progress=bar,
+                            device=device if device.type == "cuda" else None)
         say(f"cache {'built' if cache.built else 'loaded'} in {cache.seconds:.1f}s; "
             f"{len(cache.problems)} images could not be decoded")
         for p, r in cache.problems[:20]:
