@@ -459,3 +459,10 @@ def test_jobs_submit_with_a_missing_data_root_is_refused(tmp_path, capsys):
     code, _, err = run_cli(capsys, "jobs", "submit", str(tmp_path / "c.json"), "--runs-root", str(tmp_path / "runs"),
                            "--name", "j")
     assert code == 2 and "is not a folder" in err and not (tmp_path / "runs" / "j").exists()
+
+
+def test_cancel_of_a_run_or_prediction_that_does_not_exist(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "jobs", "cancel", "nope", "--runs-root", str(tmp_path))
+    assert code == 2 and "no run named 'nope'" in err
+    code, _, err = run_cli(capsys, "predictions", "--cancel", "nope", "--runs-root", str(tmp_path))
+    assert code == 2 and "no prediction named 'nope'" in err

@@ -96,6 +96,8 @@ class JobFolder:
 
     def cancel(self, grace: float = 5.0) -> dict:
         """SIGTERM the job's process group, SIGKILL after `grace` seconds; the state ends `cancelled`."""
+        if not self.exists():
+            raise ValueError(f"no {self.kind} named {self.name!r} in {self.path.parent}")
         st = self.read_status()
         if st.get("state") not in ACTIVE:
             raise ValueError(f"{self.kind} {self.name!r} is {st.get('state', 'unknown')}, not queued or running")
