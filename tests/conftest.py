@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # pretrained downloads fail at once, not after a timeout
@@ -61,6 +67,41 @@ def studio_demo(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     os.environ["MASKCLS_CACHE"] = str(cache)
     return ensure_demo()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_studio(cwd: Path = REPO, **env):
+    """`streamlit run dashboard/Home.py` as a user starts it (from `cwd`, with `env` added); yields (url, port)
+    once it answers its health check, and stops its whole process group afterwards."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "Home.py"),
+                             "--server.port", str(port)], cwd=cwd, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            os.killpg(proc.pid, 9)
+            raise RuntimeError("streamlit did not start:\n" + proc.stdout.read().decode())
+        yield url, port
+    finally:
+        try:
+            os.killpg(proc.pid, 15)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
 
 
 def app_test(page: str | None = None, **state):

@@ -7,16 +7,12 @@ Screenshots land in test-artifacts/ (one per page).
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, running_studio
 from maskcls.data.labels import class_names
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -24,35 +20,11 @@ ARTIFACTS = REPO / "test-artifacts"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(studio_demo, tmp_path_factory):
     runs = tmp_path_factory.mktemp("browser-runs")
-    port = free_port()
-    env = {**os.environ, "MASKCLS_RUNS": str(runs), "MASKCLS_CACHE": os.environ["MASKCLS_CACHE"]}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "Home.py"),
-                             "--server.port", str(port), "--server.headless", "true"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not start:\n" + proc.stdout.read().decode())
-    yield url, runs
-    os.killpg(proc.pid, 15)
-    proc.wait(10)
+    with running_studio(MASKCLS_RUNS=str(runs), MASKCLS_CACHE=os.environ["MASKCLS_CACHE"]) as (url, _):
+        yield url, runs
 
 
 @pytest.fixture(scope="module")

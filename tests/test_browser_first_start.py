@@ -3,15 +3,12 @@ clicks around while it runs sees the same count on every page, never going back.
 import json
 import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
-from conftest import REPO
-from test_browser import CHROMIUM, free_port
+from conftest import REPO, running_studio
+from test_browser import CHROMIUM
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
 PROGRESS = re.compile(r"Generating demo data \(first start only\): (\d+)/(\d+) people")
@@ -20,22 +17,8 @@ PROGRESS = re.compile(r"Generating demo data \(first start only\): (\d+)/(\d+) p
 @pytest.fixture
 def fresh_server(tmp_path):
     """A studio whose cache holds no demo data yet."""
-    env = {**os.environ, "MASKCLS_CACHE": str(tmp_path / "cache"), "MASKCLS_RUNS": str(tmp_path / "runs")}
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "Home.py"),
-                             "--server.port", str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    yield url, tmp_path / "cache"
-    os.killpg(proc.pid, 15)
-    proc.wait(10)
+    with running_studio(MASKCLS_CACHE=str(tmp_path / "cache"), MASKCLS_RUNS=str(tmp_path / "runs")) as (url, _):
+        yield url, tmp_path / "cache"
 
 
 def read_count(page) -> tuple[int, int] | None:

@@ -2,13 +2,10 @@
 and nothing is lost or mixed. One test (or more) per numbered item of the issue."""
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 
 import numpy as np
 import pandas as pd
@@ -16,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, app_test
+from conftest import REPO, app_test, running_studio
 from maskcls.augment.spec import AugmentSpec
 from maskcls.cli import main
 from maskcls.train.config import RunConfig
@@ -141,26 +138,9 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def test_studio_started_from_another_folder_listens_on_localhost_only(tmp_path, studio_demo):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "Home.py"),
-                             "--server.port", str(port)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "MASKCLS_RUNS": str(tmp_path / "runs")})
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with running_studio(cwd=tmp_path, MASKCLS_RUNS=str(tmp_path / "runs")) as (_, port):
         addresses = listening_addresses(port)
-        assert addresses == {"0100007F"}, addresses  # 127.0.0.1 only, not 0.0.0.0 / ::
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(10)
+    assert addresses == {"0100007F"}, addresses  # 127.0.0.1 only, not 0.0.0.0 / ::
 
 
 # 4 ------------------------------------------------------------------------------------------------------------
