@@ -74,6 +74,7 @@ def demo_generation(work: Path) -> Budget:
 
 def augment_preview(demo: Path) -> Budget:
     from PIL import Image
+
     from maskcls.augment.preview import load_source, preview_draws
     from maskcls.augment.spec import create_preset
     spec = create_preset("strong")
@@ -90,6 +91,7 @@ def augment_preview(demo: Path) -> Budget:
 
 def gradcam(demo: Path) -> Budget:
     import torch
+
     from maskcls.augment.spec import create_preset
     from maskcls.data.imageio import load_preprocessed
     from maskcls.models.backbones import create_model
@@ -129,6 +131,7 @@ def evaluate_page_work(demo: Path) -> Budget:
 def two_member_prediction(demo: Path, work: Path) -> Budget:
     """2 members (resnet10t at 128x96) soft vote with flip TTA over 700 eval images, through the CLI's code."""
     import torch
+
     from maskcls.common.fileio import write_text
     from maskcls.data.labels import class_names
     from maskcls.infer.ensemble import predict_submission

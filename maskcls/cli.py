@@ -78,8 +78,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 @command("demo-data", "write a synthetic dataset in the competition layout (resumes into a partly written folder)")
 def cmd_demo(args) -> int:
-    from maskcls.data.demo import demo_progress, generate_demo, write_demo
     from maskcls.common.progress import TerminalProgress
+    from maskcls.data.demo import demo_progress, generate_demo, write_demo
     progress = TerminalProgress(args.quiet)
     bar = progress.count("drawing people", "person")
     if args.locked:
@@ -167,8 +167,8 @@ def cmd_train(args) -> int:
         status = run_job(runs_root, args.job, args.slots)
     elif args.job:
         from maskcls.train.config import RunConfig
-        from maskcls.train.rundir import RunDir
         from maskcls.train.driver import run_training
+        from maskcls.train.rundir import RunDir
         run = RunDir(runs_root, args.job)
         status = run_training(RunConfig.from_dict(run.read_config()), run,
                               resume=True)  # from the newest good checkpoint, if any
@@ -287,8 +287,8 @@ def cmd_predict(args) -> int:
         return 0 if status.get("state") == "completed" else 1
     if not args.data or not args.members:
         raise ValueError("predict needs --data ROOT and --members RUN[:CKPT] ...")
-    from maskcls.infer.predict import Member, check_output
     from maskcls.infer.ensemble import predict_submission, score_members
+    from maskcls.infer.predict import Member, check_output
     members = [Member.parse(m) for m in args.members]
     if args.background:
         from maskcls.runs.predictions import PredictRequest, submit_prediction
@@ -433,8 +433,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "accuracy, macro F1 and per-class precision / recall / F1 of a run on its validation split")
 def cmd_evaluate(args) -> int:
-    from maskcls.infer.evaluation import report, run_predictions, save_bias, tune_biases
     from maskcls.data.labels import class_names
+    from maskcls.infer.evaluation import report, run_predictions, save_bias, tune_biases
     from maskcls.train.rundir import RunDir, probs_of
     run = RunDir.open(args.runs_root or default_runs_root(), args.run)
     runs_root = run.root
@@ -483,7 +483,13 @@ def _augment_args(p: argparse.ArgumentParser) -> None:
 
 @command("augment", "augmentation specs: preview draws, save, list")
 def cmd_augment(args) -> int:
-    from maskcls.augment.spec import AugmentSpec, create_preset, list_presets, list_saved_specs, save_spec
+    from maskcls.augment.spec import (
+        AugmentSpec,
+        create_preset,
+        list_presets,
+        list_saved_specs,
+        save_spec,
+    )
     if args.action == "list":
         print("presets:", ", ".join(list_presets()))
         print("saved:  ", ", ".join(list_saved_specs(args.runs_root or default_runs_root())) or "-")
@@ -493,6 +499,7 @@ def cmd_augment(args) -> int:
         print(save_spec(args.runs_root or default_runs_root(), args.name, spec))
         return 0
     from PIL import Image
+
     from maskcls.augment.preview import contact_sheet, load_source, preview_draws
     spec = AugmentSpec.from_dict(read_json_file(args.spec, "augment spec")) if args.spec else create_preset(args.preset)
     if args.n < 1:

@@ -6,10 +6,9 @@ import time
 import numpy as np
 import torch
 
-from maskcls.augment.spec import AugmentSpec
-from maskcls.data.imageio import image_size
 from maskcls.augment.pipelines import BatchAugment, denormalize
-from maskcls.data.imageio import load_preprocessed
+from maskcls.augment.spec import AugmentSpec
+from maskcls.data.imageio import image_size, load_preprocessed
 
 
 def load_source(path: str, spec: AugmentSpec) -> np.ndarray:

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from maskcls.common.fileio import atomic_path, read_json, write_json
-from maskcls.data.imageio import ImageError
 from maskcls.data.gpudecode import gpu_decode_available
-from maskcls.data.imageio import load_preprocessed
+from maskcls.data.imageio import ImageError, load_preprocessed
 
 VERSION = 1
 

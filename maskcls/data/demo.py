@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskcls.data.demo_faces import MASK_COLORS, draw_photo, make_person
 from maskcls.common.fileio import read_json, write_text
 from maskcls.common.settings import cache_home
+from maskcls.data.demo_faces import MASK_COLORS, draw_photo, make_person
+from maskcls.data.labels import GENDER_KEYS, MASK_FILES, age_band, encode
 from maskcls.data.photo import PHONE_JPEG, photolike
 from maskcls.data.reference import listing_path, read_lines
-from maskcls.data.labels import GENDER_KEYS, MASK_FILES, age_band, encode
 
 # People per (gender, age band) in the real data: male <30, 30-59, >=60, female <30, 30-59, >=60
 REAL_STRATA = np.array([549, 410, 83, 732, 817, 109], float)

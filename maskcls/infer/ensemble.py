@@ -9,8 +9,19 @@ import pandas as pd
 import torch
 
 from maskcls.common.settings import default_cache_dir
-from maskcls.infer.predict import (EvalInputs, Member, build_model, check_output, demo_score, eval_paths, load_member,
-                                   member_config, member_run, predict_paths, write_submission)
+from maskcls.infer.predict import (
+    EvalInputs,
+    Member,
+    build_model,
+    check_output,
+    demo_score,
+    eval_paths,
+    load_member,
+    member_config,
+    member_run,
+    predict_paths,
+    write_submission,
+)
 from maskcls.train.config import RunConfig
 from maskcls.train.metrics import macro_f1
 

@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskcls.train.config import RunConfig
 from maskcls.common.fileio import write_json
-from maskcls.data.labels import GENDER_KEYS, attribute_names, decode
-from maskcls.data.labels import attribute_of
+from maskcls.data.labels import GENDER_KEYS, attribute_names, attribute_of, decode
+from maskcls.train.config import RunConfig
 from maskcls.train.metrics import evaluate_predictions, macro_f1
 from maskcls.train.rundir import RunDir, load_checkpoint, predictions_frame, probs_of
 
@@ -38,8 +37,8 @@ def run_predictions(runs_root, name: str, checkpoint: str = "best.pt", device: s
         if saved is not None and saved_epoch in (None, epoch):
             saved.attrs["source"] = f"validation predictions saved when best.pt was written (epoch {epoch})"
             return saved
-    from maskcls.infer.predict import EvalInputs, build_model, predict_paths
     from maskcls.common.settings import default_cache_dir
+    from maskcls.infer.predict import EvalInputs, build_model, predict_paths
     from maskcls.train.driver import prepare_split
     cfg = RunConfig.from_dict(ckpt["config"])
     _, val_rows, _ = prepare_split(cfg)

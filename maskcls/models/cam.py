@@ -8,13 +8,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from maskcls.augment.pipelines import normalize
 from maskcls.augment.spec import AugmentSpec
 from maskcls.models.backbones import MaskModel
-from maskcls.augment.pipelines import normalize
 
 
 def _methods() -> dict:
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
+    from pytorch_grad_cam import (
+        EigenCAM,
+        GradCAM,
+        GradCAMPlusPlus,
+        LayerCAM,
+        ScoreCAM,
+        XGradCAM,
+    )
     return {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM, "xgradcam": XGradCAM,
             "layercam": LayerCAM, "scorecam": ScoreCAM}
 
@@ -47,7 +54,9 @@ def target_layer(model: MaskModel, override: str = "") -> tuple[nn.Module, objec
         return b.s4, None
     if hasattr(b, "stages"):  # ConvNeXt and other staged nets
         if "swin" in name:
-            from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform
+            from pytorch_grad_cam.utils.reshape_transforms import (
+                swinT_reshape_transform,
+            )
             return b.layers[-1].blocks[-1].norm1 if hasattr(b, "layers") else b.stages[-1], swinT_reshape_transform
         return b.stages[-1], None
     if hasattr(b, "layers") and "swin" in name:
@@ -118,8 +127,8 @@ def explain_image(model: MaskModel, cfg, path: str, targets: list[tuple[int, str
     With `head` = mask / gender / age (three-head models) each class is explained through that head's value.
     Pixels come from the same preprocessing as training's validation pass (size and crop from `cfg`).
     """
-    from maskcls.data.labels import attribute_of
     from maskcls.data.imageio import load_preprocessed
+    from maskcls.data.labels import attribute_of
     spec = cfg.augment_spec()
     pixels = load_preprocessed(path, tuple(cfg.image_size), spec.crop)
     views, captions = [pixels], ["input"]

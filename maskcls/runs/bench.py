@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskcls.common.settings import default_cache_dir
 from maskcls.augment.spec import create_preset
+from maskcls.common.devices import resolve_device
+from maskcls.common.settings import default_cache_dir
 from maskcls.data.cache import build_cache
 from maskcls.data.index import index_data
-from maskcls.common.devices import resolve_device
+from maskcls.models.backbones import create_model
+from maskcls.models.losses import create_loss
 from maskcls.train.engine import predict, train_one_epoch
 from maskcls.train.loaders import CachedLoader, baseline_loader
-from maskcls.models.losses import create_loss
-from maskcls.models.backbones import create_model
 
 
 def device_name(device: torch.device) -> str:

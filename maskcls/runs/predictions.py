@@ -16,8 +16,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from maskcls.common.fileio import check_name, read_json, inside, write_text
-from maskcls.common.jobfolder import Cancelled, JobFolder, now, raise_cancelled_on_sigterm
+from maskcls.common.fileio import check_name, inside, read_json, write_text
+from maskcls.common.jobfolder import (
+    Cancelled,
+    JobFolder,
+    now,
+    raise_cancelled_on_sigterm,
+)
 from maskcls.common.procs import proc_start, spawn_detached
 
 FOLDER = "submissions"
@@ -150,8 +155,8 @@ def run_prediction(runs_root: str | os.PathLike, name: str) -> dict:
 def execute(job: PredictionDir, progress=None) -> dict:
     """Predict, write the CSV into the folder, and leave a final status either way."""
     from maskcls.common.devices import resolve_device
-    from maskcls.infer.predict import Member
     from maskcls.infer.ensemble import predict_submission
+    from maskcls.infer.predict import Member
     from maskcls.train.rundir import CheckpointError
     req = job.read_request()
     job.write_status(state="running", started=now())

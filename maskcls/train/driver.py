@@ -10,23 +10,28 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from maskcls.common.devices import resolve_device
+from maskcls.common.jobfolder import (
+    Cancelled,
+    error_text,
+    now,
+    raise_cancelled_on_sigterm,
+)
+from maskcls.common.progress import eta_text
+from maskcls.common.settings import cpu_threads, default_cache_dir
 from maskcls.data.cache import build_cache
-from maskcls.train.config import ConfigError, RunConfig
 from maskcls.data.corrections import load_corrections
 from maskcls.data.index import index_data
-from maskcls.train.engine import train_one_epoch, validate
 from maskcls.data.labels import AgeBounds, class_names
-from maskcls.train.loaders import CachedLoader, baseline_loader
-from maskcls.models.losses import create_loss
-from maskcls.train.metrics import epoch_scores
-from maskcls.models.backbones import check_model, create_model, set_backbone_trainable
-from maskcls.common.progress import eta_text
-from maskcls.train.rundir import RunDir, create_run, predictions_frame, save_checkpoint
-from maskcls.common.jobfolder import Cancelled, error_text, now, raise_cancelled_on_sigterm
-from maskcls.common.devices import resolve_device
-from maskcls.common.settings import cpu_threads, default_cache_dir
-from maskcls.train.sampling import class_weights, sample_weights
 from maskcls.data.splits import split_by_person
+from maskcls.models.backbones import check_model, create_model, set_backbone_trainable
+from maskcls.models.losses import create_loss
+from maskcls.train.config import ConfigError, RunConfig
+from maskcls.train.engine import train_one_epoch, validate
+from maskcls.train.loaders import CachedLoader, baseline_loader
+from maskcls.train.metrics import epoch_scores
+from maskcls.train.rundir import RunDir, create_run, predictions_frame, save_checkpoint
+from maskcls.train.sampling import class_weights, sample_weights
 
 
 @dataclass

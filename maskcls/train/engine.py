@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from maskcls.augment.spec import AugmentSpec
 from maskcls.augment.pipelines import mix_batch
+from maskcls.augment.spec import AugmentSpec
 
 
 class TrainingError(RuntimeError):

@@ -12,9 +12,9 @@ import torch
 import torchvision.transforms.v2 as v2
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from maskcls.augment.pipelines import BatchAugment, PerImageAugment, normalize
 from maskcls.augment.spec import AugmentSpec
 from maskcls.data.imageio import load_rgb
-from maskcls.augment.pipelines import BatchAugment, PerImageAugment, normalize
 from maskcls.train.sampling import epoch_indices
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from maskcls.common.procs import is_alive
 from maskcls.train.rundir import RunDir, list_runs
 
-
 LOCK_DIR = ".locks"
 
 
