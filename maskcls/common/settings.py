@@ -6,6 +6,7 @@
 | MASKCLS_CACHE | generated demo data and other caches | ~/.cache/maskcls |
 | MASKCLS_DATA | the studio's data root | "" (the generated demo) |
 | MASKCLS_THREADS | CPU threads a training job may use (set by the job runner) | all cores |
+| MASKCLS_NO_NVJPEG | 1: decode on the CPU even on a GPU (the cache and eval prediction) | unset: nvJPEG on CUDA |
 """
 from __future__ import annotations
 
