@@ -135,6 +135,17 @@ def plan_from_listing(listing: str | os.PathLike, eval_ids: str | os.PathLike | 
     return train, evals
 
 
+def resolve_listing(from_listing, eval_ids) -> tuple[Path, Path | None]:
+    """The listing files to reproduce: 'real' is the competition's own (carried in maskcls/data/reference/);
+    a listing file's eval ids default to an eval_image_ids.txt beside it."""
+    if str(from_listing) == "real":
+        return listing_path("train_image_paths.txt"), Path(eval_ids) if eval_ids else listing_path("eval_image_ids.txt")
+    if eval_ids is None:
+        beside = Path(from_listing).with_name("eval_image_ids.txt")
+        eval_ids = beside if beside.exists() else None
+    return Path(from_listing), Path(eval_ids) if eval_ids else None
+
+
 def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100, seed: int = 0,
                from_listing: str | os.PathLike | None = None, eval_ids: str | os.PathLike | None = None,
                workers: int | None = None, progress=None, photo: bool = False) -> dict:
@@ -142,12 +153,8 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
 
     `photo` renders photo-like images (texture, sensor noise, phone JPEG settings: maskcls.data.photo)."""
     t0 = time.perf_counter()
-    if from_listing == "real":  # the real listing this package carries
-        from_listing, eval_ids = listing_path("train_image_paths.txt"), eval_ids or listing_path("eval_image_ids.txt")
     if from_listing:
-        if eval_ids is None:
-            beside = Path(from_listing).with_name("eval_image_ids.txt")
-            eval_ids = beside if beside.exists() else None
+        from_listing, eval_ids = resolve_listing(from_listing, eval_ids)
         train, evals = plan_from_listing(from_listing, eval_ids, seed)
     else:
         if people < 1 or eval_people < 0:
