@@ -61,7 +61,7 @@ def test_page_switches_during_first_start_neither_restart_nor_duplicate(fresh_se
         page.screenshot(path=str(REPO / "test-artifacts" / "0-first-start-done.png"))
         browser.close()
     seen = [c for c in counts if c is not None]
-    assert len(seen) >= 5, counts  # the switches happened while it was generating
+    assert len(seen) >= 3, counts  # several page visits happened while it was generating
     done = [d for d, _ in seen]
     assert done == sorted(done), f"the count went back: {done}"
     folders = [f for f in cache.iterdir() if f.name.startswith("demo-")]

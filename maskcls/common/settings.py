@@ -44,6 +44,11 @@ def default_cache_dir(data_root, cache_dir=None) -> Path:
     return Path(cache_dir) if cache_dir else Path(data_root) / CACHE_FOLDER
 
 
+def nvjpeg_allowed() -> bool:
+    """GPU JPEG decoding may be used on CUDA unless $MASKCLS_NO_NVJPEG=1."""
+    return os.environ.get("MASKCLS_NO_NVJPEG", "") != "1"
+
+
 def cpu_threads() -> int:
     """Threads a CPU job may use: the job runner's share ($MASKCLS_THREADS), else every core."""
     return int(os.environ.get("MASKCLS_THREADS", 0)) or (os.cpu_count() or 1)

@@ -7,12 +7,11 @@ decoder rounding and resampling differences (the CPU path downscales in the DCT 
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskcls.common.settings import nvjpeg_allowed
 from maskcls.data.imageio import ImageError, check_size, load_preprocessed
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -100,4 +99,4 @@ def _read_head(path: str) -> bytes | None:
 def gpu_decode_available(device: torch.device | str) -> bool:
     """nvJPEG decoding needs a CUDA device and a torchvision built with it."""
     device = torch.device(device)
-    return device.type == "cuda" and os.environ.get("MASKCLS_NO_NVJPEG", "") != "1"
+    return device.type == "cuda" and nvjpeg_allowed()
