@@ -6,20 +6,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from maskcls.data.labels import (
-    DEFAULT_BOUNDS,
-    NUM_CLASSES,
-    AgeBounds,
-    attribute_names,
-    class_names,
-    short_class_names,
-)
-from maskcls.data.splits import (
-    class_shares,
-    leaked_people,
-    split_by_person,
-    split_random_images,
-)
+from maskcls.data.labels import DEFAULT_BOUNDS, NUM_CLASSES, AgeBounds, attribute_names, class_names, short_class_names
+from maskcls.data.splits import class_shares, leaked_people, split_by_person, split_random_images
 
 
 def class_count_table(train: pd.DataFrame, bounds: AgeBounds) -> pd.DataFrame:

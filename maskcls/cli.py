@@ -483,13 +483,7 @@ def _augment_args(p: argparse.ArgumentParser) -> None:
 
 @command("augment", "augmentation specs: preview draws, save, list")
 def cmd_augment(args) -> int:
-    from maskcls.augment.spec import (
-        AugmentSpec,
-        create_preset,
-        list_presets,
-        list_saved_specs,
-        save_spec,
-    )
+    from maskcls.augment.spec import AugmentSpec, create_preset, list_presets, list_saved_specs, save_spec
     if args.action == "list":
         print("presets:", ", ".join(list_presets()))
         print("saved:  ", ", ".join(list_saved_specs(args.runs_root or default_runs_root())) or "-")

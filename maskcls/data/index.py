@@ -15,14 +15,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.data.imageio import IMAGE_EXTS, sniff
-from maskcls.data.labels import (
-    DEFAULT_BOUNDS,
-    GENDER_KEYS,
-    MASK_FILES,
-    AgeBounds,
-    age_band,
-    encode,
-)
+from maskcls.data.labels import DEFAULT_BOUNDS, GENDER_KEYS, MASK_FILES, AgeBounds, age_band, encode
 
 FOLDER_RE = re.compile(r"^(?P<id>\d+(?:-\d+)?)_(?P<gender>male|female)_(?P<race>[A-Za-z]+)_(?P<age>\d{1,3})$")
 FOLDER_EXAMPLE = "<id>_<gender>_<race>_<age>, e.g. 000001_female_Asian_45"

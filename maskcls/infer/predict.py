@@ -18,12 +18,7 @@ from maskcls.train.config import RunConfig
 from maskcls.train.engine import predict
 from maskcls.train.loaders import CachedLoader
 from maskcls.train.metrics import macro_f1
-from maskcls.train.rundir import (
-    CheckpointError,
-    RunDir,
-    load_checkpoint,
-    run_folder_path,
-)
+from maskcls.train.rundir import CheckpointError, RunDir, load_checkpoint, run_folder_path
 
 
 @dataclass

@@ -14,14 +14,7 @@ from maskcls.models.backbones import MaskModel
 
 
 def _methods() -> dict:
-    from pytorch_grad_cam import (
-        EigenCAM,
-        GradCAM,
-        GradCAMPlusPlus,
-        LayerCAM,
-        ScoreCAM,
-        XGradCAM,
-    )
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
     return {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM, "xgradcam": XGradCAM,
             "layercam": LayerCAM, "scorecam": ScoreCAM}
 
@@ -54,9 +47,7 @@ def target_layer(model: MaskModel, override: str = "") -> tuple[nn.Module, objec
         return b.s4, None
     if hasattr(b, "stages"):  # ConvNeXt and other staged nets
         if "swin" in name:
-            from pytorch_grad_cam.utils.reshape_transforms import (
-                swinT_reshape_transform,
-            )
+            from pytorch_grad_cam.utils.reshape_transforms import swinT_reshape_transform
             return b.layers[-1].blocks[-1].norm1 if hasattr(b, "layers") else b.stages[-1], swinT_reshape_transform
         return b.stages[-1], None
     if hasattr(b, "layers") and "swin" in name:

@@ -17,12 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from maskcls.common.fileio import check_name, inside, read_json, write_text
-from maskcls.common.jobfolder import (
-    Cancelled,
-    JobFolder,
-    now,
-    raise_cancelled_on_sigterm,
-)
+from maskcls.common.jobfolder import Cancelled, JobFolder, now, raise_cancelled_on_sigterm
 from maskcls.common.procs import proc_start, spawn_detached
 
 FOLDER = "submissions"

@@ -11,12 +11,7 @@ import numpy as np
 import torch
 
 from maskcls.common.devices import resolve_device
-from maskcls.common.jobfolder import (
-    Cancelled,
-    error_text,
-    now,
-    raise_cancelled_on_sigterm,
-)
+from maskcls.common.jobfolder import Cancelled, error_text, now, raise_cancelled_on_sigterm
 from maskcls.common.progress import eta_text
 from maskcls.common.settings import cpu_threads, default_cache_dir
 from maskcls.data.cache import build_cache

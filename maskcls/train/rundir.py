@@ -17,14 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from maskcls.common.fileio import (
-    atomic_path,
-    check_name,
-    inside,
-    read_json,
-    write_csv,
-    write_text,
-)
+from maskcls.common.fileio import atomic_path, check_name, inside, read_json, write_csv, write_text
 from maskcls.common.jobfolder import JobFolder
 
 CKPT_FORMAT = "maskcls-checkpoint-1"
