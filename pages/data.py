@@ -3,6 +3,7 @@ import streamlit as st
 
 import ui
 from maskcls import charts
+from maskcls.data.splits import borderline_table
 from maskcls.data.labels import class_names
 
 st.title("Data")
@@ -33,6 +34,16 @@ for col, (name, r) in zip(cols, comparison.items()):
     col.metric("People with photos on both sides", r["leaked_people"],
                help="Each such person's face is in training and validation: validation scores are inflated")
     col.caption(f"Largest per-class share gap: {r['max_gap']:.2f} points")
+
+st.subheader("Borderline ages")
+window = st.number_input("Years below each age bound to leave out of training", 0, 10, 0, step=1,
+                         key="data_borderline", help="The winning team trained without ages 27-29 and 57-59 (3 "
+                         "years below 30 and 60); validation keeps everyone. Set it on the Train page too.")
+if window:
+    drop = borderline_table(train, bounds, int(window))
+    st.caption(f"{int(drop['dropped'].sum()):,} of {len(train):,} training images would be left out "
+               f"(ages {bounds.lower - window}-{bounds.lower - 1} and {bounds.upper - window}-{bounds.upper - 1}).")
+    st.dataframe(drop, hide_index=True, width="stretch", key="data_borderline_table")
 
 st.subheader("Sample images per class")
 names = class_names(bounds)

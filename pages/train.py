@@ -58,6 +58,11 @@ with st.form("train_form"):
     name = c[1].text_input("Run name", value=f"{model}-{time.strftime('%m%d-%H%M%S')}", key="train_name")
     class_weights = c[2].checkbox("Class weights in the loss", key="train_cw")
     ema = c[3].number_input("EMA decay (0 = off)", 0.0, 0.9999, 0.0, format="%.4f", key="train_ema")
+    c = st.columns(4)
+    borderline = c[0].number_input("Drop borderline ages (years)", 0, 10, defaults.drop_borderline, step=1,
+                                   key="train_borderline",
+                                   help="Train without people this many years below each age bound (3: ages 27-29 "
+                                        "and 57-59, as the winning team did); validation keeps them")
     submitted = st.form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
 
 if submitted:
@@ -71,7 +76,7 @@ if submitted:
             "lr": float(lr), "weight_decay": float(weight_decay), "scheduler": scheduler, "epochs": int(epochs),
             "batch_size": int(batch), "image_size": [int(height), int(width)], "augment": spec,
             "val_ratio": float(val_ratio), "split_seed": int(split_seed), "seed": int(seed), "device": device,
-            "class_weights": class_weights, "ema": float(ema)})
+            "class_weights": class_weights, "ema": float(ema), "drop_borderline": int(borderline)})
         run = jobs.submit(cfg, runs_root, name)
         st.session_state["train_selected"] = run.name
         st.success(f"Launched **{run.name}** on {device}.")

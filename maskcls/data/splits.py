@@ -63,3 +63,27 @@ def class_shares(train: pd.DataFrame, is_val: np.ndarray) -> pd.DataFrame:
         counts = np.bincount(part["label"].to_numpy(), minlength=18)
         out[name] = 100.0 * counts / max(counts.sum(), 1)
     return pd.DataFrame(out)
+
+
+def borderline(train: pd.DataFrame, bounds, window: int) -> np.ndarray:
+    """Images of people whose age lies within `window` years below an age-band bound (window 3 with bounds
+    30 / 60: ages 27-29 and 57-59). Their band is the least certain label: the winning team left them out of
+    training (never out of validation, whose score must stay comparable)."""
+    if window <= 0:
+        return np.zeros(len(train), bool)
+    age = train["age"].to_numpy()
+    near = np.zeros(len(train), bool)
+    for bound in (bounds.lower, bounds.upper):
+        near |= (age >= bound - window) & (age < bound)
+    return near
+
+
+def borderline_table(train: pd.DataFrame, bounds, window: int) -> pd.DataFrame:
+    """Per class: images, how many a borderline drop removes from training, and what is left."""
+    from maskcls.data.labels import NUM_CLASSES, class_names
+    drop = borderline(train, bounds, window)
+    labels = train["label"].to_numpy()
+    images = np.bincount(labels, minlength=NUM_CLASSES)
+    dropped = np.bincount(labels[drop], minlength=NUM_CLASSES)
+    return pd.DataFrame({"class": range(NUM_CLASSES), "name": class_names(bounds), "images": images,
+                         "dropped": dropped, "kept": images - dropped})

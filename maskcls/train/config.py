@@ -31,6 +31,7 @@ class RunConfig:
     corrections: str = "none"  # label corrections: preset ("none", "community") or a CSV path
     age_lower: int = 30  # age band bounds: <lower, lower..upper-1, >=upper (top teams used upper=58)
     age_upper: int = 60  # the competition's bound; everyone in the real top band is exactly 60
+    drop_borderline: int = 0  # train without people this many years below a bound (3: ages 27-29, 57-59)
     val_ratio: float = 0.2  # share of *people* held out for validation
     split_seed: int = 42  # seed of the person-level stratified split
     fold: int = -1  # -1: one split by val_ratio; k >= 0: fold k of n_folds
@@ -148,7 +149,8 @@ class RunConfig:
             if v <= 0:
                 raise ConfigError(f"{k} must be > 0, got {v}")
         for k in ("weight_decay", "grad_clip", "warmup_epochs", "smoothing", "drop_rate", "limit_batches",
-                  "unfreeze_after", "workers", "keep_epochs"):
+                  "unfreeze_after", "workers", "keep_epochs",
+                  "drop_borderline"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if not 0 < self.val_ratio < 1:

@@ -18,7 +18,7 @@ from maskcls.data.cache import build_cache
 from maskcls.data.corrections import load_corrections
 from maskcls.data.index import index_data
 from maskcls.data.labels import AgeBounds, class_names
-from maskcls.data.splits import split_by_person
+from maskcls.data.splits import borderline, split_by_person
 from maskcls.models.backbones import check_model, create_model, set_backbone_trainable
 from maskcls.models.losses import create_loss
 from maskcls.train.config import ConfigError, RunConfig
@@ -54,7 +54,10 @@ def prepare_split(cfg: RunConfig):
     index = index_data(cfg.data_root, bounds, corr)
     is_val = split_by_person(index.train, cfg.val_ratio, cfg.split_seed, None if cfg.fold < 0 else cfg.fold,
                              cfg.n_folds)
-    return index.train[~is_val].reset_index(drop=True), index.train[is_val].reset_index(drop=True), index
+    drop = borderline(index.train, bounds, cfg.drop_borderline) & ~is_val  # validation keeps everyone
+    train = index.train[~is_val & ~drop].reset_index(drop=True)
+    train.attrs["borderline_dropped"] = int(drop.sum())
+    return train, index.train[is_val].reset_index(drop=True), index
 
 
 def lr_lambda(cfg: RunConfig, steps_per_epoch: int):
@@ -209,7 +212,9 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
     train_rows, val_rows, index = prepare_split(cfg)
     say(f"data {index.root}: {len(train_rows)} train / {len(val_rows)} validation images "
         f"({train_rows['person_id'].nunique()} / {val_rows['person_id'].nunique()} people), "
-        f"{len(index.skipped)} files skipped")
+        f"{len(index.skipped)} files skipped"
+        + (f"; {train_rows.attrs['borderline_dropped']} borderline-age training images left out"
+           if cfg.drop_borderline else ""))
     for path, reason in index.skipped[["path", "reason"]].head(20).itertuples(index=False):
         say(f"skipped {path}: {reason}")
     if cfg.batch_size > len(train_rows) // dist.world:
