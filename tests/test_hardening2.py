@@ -5,7 +5,6 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pandas as pd
@@ -23,7 +22,7 @@ from maskcls.common.fileio import write_text
 from maskcls.data.imageio import ImageError, load_rgb
 from maskcls.augment.preview import load_source
 from maskcls.common.procs import proc_start
-from maskcls.train.rundir import RunDir, create_run, list_runs, load_checkpoint, save_checkpoint
+from maskcls.train.rundir import RunDir, list_runs, load_checkpoint, save_checkpoint
 from maskcls.runs.compare import delete_run
 from maskcls.train.driver import train_from_config
 
@@ -90,23 +89,6 @@ def test_train_into_an_existing_name_is_refused(one_run, demo_root, tmp_path, ca
                            "--name", name, "--quiet")
     assert code == 2 and f"a run named {name!r} already exists" in err and "--resume" in err
     assert {p.name: p.stat().st_mtime_ns for p in run.path.iterdir()} == before
-
-
-def test_two_simultaneous_creates_of_one_name_make_one_run(tmp_path):
-    results = []
-
-    def create():
-        try:
-            create_run(tmp_path, "same", RunConfig())
-            results.append("made")
-        except ValueError as e:
-            results.append(str(e))
-    threads = [threading.Thread(target=create) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results.count("made") == 1 and all("already exists" in r for r in results if r != "made")
 
 
 # 3 ------------------------------------------------------------------------------------------------------------
