@@ -194,3 +194,11 @@ def test_evaluate_page_class_axes_show_class_names(trained_run):
 def test_picked_cell_reads_customdata_when_axes_give_no_numbers():
     assert charts.picked_cell({"selection": {"points": [{"customdata": {"0": 4, "1": 9}}]}}) == (4, 9)
     assert charts.picked_cell({"selection": {"points": [{"customdata": [4, 9]}]}}) == (4, 9)
+
+
+def test_detached_processes_start_in_the_checkout():
+    """Background jobs run `python -m maskcls` from the checkout, so they work without an installed package
+    (PYTHONPATH=. on a GPU server) — the subpackage move must not have shifted that folder."""
+    from maskcls.common import procs, settings
+    assert procs.REPO == settings.REPO == REPO
+    assert (procs.REPO / "maskcls" / "__main__.py").exists()

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from maskcls.common.settings import REPO  # detached jobs start in the checkout: `python -m maskcls` resolves there
 
 
 def proc_start(pid: int) -> int | None:
