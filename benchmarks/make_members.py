@@ -13,6 +13,7 @@ for i in range(n):
     run = RunDir(root, f"m{i}")
     run.path.mkdir(parents=True, exist_ok=True)
     write_text(run.config_path, cfg.to_json())
+    run.write_status(state="completed")  # a run folder: listed by the studio, usable as a member
     net, _ = create_model(model, head="single")
     save_checkpoint(run.best_path, {"model": net.state_dict(), "config": cfg.to_dict(), "classes": class_names(),
                                     "epoch": 0})
