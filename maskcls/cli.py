@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from maskcls.common.fileio import json_kind
 from maskcls.common.settings import default_cache_dir, default_runs_root
 
 COMMANDS = {}
@@ -136,13 +137,8 @@ def read_config_file(path: str, base: dict | None = None):
     loaded = read_json_file(path, "config")
     if not isinstance(loaded, dict):
         raise ValueError(f"config {path!r} must hold a JSON object of config keys, found a JSON "
-                         f"{_json_kind(loaded)}")
+                         f"{json_kind(loaded)}")
     return RunConfig.from_dict({**(base or {}), **loaded})
-
-
-def _json_kind(value) -> str:
-    return {list: "array", str: "string", type(None): "null", bool: "boolean", int: "number",
-            float: "number"}.get(type(value), type(value).__name__)
 
 
 def config_from_args(args):

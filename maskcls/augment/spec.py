@@ -11,6 +11,8 @@ import copy
 import json
 from dataclasses import asdict, dataclass, field
 
+from maskcls.common.fileio import json_kind
+
 MODES = ("each", "all", "preprocess")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,11 +32,6 @@ FLAGGED = {"vflip": "faces upside down are not what the test set has",
 RANDOM_ONLY = ("color_jitter", "hflip", "vflip", "rotation", "random_erasing")  # no deterministic form
 
 
-def _json_kind(value) -> str:
-    return {list: "array", str: "string", type(None): "null", bool: "boolean", int: "number", float: "number",
-            dict: "object"}.get(type(value), type(value).__name__)
-
-
 def _check_shapes(d: dict) -> None:
     """Each key holds the kind of JSON value it must, before any of it is used."""
     want = {"mode": (str,), "p": (int, float), "crop": (list, type(None)), "transforms": (list, type(None)),
@@ -44,7 +41,7 @@ def _check_shapes(d: dict) -> None:
     for key, kinds in want.items():
         if key in d and (not isinstance(d[key], kinds) or (isinstance(d[key], bool) and bool not in kinds)):
             expected = " or ".join(dict.fromkeys(names[k] for k in kinds))
-            raise SpecError(key, f"expected {expected}, found a JSON {_json_kind(d[key])} ({d[key]!r})")
+            raise SpecError(key, f"expected {expected}, found a JSON {json_kind(d[key])} ({d[key]!r})")
     for key in ("mean", "std"):
         if key in d and any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in d[key]):
             raise SpecError(key, f"expected 3 numbers, found {d[key]!r}")

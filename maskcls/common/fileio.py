@@ -90,3 +90,9 @@ def inside(root: str | os.PathLike, *parts: str) -> Path:
     if target != base and base not in target.parents:
         raise ValueError(f"path {'/'.join(parts)!r} escapes its root {str(base)!r}")
     return target
+
+
+def json_kind(value) -> str:
+    """The JSON name of a parsed value's type, for messages that say what was found ("array", "null", ...)."""
+    return {list: "array", dict: "object", str: "string", type(None): "null", bool: "boolean", int: "number",
+            float: "number"}.get(type(value), type(value).__name__)

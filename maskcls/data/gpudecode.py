@@ -51,7 +51,8 @@ def decode_paths(paths: list[str], size: tuple[int, int], crop: list | None, dev
     failed: list[tuple[int, str]] = []
     datas = [_read(p) for p in paths]
     jpeg_rows = [i for i, d in enumerate(datas) if d is not None and d.startswith(JPEG_MAGIC)]
-    cpu_rows = [i for i in range(n) if i not in set(jpeg_rows)]
+    is_jpeg = set(jpeg_rows)
+    cpu_rows = [i for i in range(n) if i not in is_jpeg]
     decoded: dict[int, torch.Tensor] = {}
     if jpeg_rows:
         tensors = [torch.frombuffer(bytearray(datas[i]), dtype=torch.uint8) for i in jpeg_rows]
@@ -79,21 +80,6 @@ def decode_paths(paths: list[str], size: tuple[int, int], crop: list | None, dev
         except Exception as e:  # a decoder bug must not kill the whole build
             failed.append((start + i, f"cannot decode image ({type(e).__name__}: {e})"))
     return out, sorted(failed)
-
-
-def jpeg_share(paths: list[str], sample: int = 64) -> float:
-    """Share of JPEG files among (a sample of) `paths`: whether batched JPEG decoding is worth it."""
-    picked = paths[:: max(1, len(paths) // sample)][:sample]
-    heads = [(_read_head(p) or b"") for p in picked]
-    return sum(h.startswith(JPEG_MAGIC) for h in heads) / max(len(heads), 1)
-
-
-def _read_head(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read(3)
-    except OSError:
-        return None
 
 
 def gpu_decode_available(device: torch.device | str) -> bool:
