@@ -161,3 +161,12 @@ def test_augment_cli_preview_and_save(demo_root, tmp_path, capsys):
     assert main(["augment", "save", "gc", str(tmp_path / "s.json"), "--runs-root", str(tmp_path)]) == 0
     (tmp_path / "bad.json").write_text('{"mode": "x"}')
     assert main(["augment", "save", "bad", str(tmp_path / "bad.json"), "--runs-root", str(tmp_path)]) == 2
+
+
+def test_cuda_and_cuda0_are_one_device_for_the_parameter_generator():
+    """On a GPU, BatchAugment(device='cuda') met batches on 'cuda:0' and drew its parameters on the CPU
+    generator: color jitter failed with 'found at least two devices' (seen on an H200, session 4)."""
+    from maskcls.augment.pipelines import same_device_key
+    assert same_device_key("cuda") == same_device_key(torch.device("cuda:0"))
+    assert same_device_key("cuda:1") != same_device_key("cuda:0")
+    assert same_device_key("cpu") == torch.device("cpu")

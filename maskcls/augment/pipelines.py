@@ -169,6 +169,15 @@ def _erase(x, prm, g):
     return x.masked_fill(inside[:, None], 0.0)
 
 
+def same_device_key(device) -> torch.device:
+    """'cuda' and 'cuda:0' name one GPU but compare unequal: give CUDA devices their index, so the parameter
+    generator made for 'cuda' is used for batches on 'cuda:0' (a mismatch put the draws on the CPU and failed)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+    return device
+
+
 class BatchAugment:
     """Callable on (B, 3, H, W) uint8/float -> (normalised float batch, {name: bool tensor (B,)})."""
 
@@ -177,7 +186,7 @@ class BatchAugment:
         self.train = train
         seed = seed if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
         self.g = torch.Generator(device="cpu").manual_seed(seed)  # which transforms fire: decided on the host
-        self.device = torch.device(device)
+        self.device = same_device_key(device)
         self.gd = torch.Generator(device=self.device).manual_seed(seed + 1)  # parameters: drawn on the device
 
     def fire_masks(self, b: int) -> dict[str, torch.Tensor]:
@@ -208,7 +217,7 @@ class BatchAugment:
                 continue
             m = fired[t.name]
             m = m.pin_memory().to(x.device, non_blocking=True) if x.is_cuda else m
-            g = self.gd if self.gd.device == x.device else self.g
+            g = self.gd if same_device_key(self.gd.device) == same_device_key(x.device) else self.g
             prm = self.spec.params(t)
             if t.name == "grayscale":
                 y = _gray(x).expand_as(x)

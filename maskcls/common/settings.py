@@ -6,7 +6,10 @@
 | MASKCLS_CACHE | generated demo data and other caches | ~/.cache/maskcls |
 | MASKCLS_DATA | the studio's data root | "" (the generated demo) |
 | MASKCLS_THREADS | CPU threads a training job may use (set by the job runner) | all cores |
-| MASKCLS_NO_NVJPEG | 1: decode on the CPU even on a GPU (the cache and eval prediction) | unset: nvJPEG on CUDA |
+| MASKCLS_NVJPEG | 1: on CUDA, decode JPEGs on the GPU (nvJPEG) for the cache and eval prediction | unset: Pillow workers |
+| MASKCLS_PREFETCH | 1: on CUDA, the cached loader prepares the next batch on a side stream | unset: off |
+| MASKCLS_CUDNN_BENCHMARK | 0: no cuDNN autotuning in prediction passes | unset: on |
+| MASKCLS_EVAL_BATCH | images per prediction batch | 512 on CUDA, 256 on the CPU |
 """
 from __future__ import annotations
 
@@ -44,9 +47,22 @@ def default_cache_dir(data_root, cache_dir=None) -> Path:
     return Path(cache_dir) if cache_dir else Path(data_root) / CACHE_FOLDER
 
 
-def nvjpeg_allowed() -> bool:
-    """GPU JPEG decoding may be used on CUDA unless $MASKCLS_NO_NVJPEG=1."""
-    return os.environ.get("MASKCLS_NO_NVJPEG", "") != "1"
+def nvjpeg_preferred() -> bool:
+    """GPU JPEG decoding only when asked ($MASKCLS_NVJPEG=1): on an H100 and an H200 with 16 cores, Pillow worker
+    processes decoded the 384x512 images 2.3x faster than torchvision's batched nvJPEG (docs/performance.md)."""
+    return os.environ.get("MASKCLS_NVJPEG", "") == "1"
+
+
+def prefetch_enabled() -> bool:
+    """On CUDA, the cached loader may prepare the next batch on a side stream ($MASKCLS_PREFETCH=1); off until a
+    GPU run measures it against the plain loader in training (benchmarks/gpu_profile.py does)."""
+    return os.environ.get("MASKCLS_PREFETCH", "") == "1"
+
+
+def cudnn_autotune_eval() -> bool:
+    """cuDNN autotuning for prediction passes; MASKCLS_CUDNN_BENCHMARK=0 turns it off (each new batch shape
+    costs a tuning run)."""
+    return os.environ.get("MASKCLS_CUDNN_BENCHMARK", "1") != "0"
 
 
 def cpu_threads() -> int:

@@ -108,7 +108,7 @@ def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.Pat
         jobs = [(str(tmp), shape, paths[i:i + step], i, size, crop) for i in range(0, len(paths), step)]
         workers = workers or min(os.cpu_count() or 1, 16)
         done = 0
-        if device is not None and gpu_decode_available(device):
+        if gpu_decode_available(device):
             failed = _decode_on_device(tmp, shape, paths, size, crop, device, progress)
         elif workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(workers) as pool:

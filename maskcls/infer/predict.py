@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from maskcls.common.fileio import atomic_path
+from maskcls.common.settings import cudnn_autotune_eval, nvjpeg_preferred
 from maskcls.data.cache import build_cache
 from maskcls.models.backbones import create_model
 from maskcls.train.config import RunConfig
@@ -95,11 +96,12 @@ class EvalInputs:
     def __init__(self, paths: list[str], device: torch.device, cache_dir, batch_size: int | None = None,
                  progress=None):
         self.paths, self.device, self.cache_dir = paths, device, cache_dir
-        self.batch_size = batch_size or (512 if device.type == "cuda" else 256)
+        self.batch_size = batch_size or int(os.environ.get("MASKCLS_EVAL_BATCH", 0)) or (512 if device.type == "cuda"
+                                                                                         else 256)
         self.progress = progress
         self.decode_seconds = 0.0
         self._loaders: dict = {}
-        if device.type == "cuda":
+        if device.type == "cuda" and cudnn_autotune_eval():
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
 
     def loader(self, cfg: RunConfig) -> CachedLoader:
@@ -109,7 +111,7 @@ class EvalInputs:
             t0 = time.perf_counter()
             report = (lambda d, n: self.progress(d / max(n, 1), f"decoding images {d}/{n}")) if self.progress else None
             cache = build_cache(self.paths, tuple(cfg.image_size), self.cache_dir, spec.crop, progress=report,
-                                device=self.device if self.device.type == "cuda" else None)
+                                device=self.device if nvjpeg_preferred() else None)
             if cache.problems:
                 raise ValueError(f"{len(cache.problems)} image(s) could not be decoded, e.g. "
                                  f"{cache.problems[0][0]}: {cache.problems[0][1]}")

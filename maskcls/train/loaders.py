@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torchvision.transforms.v2 as v2
@@ -14,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from maskcls.augment.pipelines import BatchAugment, PerImageAugment, normalize
 from maskcls.augment.spec import AugmentSpec
+from maskcls.common.settings import prefetch_enabled
 from maskcls.data.imageio import load_rgb
 from maskcls.train.sampling import epoch_indices
 
@@ -36,7 +39,9 @@ def _to_tensor(array: np.ndarray, rows: np.ndarray, device: torch.device, max_gp
     step = 2048
     for start in range(0, n, step):
         part = array[start:start + step] if contiguous else array[rows[start:start + step]]
-        out[start:start + step].copy_(torch.from_numpy(np.ascontiguousarray(part)), non_blocking=False)
+        with warnings.catch_warnings():  # a read-only memory map: the tensor is only read, to copy it
+            warnings.simplefilter("ignore", UserWarning)
+            out[start:start + step].copy_(torch.from_numpy(np.ascontiguousarray(part)), non_blocking=False)
     return out
 
 
@@ -81,13 +86,44 @@ class CachedLoader:
         stop = n - n % self.batch_size if (self.train and n >= self.batch_size) else n
         order = order.to(self.data.device)  # one copy per epoch, not per batch
         labels = self.labels.to(self.data.device)
-        for start in range(0, stop, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            xb = self.data[idx].to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
-            x, _ = self.augment(xb)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, labels[idx].to(self.device, non_blocking=True), idx
+        batches = (order[start:start + self.batch_size] for start in range(0, stop, self.batch_size))
+        if self.device.type == "cuda" and prefetch_enabled():
+            yield from self._prefetched(batches, labels)
+            return
+        for idx in batches:
+            yield self._batch(idx, labels)
+
+    def _batch(self, idx: torch.Tensor, labels: torch.Tensor):
+        xb = self.data[idx].to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
+        x, _ = self.augment(xb)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels[idx].to(self.device, non_blocking=True), idx
+
+    def _prefetched(self, batches, labels: torch.Tensor):
+        """Batch k+1 is gathered and augmented on a side stream while the model works on batch k, so the input
+        kernels fill the gaps the model leaves instead of adding to the step time."""
+        main = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(main)  # the epoch order and labels were made on the main stream
+        pending = None
+        for idx in batches:
+            with torch.cuda.stream(side):
+                batch = self._batch(idx, labels)
+                ready = side.record_event()
+            if pending is not None:
+                yield self._hand_over(*pending, main)
+            pending = (batch, ready)
+        if pending is not None:
+            yield self._hand_over(*pending, main)
+
+    @staticmethod
+    def _hand_over(batch, ready, main):
+        main.wait_event(ready)
+        for t in batch:
+            if t.is_cuda:
+                t.record_stream(main)  # the allocator must not reuse this memory until main is done with it
+        return batch
 
 
 class ImageFiles(Dataset):
