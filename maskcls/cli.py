@@ -509,6 +509,110 @@ def cmd_augment(args) -> int:
 cmd_augment.configure = _augment_args
 
 
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    from maskcls.runs.sweeps import PRUNERS, SAMPLERS
+    p.add_argument("action", choices=["create", "run", "status", "list", "best", "workers"])
+    p.add_argument("name", nargs="?", help="sweep name (not for list)")
+    p.add_argument("--base", help="create: base run config JSON (defaults fill what it omits)")
+    p.add_argument("--preset", help="create: config preset as the base (demo-cpu, gpu-effnet)")
+    p.add_argument("--data", help="create: data root of the base config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="create: override a base key")
+    p.add_argument("--space", help="create: search space JSON over run-config keys")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--pruner", choices=PRUNERS, default="median")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the runs root); "
+                   "postgresql://user:pass@host/db to share one study between servers")
+    p.add_argument("--trials", type=int, default=None, help="create: trials in all (0: no limit); run: trials this "
+                   "worker runs at most")
+    p.add_argument("--resume", action="store_true", help="create: re-define an existing sweep, keeping its trials")
+    p.add_argument("--background", action="store_true", help="run: as a detached worker job (see `sweep workers`)")
+    p.add_argument("--out", help="best: write the best trial's run config here")
+    p.add_argument("--runs-root", default=None)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="run: no per-epoch lines")
+    p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # a background worker process itself
+
+
+@command("sweep", "Optuna sweeps over the run config: create, run workers, status, list, best")
+def cmd_sweep(args) -> int:
+    from maskcls.runs import sweeps
+    runs_root = args.runs_root or default_runs_root()
+    if args.action == "list":
+        rows = [{"name": s["name"], "sampler": s["sampler"], "pruner": s["pruner"], "total": s["total"],
+                 "keys": sorted(s["space"]), "storage": sweeps.shown_url(s["storage"]) if s["storage"] else "sqlite"}
+                for s in sweeps.list_sweeps(runs_root)]
+        _print(rows, args.json, "\n".join(f"{r['name']:24s} {r['sampler']:6s} {r['pruner']:7s} keys: "
+                                          f"{', '.join(r['keys'])}" for r in rows) or "no sweeps yet")
+        return 0
+    if not args.name:
+        raise ValueError(f"sweep {args.action} needs a sweep NAME")
+    if args.action == "create":
+        return _sweep_create(args, runs_root)
+    if args.action == "run":
+        return _sweep_run(args, runs_root)
+    if args.action == "workers":
+        rows = sweeps.list_workers(runs_root, args.name)
+        _print(rows, args.json, "\n".join(f"{w['name']} {w['state']} {w.get('error') or ''}" for w in rows)
+               or "no background workers")
+        return 0
+    if args.action == "best":
+        number, cfg = sweeps.best_trial_config(runs_root, args.name, args.storage)
+        if args.out:
+            from maskcls.common.fileio import write_text
+            write_text(args.out, cfg.to_json())
+        _print({"trial": number, "config": cfg.to_dict()}, args.json,
+               f"best trial {number}" + (f": config written to {args.out}" if args.out else "\n" + cfg.to_json()))
+        return 0
+    table = sweeps.trials_table(runs_root, args.name, args.storage)
+    rows = table.to_dict("records")
+    text = table.drop(columns=["error"]).to_string(index=False) if len(table) else "no trials yet"
+    _print({"sweep": args.name, "trials": rows}, args.json, text)
+    return 0
+
+
+def _sweep_create(args, runs_root: str) -> int:
+    from maskcls.runs import sweeps
+    if not args.space:
+        raise ValueError("sweep create needs --space SPACE.json (a JSON object of run-config keys and ranges)")
+    from maskcls.train.config import RunConfig, create_config
+    cfg = create_config(args.preset) if args.preset else RunConfig()
+    if args.base:
+        cfg = read_config_file(args.base, cfg.to_dict())
+    if args.data:
+        cfg = cfg.with_overrides([f"data_root={args.data}"])
+    cfg = cfg.with_overrides(args.set)
+    space = read_json_file(args.space, "search space")
+    sweep = sweeps.create_sweep(runs_root, args.name, cfg, space, args.sampler, args.pruner, args.storage or "",
+                                args.trials or 0, args.resume)
+    _print(sweep.to_dict(), args.json, f"sweep {sweep.name}: {', '.join(sorted(sweep.space))} by {sweep.sampler}, "
+           f"pruner {sweep.pruner}" + (f", {sweep.total} trials" if sweep.total else "") + "; start a worker with "
+           f"`maskcls sweep run {sweep.name} --trials N`")
+    return 0
+
+
+def _sweep_run(args, runs_root: str) -> int:
+    from maskcls.runs import sweeps
+    trials = args.trials if args.trials is not None else 1
+    if args.job:
+        status = sweeps.run_worker_job(runs_root, args.name, args.job, trials, args.storage)
+        return 0 if status.get("state") == "completed" else 1
+    if args.background:
+        worker = sweeps.start_worker(runs_root, args.name, trials, args.storage)
+        print(f"sweep {args.name}: worker {worker.name} started (`maskcls sweep workers {args.name}`)")
+        return 0
+    from maskcls.common.progress import TerminalProgress
+    progress = TerminalProgress(args.quiet)
+    result = sweeps.run_worker(runs_root, args.name, trials, args.storage, progress,
+                               log=(lambda m: None) if args.quiet else print)
+    progress.close()
+    _print(result, args.json, f"sweep {args.name}: this worker ran trial(s) {result['trials_run']} in "
+           f"{result['seconds']} s")
+    return 0
+
+
+cmd_sweep.configure = _sweep_args
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskcls", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from maskcls.common.fileio import read_json, write_json
 from maskcls.common.procs import is_alive, terminate_group
 
-STATES = ("queued", "running", "completed", "failed", "cancelled")
+STATES = ("queued", "running", "completed", "pruned", "failed", "cancelled")  # pruned: a sweep stopped it early
 ACTIVE = ("queued", "running")
 LEGACY_STATES = {"done": "completed"}  # eval predictions of earlier versions ended "done"
 

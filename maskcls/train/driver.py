@@ -86,11 +86,13 @@ def create_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Opti
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
 
 
-def run_training(cfg: RunConfig, run: RunDir, resume: bool = False, progress=None) -> dict:
+def run_training(cfg: RunConfig, run: RunDir, resume: bool = False, progress=None, should_stop=None) -> dict:
     """Train as `cfg` says into `run`; returns the final status. Failures are written, then re-raised.
 
     `progress` (a TerminalProgress, optional) hears each epoch's line and the steps within it. While it
     trains, this process holds the run's lock: a second trainer of the same folder is refused.
+    `should_stop(epoch, metrics_row) -> bool` is asked after each epoch's checkpoint is written (a sweep's
+    pruner): True ends the run there, in the state "pruned".
     """
     dist = _init_dist()
     lock = None
@@ -103,7 +105,7 @@ def run_training(cfg: RunConfig, run: RunDir, resume: bool = False, progress=Non
                          epoch=run.read_status().get("epoch", 0), epochs=cfg.epochs)
     try:
         raise_cancelled_on_sigterm()
-        status = _train(cfg, run, resume, dist, progress)
+        status = _train(cfg, run, resume, dist, progress, should_stop)
     except Cancelled:
         if dist.main:
             run.log("cancelled: SIGTERM received; checkpoints written so far stay loadable")
@@ -160,7 +162,7 @@ class Learner:
     steps: int
 
 
-def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist, progress=None) -> dict:
+def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist, progress=None, should_stop=None) -> dict:
     """The driver: data, model, resume, then one loop step per epoch."""
     say = _teller(run, dist, progress)
     torch.manual_seed(cfg.seed)
@@ -188,6 +190,10 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist, progress=None)
             say(epoch_line(epoch, cfg.epochs, row) + (f", ETA {eta_text(eta)}" if epoch < cfg.epochs else ""))
         if dist.world > 1:
             torch.distributed.barrier()
+        if dist.main and should_stop is not None and should_stop(epoch, row) and epoch < cfg.epochs:
+            say(f"pruned after epoch {epoch}: the sweep's pruner stopped it (macro F1 {row['val_macro_f1']:.4f}); "
+                f"its checkpoints stay loadable")
+            return run.write_status(state="pruned", ended=now(), pid=None)
     if not dist.main:
         return {}
     status = run.write_status(state="completed", ended=now(), pid=None, progress=1.0)

@@ -1,0 +1,211 @@
+"""Sweeps (issue 18): Optuna studies whose trials are ordinary runs, pruned per epoch, shared by workers
+through SQLite or a real PostgreSQL server."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import app_test, free_port
+from maskcls.cli import main
+from maskcls.runs import sweeps
+from maskcls.train.config import RunConfig
+from maskcls.train.rundir import RunDir, load_checkpoint
+
+from test_training import TINY
+
+SPACE = {"lr": {"type": "log_float", "low": 3e-4, "high": 1e-2},
+         "loss": {"type": "categorical", "choices": ["ce", "focal"]}}
+
+
+def base(demo_root, tmp_path, **kw) -> RunConfig:
+    return RunConfig.from_dict({**TINY, "data_root": str(demo_root), "cache_dir": str(tmp_path / "cache"),
+                                "limit_batches": 4, **kw})
+
+
+def write(path: Path, obj) -> str:
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_four_trial_sweep_from_the_cli(demo_root, tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    cfg = write(tmp_path / "base.json", base(demo_root, tmp_path).to_dict())
+    space = write(tmp_path / "space.json", SPACE)
+    assert main(["sweep", "create", "s4", "--base", cfg, "--space", space, "--runs-root", runs, "--trials", "4"]) == 0
+    assert main(["sweep", "run", "s4", "--trials", "10", "--runs-root", runs, "--quiet"]) == 0  # stops at the total
+    capsys.readouterr()
+    assert main(["sweep", "status", "s4", "--json", "--runs-root", runs]) == 0
+    trials = json.loads(capsys.readouterr().out)["trials"]
+    assert [t["trial"] for t in trials] == [0, 1, 2, 3]
+    for t in trials:
+        assert set(t["params"]) == {"lr", "loss"} and 3e-4 <= t["params"]["lr"] <= 1e-2
+        assert t["state"] in ("completed", "pruned") and 0 <= t["best_f1"] <= 1
+        run = RunDir(runs, t["run"])
+        assert t["run"] == f"s4-t{t['trial']:03d}" and run.read_status()["sweep"] == "s4"
+        assert RunConfig.from_dict(run.read_config()).lr == pytest.approx(t["params"]["lr"])
+    capsys.readouterr()
+    assert main(["evaluate", trials[0]["run"], "--json", "--runs-root", runs]) == 0  # an ordinary run
+    assert "macro_f1" in json.loads(capsys.readouterr().out)
+    assert main(["sweep", "list", "--json", "--runs-root", runs]) == 0
+    assert [s["name"] for s in json.loads(capsys.readouterr().out)] == ["s4"]
+    assert main(["sweep", "best", "s4", "--out", str(tmp_path / "best.json"), "--runs-root", runs]) == 0
+    best = max((t for t in trials if t["state"] == "completed"), key=lambda t: t["best_f1"])
+    assert RunConfig.load(tmp_path / "best.json").lr == pytest.approx(best["params"]["lr"])
+    # the Evaluate page opens a trial's run folder like any run
+    at = app_test("pages/evaluate.py", runs_root=runs, eval_run=trials[0]["run"])
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+
+def test_a_clearly_worse_trial_is_pruned_with_its_checkpoint_loadable(demo_root, tmp_path):
+    runs = tmp_path / "runs"
+    cfg = base(demo_root, tmp_path, epochs=3, limit_batches=0, lr=3e-3)
+    sweeps.create_sweep(runs, "p", cfg, {"lr": {"type": "log_float", "low": 1e-8, "high": 1e-2}}, pruner="median")
+    sweeps.enqueue_trial(runs, "p", {"lr": 3e-3})  # learns
+    sweeps.enqueue_trial(runs, "p", {"lr": 1e-8})  # cannot learn: clearly worse after one epoch
+    sweeps.run_worker(runs, "p", 2, log=lambda m: None)
+    table = sweeps.trials_table(runs, "p").set_index("trial")
+    assert table.loc[0, "state"] == "completed" and table.loc[0, "epochs_run"] == 3
+    assert table.loc[1, "state"] == "pruned" and table.loc[1, "epochs_run"] == 1
+    run = RunDir(runs, table.loc[1, "run"])
+    assert run.state()["state"] == "pruned" and "pruned after epoch 1" in run.log_tail()
+    ckpt = load_checkpoint(run.best_path)
+    assert ckpt["epoch"] == 1 and load_checkpoint(run.last_path)["epoch"] == 1
+
+
+def _two_workers(demo_root, tmp_path, storage: str = ""):
+    runs = tmp_path / "runs"
+    sweeps.create_sweep(runs, "two", base(demo_root, tmp_path), SPACE, sampler="random", pruner="none",
+                        storage=storage, total=4)
+    a = sweeps.start_worker(runs, "two", 3)
+    b = sweeps.start_worker(runs, "two", 3)
+    wait_for(lambda: all(w["state"] not in ("queued", "running") for w in sweeps.list_workers(runs, "two")), 240,
+             "both workers to end")
+    workers = sweeps.list_workers(runs, "two")
+    assert [w["state"] for w in workers] == ["completed", "completed"], [a.log_tail(), b.log_tail()]
+    table = sweeps.trials_table(runs, "two")
+    assert sorted(table["trial"]) == [0, 1, 2, 3] and set(table["state"]) == {"completed"}
+    assert len(set(table["run"])) == 4  # no trial run twice
+    ran = sorted(sum((w["trials_run"] for w in workers), []))
+    assert ran == [0, 1, 2, 3], ran  # each trial by exactly one worker
+    assert all(RunDir(runs, r).state()["state"] == "completed" for r in table["run"])
+    # a worker killed mid-trial: that trial fails, the study goes on with the other worker
+    sweeps.create_sweep(runs, "two", base(demo_root, tmp_path, epochs=200, limit_batches=0), SPACE,
+                        sampler="random", pruner="none", storage=storage, total=6, resume=True)
+    doomed = sweeps.start_worker(runs, "two", 1)
+    wait_for(lambda: RunDir(runs, "two-t004").read_status().get("epoch", 0) >= 1, 120, "trial 4 to train")
+    os.killpg(doomed.read_status()["pgid"], signal.SIGKILL)
+    sweeps.create_sweep(runs, "two", base(demo_root, tmp_path), SPACE, sampler="random", pruner="none",
+                        storage=storage, total=6, resume=True)
+    sweeps.run_worker(runs, "two", 1, log=lambda m: None)
+    table = sweeps.trials_table(runs, "two").set_index("trial")
+    assert table.loc[4, "state"] == "failed" and "lost" in table.loc[4, "error"]
+    assert table.loc[5, "state"] == "completed"
+    assert RunDir(runs, "two-t004").state()["state"] == "failed"
+    assert load_checkpoint(RunDir(runs, "two-t004").last_path)["epoch"] >= 1  # what it wrote stays loadable
+
+
+def test_two_workers_share_one_sqlite_study(demo_root, tmp_path):
+    _two_workers(demo_root, tmp_path)
+    assert (tmp_path / "runs" / "sweeps" / "optuna.db").is_file()
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL server from Debian's package, run as an unprivileged user when we are root."""
+    initdb = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not initdb:
+        pytest.skip("PostgreSQL is not installed here (Debian: apt-get install postgresql; .ci/run installs it)")
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (requirements.txt) is needed to reach PostgreSQL")
+    bindir = initdb[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="maskcls-pg-"))
+    who = {}
+    if os.geteuid() == 0:
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        who = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    subprocess.run([str(bindir / "initdb"), "-D", str(folder / "data"), "-U", "maskcls", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True, **who)
+    port = free_port()
+    server = subprocess.Popen([str(bindir / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
+                               "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, **who)
+    try:
+        end = time.time() + 30
+        while True:
+            try:
+                conn = psycopg.connect(host="127.0.0.1", port=port, user="maskcls", dbname="postgres",
+                                       autocommit=True)
+                break
+            except psycopg.OperationalError:
+                if time.time() > end or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        conn.execute("CREATE DATABASE sweeps")
+        conn.close()
+        yield f"postgresql://maskcls@127.0.0.1:{port}/sweeps"
+    finally:
+        server.send_signal(signal.SIGINT)  # fast shutdown
+        server.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgresql_study(demo_root, tmp_path, postgres_url):
+    _two_workers(demo_root, tmp_path, storage=postgres_url)
+    assert not (tmp_path / "runs" / "sweeps" / "optuna.db").exists()  # the study lives in the server
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"lrr": {"type": "float", "low": 0.1, "high": 0.2}}, "unknown key 'lrr' in the search space; did you mean lr"),
+    ({"loss": {"type": "float", "low": 0.1, "high": 0.2}}, "'loss' holds text: a float range does not fit it"),
+    ({"epochs": {"type": "float", "low": 1, "high": 3}}, "'epochs' holds whole numbers: a float range does not fit"),
+    ({"lr": {"type": "categorical", "choices": ["fast"]}}, "'lr' holds numbers; choice 'fast' is not one"),
+    ({"loss": {"type": "categorical", "choices": ["ce", "nope"]}}, "choice 'nope' is not a valid value"),
+    ({"lr": {"type": "log_float", "low": 0, "high": 0.1}}, "needs low > 0"),
+    ({"lr": {"type": "float", "low": 0.2, "high": 0.1}}, "low must be below high"),
+    ({"image_size": {"type": "categorical", "choices": [1]}}, "'image_size' cannot be swept"),
+    ({"device": {"type": "categorical", "choices": ["cpu"]}}, "'device' cannot be swept"),
+    ({}, "the search space is empty"),
+    ([1, 2], "must be a JSON object"),
+])
+def test_bad_spaces_are_refused_by_name(demo_root, tmp_path, capsys, space, message):
+    runs = str(tmp_path / "runs")
+    assert main(["sweep", "create", "bad", "--data", str(demo_root), "--space", write(tmp_path / "s.json", space),
+                 "--runs-root", runs]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "sweeps" / "bad").exists()
+
+
+def test_an_existing_sweep_name_is_refused_unless_resume(demo_root, tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    args = ["sweep", "create", "same", "--data", str(demo_root), "--space", write(tmp_path / "s.json", SPACE),
+            "--runs-root", runs]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "a sweep named 'same' already exists" in capsys.readouterr().err
+    assert main(args + ["--resume", "--sampler", "random"]) == 0
+    assert sweeps.load_sweep(runs, "same").sampler == "random"
+    for bad, msg in ((["sweep", "run", "nope", "--runs-root", runs], "no sweep named 'nope'"),
+                     (["sweep", "run", "same", "--trials", "0", "--runs-root", runs], "--trials must be at least 1"),
+                     (["sweep", "create", "../up", "--space", str(tmp_path / "s.json"), "--runs-root", runs],
+                      "invalid sweep name"),
+                     (["sweep", "status", "same", "--storage", "nosuch://x", "--runs-root", runs],
+                      "cannot open the sweep storage")):
+        assert main(bad) == 2, bad
+        assert msg in capsys.readouterr().err
