@@ -39,6 +39,8 @@ def home() -> None:
     st.page_link(str(PAGES / "evaluate.py"), label="Evaluate: confusion, per-class F1, errors with Grad-CAM, "
                  "likely label errors", icon=":material/search:")
     st.page_link(str(PAGES / "ensemble.py"), label="Ensemble: soups and votes with TTA, the submission CSV", icon=":material/join:")
+    st.page_link(str(PAGES / "sweeps.py"), label="Sweeps: Optuna studies over the Train form's config, pruned per "
+                 "epoch, on one server or several", icon=":material/tune:")
 
 
 st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
@@ -51,5 +53,6 @@ pages = [
     st.Page(str(PAGES / "runs.py"), title="Runs", icon=":material/stacked_line_chart:"),
     st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon=":material/search:"),
     st.Page(str(PAGES / "ensemble.py"), title="Ensemble", icon=":material/join:"),
+    st.Page(str(PAGES / "sweeps.py"), title="Sweeps", icon=":material/tune:"),
 ]
 st.navigation(pages).run()

@@ -19,12 +19,18 @@ devices = list_devices()
 for d in devices[1:]:
     st.caption(f"🟢 {d['device']}: {d['name']}, {d['free_gb']} GiB free of {d['total_gb']} GiB")
 defaults = create_config("gpu-effnet" if has_gpu() else "demo-cpu")
+if st.session_state.get("train_prefill"):  # "Use the best trial's config" on the Sweeps page
+    defaults = RunConfig.from_dict(st.session_state["train_prefill"])
+    st.info(f"The form holds the config {st.session_state.get('train_prefill_note', 'sent here')}; keys the form does "
+            f"not show come with it.")
 saved = list_saved_specs(runs_root)
+models = CURATED if defaults.model in CURATED else [defaults.model] + CURATED
+SENT_SPEC = "the sent config's own spec"
 
 with st.form("train_form"):
     st.subheader("New run")
     c = st.columns(4)
-    model = c[0].selectbox("Model", CURATED, index=CURATED.index(defaults.model), key="train_model",
+    model = c[0].selectbox("Model", models, index=models.index(defaults.model), key="train_model",
                            accept_new_options=True, help="Any timm model name can be typed in")
     head = c[1].selectbox("Head", CHOICES["head"], index=CHOICES["head"].index(defaults.head), key="train_head", help="multi: mask, gender and age heads")
     pretrained = c[2].checkbox("Pretrained weights", value=defaults.pretrained, key="train_pretrained")
@@ -47,8 +53,11 @@ with st.form("train_form"):
     width = c[3].number_input("Image width", value=defaults.image_size[1], step=16, key="train_w")
     c = st.columns(4)
     aug_options = augment_presets() + [f"saved: {n}" for n in saved]
+    if isinstance(defaults.augment, dict):
+        aug_options.append(SENT_SPEC)
     chosen = st.session_state.get("train_augment")
-    aug_index = aug_options.index(f"saved: {chosen}") if chosen in saved else aug_options.index(defaults.augment)
+    aug_index = (aug_options.index(f"saved: {chosen}") if chosen in saved else
+                 aug_options.index(SENT_SPEC if isinstance(defaults.augment, dict) else defaults.augment))
     augment = c[0].selectbox("Augmentation", aug_options, index=aug_index, key="train_aug")
     val_ratio = c[1].number_input("Validation share (people)", 0.05, 0.5, defaults.val_ratio, key="train_val")
     split_seed = c[2].number_input("Split seed", value=defaults.split_seed, step=1, key="train_split_seed")
@@ -63,11 +72,15 @@ with st.form("train_form"):
                                    key="train_borderline",
                                    help="Train without people this many years below each age bound (3: ages 27-29 "
                                         "and 57-59, as the winning team did); validation keeps them")
-    submitted = st.form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
+    b = st.columns([1, 1, 4])
+    submitted = b[0].form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
+    to_sweep = b[1].form_submit_button("Use as sweep base", icon=":material/tune:",
+                                       help="Open the Sweeps page with this form's values as the base config")
 
-if submitted:
+if submitted or to_sweep:
     try:
-        spec = load_saved_spec(runs_root, augment[len("saved: "):]).to_dict() if augment.startswith("saved: ") else augment
+        spec = (load_saved_spec(runs_root, augment[len("saved: "):]).to_dict() if augment.startswith("saved: ") else
+                defaults.augment if augment == SENT_SPEC else augment)
         cfg = RunConfig.from_dict({
             **defaults.to_dict(), "data_root": ui.data_root(), "corrections": st.session_state["corrections"],
             "age_lower": int(st.session_state["age_lower"]), "age_upper": int(st.session_state["age_upper"]),
@@ -77,6 +90,9 @@ if submitted:
             "batch_size": int(batch), "image_size": [int(height), int(width)], "augment": spec,
             "val_ratio": float(val_ratio), "split_seed": int(split_seed), "seed": int(seed), "device": device,
             "class_weights": class_weights, "ema": float(ema), "drop_borderline": int(borderline)})
+        if to_sweep:
+            st.session_state["sweep_base"] = cfg.to_dict()
+            st.switch_page(str(ui.REPO / "pages" / "sweeps.py"))
         run = jobs.submit(cfg, runs_root, name)
         st.session_state["train_selected"] = run.name
         st.success(f"Launched **{run.name}** on {device}.")

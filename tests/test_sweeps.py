@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import app_test, free_port
+from conftest import REPO, app_test, free_port
 from maskcls.cli import main
 from maskcls.runs import sweeps
 from maskcls.train.config import RunConfig
@@ -209,3 +209,52 @@ def test_an_existing_sweep_name_is_refused_unless_resume(demo_root, tmp_path, ca
                       "cannot open the sweep storage")):
         assert main(bad) == 2, bad
         assert msg in capsys.readouterr().err
+
+
+def _button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_the_sweeps_page_shows_trials_figures_and_hands_the_best_to_train(demo_root, tmp_path):
+    runs = tmp_path / "runs"
+    sweeps.create_sweep(runs, "page", base(demo_root, tmp_path, epochs=2), SPACE, sampler="random")
+    sweeps.run_worker(runs, "page", 3, log=lambda m: None)
+    at = app_test("pages/sweeps.py", runs_root=str(runs), data_root=str(demo_root))
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    trials = next(d for d in at.dataframe if "trial" in d.value.columns).value
+    assert len(trials) == 3 and {"lr", "loss", "best_f1", "state", "run"} <= set(trials.columns)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3
+    texts = " ".join(m.value for m in at.markdown)
+    assert "Best so far" in texts and "Parallel coordinates" in texts
+    number, best = sweeps.best_trial_config(runs, "page")
+    at.button(key="sweep_use_best").click().run()
+    assert not at.exception
+    assert at.session_state["train_prefill"]["lr"] == pytest.approx(best.lr)
+    assert at.number_input(key="train_lr").value == pytest.approx(best.lr)  # the Train form holds it
+    assert any(f"trial {number}" in i.value for i in at.info)
+
+
+def test_a_sweep_is_created_from_the_train_forms_values_on_the_page(demo_root, tmp_path):
+    runs = tmp_path / "runs"
+    at = app_test("pages/train.py", runs_root=str(runs), data_root=str(demo_root))
+    at.number_input(key="train_lr").set_value(0.0042)
+    _button(at, "Use as sweep base").click().run()
+    assert not at.exception
+    assert at.session_state["sweep_base"]["lr"] == pytest.approx(0.0042)
+    assert "the Train form's values" in " ".join(c.value for c in at.caption)
+    at.switch_page(str(REPO / "pages" / "sweeps.py"))  # AppTest stays on its own page unless told
+    at.run()
+    at.text_input(key="sweep_name").input("fromui")
+    at.text_area(key="sweep_space").input('{"lrr": {"type": "float", "low": 0.1, "high": 0.2}}')
+    _button(at, "Create sweep").click().run()
+    assert "Not created: unknown key 'lrr'" in " ".join(e.value for e in at.error)
+    at.text_area(key="sweep_space").input("{not json")
+    _button(at, "Create sweep").click().run()
+    assert "not valid JSON" in " ".join(e.value for e in at.error)
+    at.text_area(key="sweep_space").input(json.dumps(SPACE))
+    _button(at, "Create sweep").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    made = sweeps.load_sweep(runs, "fromui")
+    assert made.base["lr"] == pytest.approx(0.0042) and made.base["data_root"] == str(demo_root)
+    assert at.selectbox(key="sweep_pick").value == "fromui"
