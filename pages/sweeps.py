@@ -63,7 +63,11 @@ if not names:
 if st.session_state.get("sweep_pick") not in names:
     st.session_state["sweep_pick"] = names[-1]
 pick = st.selectbox("Sweep", names, key="sweep_pick")
-sweep = sweeps.load_sweep(runs_root, pick)
+try:
+    sweep = sweeps.load_sweep(runs_root, pick)
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
 st.caption(f"{', '.join(sorted(sweep.space))} · sampler {sweep.sampler} · pruner {sweep.pruner} · "
            f"{sweep.total or 'no limit on'} trials · storage "
            f"{sweeps.shown_url(sweep.storage) if sweep.storage else 'SQLite in the runs root'}")

@@ -58,9 +58,10 @@ def test_a_four_trial_sweep_from_the_cli(demo_root, tmp_path, capsys):
         run = RunDir(runs, t["run"])
         assert t["run"] == f"s4-t{t['trial']:03d}" and run.read_status()["sweep"] == "s4"
         assert RunConfig.from_dict(run.read_config()).lr == pytest.approx(t["params"]["lr"])
-    capsys.readouterr()
-    assert main(["evaluate", trials[0]["run"], "--json", "--runs-root", runs]) == 0  # an ordinary run
-    assert "macro_f1" in json.loads(capsys.readouterr().out)
+    for t in trials:  # ordinary runs
+        capsys.readouterr()
+        assert main(["evaluate", t["run"], "--json", "--runs-root", runs]) == 0
+        assert "macro_f1" in json.loads(capsys.readouterr().out)
     assert main(["sweep", "list", "--json", "--runs-root", runs]) == 0
     assert [s["name"] for s in json.loads(capsys.readouterr().out)] == ["s4"]
     assert main(["sweep", "best", "s4", "--out", str(tmp_path / "best.json"), "--runs-root", runs]) == 0
@@ -258,3 +259,29 @@ def test_a_sweep_is_created_from_the_train_forms_values_on_the_page(demo_root, t
     made = sweeps.load_sweep(runs, "fromui")
     assert made.base["lr"] == pytest.approx(0.0042) and made.base["data_root"] == str(demo_root)
     assert at.selectbox(key="sweep_pick").value == "fromui"
+
+
+def test_a_grid_sweep_walks_each_combination_once(demo_root, tmp_path):
+    runs = tmp_path / "runs"
+    made = sweeps.create_sweep(runs, "g", base(demo_root, tmp_path), {
+        "loss": {"type": "categorical", "choices": ["ce", "focal"]},
+        "batch_size": {"type": "int", "low": 8, "high": 16, "step": 8}}, sampler="grid", pruner="none")
+    assert made.total == 4
+    sweeps.run_worker(runs, "g", 10, log=lambda m: None)  # stops when the grid is walked
+    table = sweeps.trials_table(runs, "g")
+    assert sorted((p["loss"], p["batch_size"]) for p in table["params"]) == [
+        ("ce", 8), ("ce", 16), ("focal", 8), ("focal", 16)]
+    with pytest.raises(ValueError, match="a grid needs its values"):
+        sweeps.create_sweep(runs, "g2", base(demo_root, tmp_path), {"lr": {"type": "float", "low": 0.1, "high": 0.2}},
+                            sampler="grid")
+
+
+def test_a_damaged_sweep_file_is_named_not_dumped(demo_root, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    sweeps.create_sweep(runs, "d", base(demo_root, tmp_path), SPACE)
+    (runs / "sweeps" / "d" / "sweep.json").write_text('{"name": "d", "surprise": 1}')
+    assert main(["sweep", "status", "d", "--runs-root", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "sweep 'd':" in err and "is damaged" in err and "Traceback" not in err
+    at = app_test("pages/sweeps.py", runs_root=str(runs), data_root=str(demo_root))
+    assert not at.exception

@@ -279,7 +279,14 @@ def load_sweep(runs_root, name: str) -> Sweep:
     if not path.is_file():
         known = ", ".join(s["name"] for s in list_sweeps(runs_root)) or "none yet"
         raise SweepError(f"no sweep named {name!r} in {runs_root} (sweeps: {known})")
-    return Sweep(**read_json(path))
+    try:
+        data = read_json(path)
+        sweep = Sweep(**data)
+        sweep.params()
+    except (ValueError, TypeError) as e:
+        raise SweepError(f"sweep {name!r}: {path} is damaged ({e}); re-create it with `maskcls sweep create {name} "
+                         f"... --resume`") from None
+    return sweep
 
 
 def open_study(runs_root, sweep: Sweep, storage: str | None = None):
@@ -300,9 +307,9 @@ def list_sweeps(runs_root) -> list[dict]:
     for p in sorted(root.iterdir()):
         if (p / "sweep.json").is_file():
             try:
-                out.append(read_json(p / "sweep.json"))
+                out.append(asdict(load_sweep(runs_root, p.name)))
             except ValueError:
-                continue
+                continue  # a damaged sweep file: `sweep status NAME` says what is wrong with it
     return out
 
 
