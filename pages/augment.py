@@ -6,7 +6,10 @@ from maskcls.augment.spec import (FLAGGED, MODES, TRANSFORMS, AugmentSpec, SpecE
     list_presets, list_saved_specs, save_spec)
 from maskcls.data.imageio import ImageError
 from maskcls.data.labels import class_names
-from maskcls.augment.preview import load_source, preview_draws
+from maskcls.augment.preview import load_source, mix_preview, preview_draws
+from maskcls.augment.spec import PARTNERS
+from maskcls.data.imageio import load_preprocessed
+from maskcls.data.labels import short_class_names
 
 # slider ranges per parameter: (min, max, step)
 RANGES = {"brightness": (0.0, 1.0, 0.05), "contrast": (0.0, 1.0, 0.05), "saturation": (0.0, 1.0, 0.05),
@@ -30,6 +33,7 @@ def spec_to_state(spec: AugmentSpec) -> None:
         for k, v in {**defaults, **(t.params if t else {})}.items():
             s[f"aug_{name}_{k}"] = int(v) if k == "kernel" else float(v)
     s["aug_cutmix_p"], s["aug_vertical"], s["aug_mixup_p"] = spec.mix.cutmix_p, spec.mix.vertical, spec.mix.mixup_p
+    s["aug_partner"], s["aug_cut"] = spec.mix.partner, (float(spec.mix.cut_min), float(spec.mix.cut_max))
     s["aug_normalize"] = spec.normalize
 
 
@@ -41,6 +45,8 @@ def state_to_spec() -> AugmentSpec:
         if s[f"aug_{name}_on"]:
             spec.transforms.append(TransformSpec(name, s[f"aug_{name}_p"], {k: s[f"aug_{name}_{k}"] for k in defaults}))
     spec.mix.cutmix_p, spec.mix.vertical, spec.mix.mixup_p = s["aug_cutmix_p"], s["aug_vertical"], s["aug_mixup_p"]
+    spec.mix.partner = s.get("aug_partner", "any")
+    spec.mix.cut_min, spec.mix.cut_max = s.get("aug_cut", (0.46, 0.54))
     return spec
 
 
@@ -111,12 +117,19 @@ with st.expander("Transforms", expanded=True):
                 else:
                     lo, hi, step = RANGES[k]
                     box.slider(k, lo, hi, step=step, key=f"aug_{name}_{k}", disabled=not on)
-with st.expander("Batch mixing (training only, not in the single-image preview)"):
-    m = st.columns(3)
+with st.expander("Batch mixing (training only; its own preview below)"):
+    m = st.columns(5)
     m[0].slider("CutMix p", 0.0, 1.0, step=0.05, key="aug_cutmix_p")
-    m[1].checkbox("Vertical strips", key="aug_vertical", help="Cut full-height strips (a winning team's variant)")
-    m[2].slider("MixUp p", 0.0, 1.0, step=0.05, key="aug_mixup_p")
+    m[1].checkbox("Vertical cut", key="aug_vertical",
+                  help="One vertical line: left of it from the image, right of it from the partner (the first-place "
+                       "team's cut); off: a box")
+    m[2].slider("Cut at (share of the width)", 0.05, 0.95, step=0.01, key="aug_cut",
+                disabled=not st.session_state["aug_vertical"])
+    m[3].selectbox("Partner", PARTNERS, key="aug_partner", format_func=lambda p: p.replace("_", " "),
+                   help="same class: in-class CutMix, the label stays one class")
+    m[4].slider("MixUp p", 0.0, 1.0, step=0.05, key="aug_mixup_p")
     boxes["mix"] = st.container()
+    show_mix = st.toggle("Preview the mixing on a batch of training images", key="aug_mix_preview")
 
 spec = state_to_spec()
 try:
@@ -139,6 +152,20 @@ st.caption(f"Rendered {len(draws)} draws in {seconds * 1000:.0f} ms")
 if fired:
     st.dataframe({"transform": list(fired), "fired": [f"{v}/{len(draws)}" for v in fired.values()],
                   "expected": [f"{spec.probability(t):.2f}" for t in spec.ordered()]}, hide_index=True)
+
+if show_mix:
+    st.subheader("Batch mixing, as it looks when it fires")
+    batch = index.train.groupby("label").head(2).groupby("label").filter(lambda g: len(g) == 2).head(8)
+    if len(batch) < 2:
+        st.info("The data has too few images for a batch preview.")
+    else:
+        shorts = short_class_names(index.bounds)
+        images = [load_preprocessed(p, (256, 192), spec.crop) for p in batch["path"]]
+        mixed, weights = mix_preview(images, batch["label"].tolist(), spec, int(st.session_state["aug_seed"]))
+        st.image(mixed, width=150, caption=[" + ".join(f"{shorts[c]} {100 * w:.0f}%" for c, w in
+                                                       sorted(wt.items(), key=lambda kv: -kv[1])) for wt in weights])
+        st.caption("Pairs of images per class, mixed as one batch (CutMix forced on; MixUp when CutMix is off). "
+                   "Labels are mixed by area.")
 
 st.subheader("Save, export, import")
 s = st.columns([2, 1, 1])

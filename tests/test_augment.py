@@ -170,3 +170,56 @@ def test_cuda_and_cuda0_are_one_device_for_the_parameter_generator():
     assert same_device_key("cuda") == same_device_key(torch.device("cuda:0"))
     assert same_device_key("cuda:1") != same_device_key("cuda:0")
     assert same_device_key("cpu") == torch.device("cpu")
+
+
+def test_vertical_cut_in_range_same_class_partner_and_labels_by_area():
+    from maskcls.augment.pipelines import mix_batch, mix_partners
+    spec = AugmentSpec()
+    spec.mix.cutmix_p, spec.mix.vertical, spec.mix.partner = 1.0, True, "same_class"
+    w = 200
+    y = torch.tensor([3, 3, 7, 7, 7, 11])  # class 11 is alone: its partner is itself
+    x = torch.arange(len(y)).float().view(-1, 1, 1, 1).expand(-1, 3, 40, w).clone()  # image i is filled with i
+    g = torch.Generator().manual_seed(1)
+    for _ in range(30):
+        perm = mix_partners(y, True, g)
+        assert torch.equal(y[perm], y)
+        out, target = mix_batch(x, y, spec, g)
+        assert torch.allclose(target.sum(1), torch.ones(len(y)))
+        for i in range(len(y)):
+            row = out[i, 0, 0]
+            left = int((row == i).long().cumprod(0).sum())  # columns kept from the image itself, from the left
+            assert (out[i, 0] == out[i, 0, 0]).all()  # a vertical cut: every row alike
+            partner = row[-1].item()
+            assert y[int(partner)] == y[i]  # the right part comes from the same class
+            if partner != i:
+                assert 0.46 * w - 1 <= left <= 0.54 * w + 1
+            assert target[i, y[i]].item() == pytest.approx(1.0)  # same class: the label stays whole
+    spec.mix.partner = "any"
+    y2 = torch.tensor([0, 1, 2, 3])
+    out, target = mix_batch(x[:4], y2, spec, torch.Generator().manual_seed(5))
+    for i in range(4):
+        own = (out[i, 0, 0] == i).float().mean().item()
+        assert target[i, y2[i]].item() == pytest.approx(own, abs=1e-6) or own == 1.0
+
+
+@pytest.mark.parametrize("mix, field", [({"partner": "neighbour"}, "mix.partner"), ({"cut_min": 0.6, "cut_max": 0.5},
+                                        "mix.cut_max"), ({"cut_min": 0}, "mix.cut_min")])
+def test_bad_cut_settings_are_refused(mix, field):
+    with pytest.raises(SpecError) as e:
+        AugmentSpec.from_dict({"mix": {"cutmix_p": 1.0, **mix}}).validate()
+    assert e.value.field == field
+
+
+def test_the_augment_page_previews_the_batch_mixing(demo_root):
+    from conftest import app_test
+    at = app_test("pages/augment.py", data_root=str(demo_root))
+    at.toggle(key="aug_mix_preview").set_value(True).run()
+    at.selectbox(key="aug_partner").set_value("same_class").run()
+    assert not at.exception
+    grids = at.get("image")
+    assert len(grids) == 2  # the draws, then the mixed batch
+    captions = [i.caption for i in grids[1].proto.imgs]
+    assert len(captions) >= 2 and all(c.endswith("100%") and " + " not in c for c in captions)  # in-class
+    at.selectbox(key="aug_partner").set_value("any").run()
+    captions = [i.caption for i in at.get("image")[1].proto.imgs]
+    assert any(" + " in c for c in captions)  # partners of other classes: two labels, weights by area

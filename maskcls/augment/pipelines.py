@@ -237,24 +237,44 @@ class BatchAugment:
         return normalize(x, self.spec), fired
 
 
+def mix_partners(y: torch.Tensor, same_class: bool, g: torch.Generator) -> torch.Tensor:
+    """Each image's partner: any image of the batch, or one of its own class (itself when it is alone in it)."""
+    if not same_class:
+        return torch.randperm(len(y), generator=g).to(y.device)
+    labels = y.cpu()
+    perm = torch.arange(len(labels))
+    for c in labels.unique().tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        perm[idx] = idx[torch.randperm(len(idx), generator=g)]
+    return perm.to(y.device)
+
+
+def _cut_box(h: int, w: int, m, g: torch.Generator) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the region taken from the partner."""
+    if m.vertical:  # one vertical line at cut_min..cut_max of the width: right of it from the partner
+        line = int(round(w * float(m.cut_min + (m.cut_max - m.cut_min) * torch.rand((), generator=g))))
+        return 0, line, h, w - line
+    lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (), generator=g))).beta(m.cutmix_alpha, m.cutmix_alpha))
+    cw, ch = int(round(w * math.sqrt(1 - lam))), int(round(h * math.sqrt(1 - lam)))
+    cx = int(torch.randint(0, max(1, w - cw + 1), (), generator=g))
+    cy = int(torch.randint(0, max(1, h - ch + 1), (), generator=g))
+    return cy, cx, ch, cw
+
+
 def mix_batch(x: torch.Tensor, y: torch.Tensor, spec: AugmentSpec, g: torch.Generator,
               num_classes: int = 18) -> tuple[torch.Tensor, torch.Tensor]:
-    """CutMix (box or full-height vertical strip) or MixUp on a batch: returns images and soft targets (B, C)."""
+    """CutMix (a box, or the vertical cut) or MixUp on a batch: images and soft targets (B, C), mixed by area."""
     target = F.one_hot(y, num_classes).float()
     m = spec.mix
     u = float(torch.rand((), generator=g))
     if u >= m.cutmix_p + m.mixup_p or x.shape[0] < 2:
         return x, target
-    perm = torch.randperm(x.shape[0], generator=g).to(x.device)
+    perm = mix_partners(y, m.partner == "same_class", g)
     if u < m.cutmix_p:
-        lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (), generator=g))).beta(m.cutmix_alpha, m.cutmix_alpha))
         h, w = x.shape[-2:]
-        cw = int(round(w * math.sqrt(1 - lam))) if not m.vertical else int(round(w * (1 - lam)))
-        ch = h if m.vertical else int(round(h * math.sqrt(1 - lam)))
-        cx = int(torch.randint(0, max(1, w - cw + 1), (), generator=g))
-        cy = int(torch.randint(0, max(1, h - ch + 1), (), generator=g))
+        top, left, ch, cw = _cut_box(h, w, m, g)
         x = x.clone()
-        x[..., cy:cy + ch, cx:cx + cw] = x[perm][..., cy:cy + ch, cx:cx + cw]
+        x[..., top:top + ch, left:left + cw] = x[perm][..., top:top + ch, left:left + cw]
         lam = 1 - (cw * ch) / (w * h)
     else:
         lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (), generator=g))).beta(m.mixup_alpha, m.mixup_alpha))

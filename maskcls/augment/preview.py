@@ -40,3 +40,19 @@ def contact_sheet(images: list[np.ndarray], columns: int = 3) -> np.ndarray:
         r, c = divmod(i, columns)
         sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = im
     return sheet
+
+
+def mix_preview(images: list[np.ndarray], labels: list[int], spec: AugmentSpec, seed: int = 0,
+                ) -> tuple[list[np.ndarray], list[dict[int, float]]]:
+    """The spec's batch mixing as it looks when it fires: `images` (equal-sized (H, W, 3) uint8) as one batch,
+    CutMix forced on (MixUp when the spec has no CutMix), the mixed images and each one's {class: weight}."""
+    import copy
+
+    from maskcls.augment.pipelines import mix_batch
+    forced = copy.deepcopy(spec)
+    cut = spec.mix.cutmix_p > 0 or spec.mix.mixup_p == 0
+    forced.mix.cutmix_p, forced.mix.mixup_p = (1.0, 0.0) if cut else (0.0, 1.0)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    out, target = mix_batch(x, torch.as_tensor(labels), forced, torch.Generator().manual_seed(seed))
+    weights = [{int(c): round(float(w), 3) for c, w in enumerate(row) if w > 0} for row in target]
+    return list(out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()), weights

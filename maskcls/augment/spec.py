@@ -64,13 +64,25 @@ class TransformSpec:
     params: dict = field(default_factory=dict)
 
 
+PARTNERS = ("any", "same_class")
+
+
 @dataclass
 class BatchMix:
-    """CutMix / MixUp over a training batch. `vertical` cuts full-height strips (a winning team's variant)."""
+    """CutMix / MixUp over a training batch.
+
+    `vertical`: the first-place team's cut: one vertical line drawn between `cut_min` and `cut_max` of the width,
+    the left part from the image, the right part from its partner (a face's two halves); otherwise a box whose
+    area follows Beta(alpha, alpha). `partner`: "any" image of the batch, or one of the "same_class" (in-class
+    CutMix: new faces of a rare class without blurring the label).
+    """
 
     cutmix_p: float = 0.0
     cutmix_alpha: float = 1.0
     vertical: bool = False
+    cut_min: float = 0.46
+    cut_max: float = 0.54
+    partner: str = "any"
     mixup_p: float = 0.0
     mixup_alpha: float = 0.4
 
@@ -160,6 +172,14 @@ class AugmentSpec:
         _prob("mix.mixup_p", m.mixup_p)
         if m.cutmix_p + m.mixup_p > 1:
             raise SpecError("mix.mixup_p", f"cutmix_p + mixup_p must be at most 1, got {m.cutmix_p + m.mixup_p}")
+        if m.partner not in PARTNERS:
+            raise SpecError("mix.partner", f"must be one of {', '.join(PARTNERS)}, got {m.partner!r}")
+        for name in ("cut_min", "cut_max"):
+            v = getattr(m, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise SpecError(f"mix.{name}", f"must be a fraction of the width between 0 and 1, got {v!r}")
+        if m.cut_min > m.cut_max:
+            raise SpecError("mix.cut_max", f"must be at least cut_min ({m.cut_min}), got {m.cut_max}")
         for name in ("cutmix_alpha", "mixup_alpha"):
             if getattr(m, name) <= 0:
                 raise SpecError(f"mix.{name}", f"must be > 0, got {getattr(m, name)}")
