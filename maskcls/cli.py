@@ -114,6 +114,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", metavar="RUN", help="train the run folder RUN from its config.json (job runner, torchrun)")
     p.add_argument("--queue", action="store_true", help="with --job: wait for a free slot of the device first")
     p.add_argument("--slots", type=int, default=1, help="with --queue: jobs per device at once")
+    p.add_argument("--folds", type=int, default=None, metavar="K", help="train K person-level folds as runs "
+                   "NAME-fold1..K, then write NAME-oof.csv (out-of-fold predictions) in the runs root")
 
 
 def read_json_file(path: str, what: str):
@@ -181,6 +183,14 @@ def cmd_train(args) -> int:
         cfg = config_from_args(args)
         if not cfg.data_root:
             raise ValueError("no data root: give --data ROOT or data_root in the config")
+        if args.folds is not None:
+            from maskcls.runs.kfold import train_folds
+            if not args.name:
+                raise ValueError("--folds needs --name NAME: the folds become runs NAME-fold1..K")
+            result = train_folds(cfg, runs_root, args.name, args.folds, progress,
+                                 say=(lambda m: None) if args.quiet else print)
+            print(json.dumps(result))
+            return 0
         status = train_from_config(cfg, runs_root, args.name or default_run_name(cfg.model), progress=progress)
     print(json.dumps({k: status.get(k) for k in ("state", "epoch", "best_f1")}))
     return 0
@@ -197,6 +207,8 @@ def _jobs_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--data", help="data root (overrides data_root)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--slots", type=int, default=1, help="jobs per device at once (default 1)")
+    s.add_argument("--folds", type=int, default=None, metavar="K", help="queue K fold runs NAME-fold1..K; the last "
+                   "to end writes NAME-oof.csv")
     ls = sub.add_parser("list", help="list jobs: name, state, device, progress, started, ended")
     ls.add_argument("--json", action="store_true")
     c = sub.add_parser("cancel", help="cancel a queued or running job")
@@ -223,6 +235,12 @@ def cmd_jobs(args) -> int:
         if args.data:
             cfg = cfg.with_overrides([f"data_root={args.data}"])
         cfg = cfg.with_overrides(args.set)
+        if args.folds is not None:
+            from maskcls.runs.kfold import submit_folds
+            if not args.name:
+                raise ValueError("--folds needs --name NAME: the folds become runs NAME-fold1..K")
+            print("\n".join(submit_folds(cfg, runs_root, args.name, args.folds)))
+            return 0
         run = jobs.submit(cfg, runs_root, args.name or default_run_name(cfg.model), args.slots)
         print(run.name)
     elif args.action == "list":
@@ -262,6 +280,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-root", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", default=None, help="decoded-image cache (default <data>/.maskcls-cache)")
+    p.add_argument("--folds", metavar="NAME", default=None, help="the fold runs NAME-fold1..K as members (the fold "
+                   "ensemble of `train --folds K --name NAME`)")
     p.add_argument("--validate", action="store_true", help="also score members and ensemble on validation")
     p.add_argument("--tuned", action="store_true", help="apply each run's saved macro-F1 class biases")
     p.add_argument("--background", metavar="NAME", default=None,
@@ -281,11 +301,14 @@ def cmd_predict(args) -> int:
         from maskcls.runs.predictions import run_prediction
         status = run_prediction(runs_root, args.job)
         return 0 if status.get("state") == "completed" else 1
-    if not args.data or not args.members:
-        raise ValueError("predict needs --data ROOT and --members RUN[:CKPT] ...")
+    if not args.data or not (args.members or args.folds):
+        raise ValueError("predict needs --data ROOT and --members RUN[:CKPT] ... (or --folds NAME)")
     from maskcls.infer.ensemble import predict_submission, score_members
     from maskcls.infer.predict import Member, check_output
-    members = [Member.parse(m) for m in args.members]
+    members = [Member.parse(m) for m in args.members or []]
+    if args.folds:
+        from maskcls.runs.kfold import fold_runs
+        members += [Member(r.name) for r in fold_runs(runs_root, args.folds)]
     if args.background:
         from maskcls.runs.predictions import PredictRequest, submit_prediction
         req = PredictRequest(os.path.abspath(args.data), [m.absolute() for m in members], args.method,
@@ -507,6 +530,35 @@ def cmd_augment(args) -> int:
 
 
 cmd_augment.configure = _augment_args
+
+
+def _folds_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="the NAME of `train --folds K --name NAME`")
+    p.add_argument("--runs-root", default=None)
+    p.add_argument("--save-bias", action="store_true", help="save the out-of-fold class biases into every fold run "
+                   "(then `predict --folds NAME --tuned` applies them)")
+    p.add_argument("--json", action="store_true")
+
+
+@command("folds", "k-fold results: the out-of-fold table, its macro F1, class biases with a cross-fitted gain")
+def cmd_folds(args) -> int:
+    from maskcls.infer.evaluation import save_bias
+    from maskcls.runs import kfold
+    runs_root = args.runs_root or default_runs_root()
+    summary = kfold.write_oof(runs_root, args.name)
+    bias = kfold.crossfit_bias(kfold.read_oof(runs_root, args.name))
+    if args.save_bias:
+        for run in kfold.fold_runs(runs_root, args.name):
+            save_bias(runs_root, run.name, bias["bias"], bias["macro_f1"], bias["in_sample_f1"], "best.pt")
+    out = {**summary, **{k: v for k, v in bias.items() if k != "bias"}, "bias": bias["bias"]}
+    _print(out, args.json, f"{summary['oof']}: {summary['rows']} images, {summary['folds']} folds, out-of-fold macro "
+           f"F1 {bias['macro_f1']:.4f}\nclass biases: in-sample {bias['in_sample_f1']:.4f} "
+           f"({bias['in_sample_gain']:+.4f}, optimistic), cross-fitted {bias['crossfit_f1']:.4f} "
+           f"({bias['crossfit_gain']:+.4f})" + ("\nbiases saved into every fold run" if args.save_bias else ""))
+    return 0
+
+
+cmd_folds.configure = _folds_args
 
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:

@@ -108,7 +108,13 @@ def run_job(runs_root: str | os.PathLike, name: str, slots: int = 1) -> dict:
             return _run_torchrun(run, cfg)
         if device.startswith("cuda"):
             cfg.device = "cuda"  # CUDA_VISIBLE_DEVICES maps the chosen GPU to cuda:0
-        return run_training(cfg, run, resume=True)  # picks up the newest good checkpoint, if any
+        status = run_training(cfg, run, resume=True)  # picks up the newest good checkpoint, if any
+        if cfg.fold >= 0:
+            from maskcls.runs.kfold import collect_after
+            oof = collect_after(run)
+            if oof:
+                run.log(f"all folds done: out-of-fold table {oof}")
+        return status
     except Cancelled:
         return run.read_status()
     finally:

@@ -1,0 +1,73 @@
+"""K-fold training (issue 16, step 5): fold runs, the out-of-fold table, the fold ensemble, cross-fitted biases."""
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from maskcls.cli import main
+from maskcls.data.index import index_data
+from maskcls.runs import kfold
+from maskcls.train.rundir import RunDir
+
+from test_training import TINY
+
+
+def config_file(tmp_path, demo_root, **kw) -> str:
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({**TINY, "data_root": str(demo_root), "cache_dir": str(tmp_path / "cache"), **kw}))
+    return str(path)
+
+
+def test_three_folds_give_runs_an_out_of_fold_table_and_a_fold_ensemble(demo_root, tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    assert main(["train", "--config", config_file(tmp_path, demo_root), "--folds", "3", "--name", "kf",
+                 "--runs-root", runs, "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["folds"] == 3
+    assert [r.name for r in kfold.fold_runs(runs, "kf")] == ["kf-fold1", "kf-fold2", "kf-fold3"]
+    assert all(RunDir(runs, f"kf-fold{i}").state()["state"] == "completed" for i in (1, 2, 3))
+    oof = pd.read_csv(tmp_path / "runs" / "kf-oof.csv", dtype={"person_id": str})
+    assert list(oof.columns[:4]) == ["path", "person_id", "label", "fold"] and oof.shape[1] == 4 + 18
+    train = index_data(demo_root).train
+    assert sorted(oof["path"]) == sorted(train["path"])  # every training image exactly once
+    assert oof.groupby("person_id")["fold"].nunique().max() == 1  # folds disjoint by person
+    assert sorted(oof["fold"].unique()) == [0, 1, 2]
+    for i in range(3):  # each row predicted by the fold that did not train on it
+        val = RunDir(runs, f"kf-fold{i + 1}").read_predictions()
+        assert set(oof.loc[oof["fold"] == i, "path"]) == set(val["path"])
+    assert main(["folds", "kf", "--json", "--save-bias", "--runs-root", runs]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"in_sample_f1", "crossfit_f1", "in_sample_gain", "crossfit_gain"} <= set(report)
+    assert report["in_sample_gain"] >= report["crossfit_gain"] - 1e-9  # the in-sample figure is the optimistic one
+    assert main(["predict", "--data", str(demo_root), "--folds", "kf", "--tuned", "--out", str(tmp_path / "sub.csv"),
+                 "--runs-root", runs, "--quiet", "--cache-dir", str(tmp_path / "cache")]) == 0
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert list(sub.columns) == ["ImageID", "ans"] and len(sub) == len(index_data(demo_root).eval)
+
+
+def test_folds_as_background_jobs_write_the_table_when_the_last_ends(demo_root, tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    assert main(["jobs", "submit", config_file(tmp_path, demo_root, limit_batches=3), "--folds", "2", "--name", "bg",
+                 "--runs-root", runs]) == 0
+    assert capsys.readouterr().out.split() == ["bg-fold1", "bg-fold2"]
+    end = time.time() + 240
+    while not (tmp_path / "runs" / "bg-oof.csv").exists():
+        assert time.time() < end, [RunDir(runs, n).log_tail() for n in ("bg-fold1", "bg-fold2")]
+        time.sleep(1)
+    oof = kfold.read_oof(runs, "bg")
+    assert sorted(oof["path"]) == sorted(index_data(demo_root).train["path"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--folds", "1", "--name", "x"], "--folds must be a whole number from 2 to 20, got 1"),
+    (["--folds", "3"], "--folds needs --name NAME"),
+])
+def test_bad_fold_requests_are_refused(demo_root, tmp_path, capsys, args, message):
+    assert main(["train", "--config", config_file(tmp_path, demo_root), "--runs-root", str(tmp_path / "r")] + args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_unknown_fold_group_is_named(tmp_path, capsys):
+    assert main(["folds", "nope", "--runs-root", str(tmp_path)]) == 2
+    assert "no fold runs named nope-fold1" in capsys.readouterr().err
