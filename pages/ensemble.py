@@ -12,6 +12,8 @@ from maskcls.infer.predict import Member
 from maskcls.runs.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, new_name,
     predict_now, read_submission, submit_prediction, suggest_background)
 from maskcls.train.rundir import CheckpointError, list_runs
+from maskcls.infer.evaluation import report
+from maskcls.runs.kfold import list_fold_groups, list_oof, read_oof
 
 st.title("Ensemble")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -23,7 +25,18 @@ index = ui.current_index()
 if index is None:
     st.stop()
 
-picked = st.multiselect("Members (run:checkpoint)", options, default=options[:1], key="ens_members",
+groups = list_fold_groups(runs_root)
+if groups:
+    f = st.columns([2, 1, 3])
+    group = f[0].selectbox("Fold ensemble", groups, key="ens_fold_group", help="the K runs of `--folds K --name NAME`")
+    fold_members = [f"{n}-fold{i}:best.pt" for n in [group] for i in range(1, 21) if f"{n}-fold{i}:best.pt" in options]
+    f[1].button("Use its folds", key="ens_use_folds", on_click=lambda: st.session_state.update(ens_members=fold_members))
+    if group in list_oof(runs_root):
+        f[2].caption(f"{group}: out-of-fold macro F1 {report(read_oof(runs_root, group))['macro_f1']:.4f} over every "
+                     f"training image. The folds' validation splits differ, so score a fold ensemble by this figure, "
+                     f"not by “Score on validation”.")
+picked = st.multiselect("Members (run:checkpoint)", options, key="ens_members",
+                        default=None if "ens_members" in st.session_state else options[:1],
                         help="Any checkpoints of any runs; for a soup, pick several epochs of one run")
 c = st.columns(4)
 method = c[0].selectbox("Method", METHODS, key="ens_method", help=" · ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()))

@@ -13,6 +13,7 @@ from maskcls.data.imageio import ImageError, thumbnail
 from maskcls.data.labels import attribute_names, class_names, short_class_names
 from maskcls.train.rundir import CheckpointError, RunDir, list_runs, load_checkpoint, probs_of
 from maskcls.train.config import RunConfig
+from maskcls.runs.kfold import crossfit_bias, fold_runs, list_oof, oof_path, read_oof
 
 PAGE = 12
 
@@ -29,23 +30,40 @@ def model_for(runs_root: str, name: str, checkpoint: str, stamp: float):
     return build_model(ckpt, cfg, f"{name}:{checkpoint}"), cfg
 
 
+@st.cache_data(max_entries=8, show_spinner="Loading the out-of-fold table…")
+def oof_predictions(runs_root: str, group: str, stamp: float):
+    frame = read_oof(runs_root, group)
+    frame.attrs["source"] = (f"{group}-oof.csv: every training image, each predicted by the fold run that did not "
+                             f"train on it ({frame['fold'].nunique()} folds)")
+    return frame
+
+
 st.title("Evaluate")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
 runs = [r for r in list_runs(runs_root) if r.list_checkpoints()]
 if not runs:
     st.info("No run with a checkpoint yet: train one on the Train page.")
     st.stop()
+OOF = " (out-of-fold)"
 c = st.columns([2, 1, 1])
-name = c[0].selectbox("Run", [r.name for r in runs], key="eval_run")
-run = RunDir(runs_root, name)
-checkpoint = c[1].selectbox("Checkpoint", run.list_checkpoints(), key="eval_ckpt")
-normalise = c[2].toggle("Row-normalised", key="eval_norm")
+name = c[0].selectbox("Run", [r.name for r in runs] + [g + OOF for g in list_oof(runs_root)], key="eval_run",
+                      help="A k-fold group's out-of-fold table scores every training image with a model that never "
+                           "trained on it: the most credible place to hunt label errors")
+group = name[:-len(OOF)] if name.endswith(OOF) else None
 try:
-    stamp = (run.path / checkpoint).stat().st_mtime
-    preds = predictions(runs_root, name, checkpoint, stamp)
+    if group:
+        checkpoint = "best.pt"
+        c[1].caption("each image scored by its own fold's best.pt")
+        preds = oof_predictions(runs_root, group, oof_path(runs_root, group).stat().st_mtime)
+    else:
+        run = RunDir(runs_root, name)
+        checkpoint = c[1].selectbox("Checkpoint", run.list_checkpoints(), key="eval_ckpt")
+        stamp = (run.path / checkpoint).stat().st_mtime
+        preds = predictions(runs_root, name, checkpoint, stamp)
 except (ValueError, CheckpointError, OSError) as e:
-    st.error(f"Cannot evaluate {name}/{checkpoint}: {e}")
+    st.error(f"Cannot evaluate {name}: {e}")
     st.stop()
+normalise = c[2].toggle("Row-normalised", key="eval_norm")
 st.caption(f"Figures from {preds.attrs.get('source', 'the run')}.")
 
 r = report(preds)
@@ -116,7 +134,9 @@ else:
     show = g[2].toggle("Grad-CAM", key="eval_cam_on")
     if show:
         try:
-            model, cfg = model_for(runs_root, name, checkpoint, stamp)
+            owner = f"{group}-fold{int(cell.loc[pick, 'fold']) + 1}" if group else name  # the model that scored it
+            model, cfg = model_for(runs_root, owner, checkpoint,
+                                   (RunDir(runs_root, owner).path / checkpoint).stat().st_mtime)
             head = "class"
             if cfg.head == "multi":
                 head = st.radio("Explain", ["class", "mask", "gender", "age"], horizontal=True, key="eval_cam_head",
@@ -153,7 +173,17 @@ if marked:
                        file_name="corrections.csv", mime="text/csv")
 
 st.subheader("Macro-F1 decision tuning")
-if st.button("Fit per-class biases on these validation predictions", key="eval_tune"):
+if group:
+    if st.button("Fit per-class biases on the out-of-fold table", key="eval_tune_oof"):
+        fit = crossfit_bias(preds)
+        for fold_run in fold_runs(runs_root, group):
+            save_bias(runs_root, fold_run.name, fit["bias"], fit["macro_f1"], fit["in_sample_f1"], "best.pt")
+        st.success(f"Macro F1 {fit['macro_f1']:.4f} → **{fit['crossfit_f1']:.4f} cross-fitted** "
+                   f"({fit['crossfit_gain']:+.4f}: fitted on the other folds, scored on each held-out one); "
+                   f"in-sample {fit['in_sample_f1']:.4f} ({fit['in_sample_gain']:+.4f}, optimistic). Saved into every "
+                   f"fold run: `maskcls predict --folds {group} --tuned` applies it.")
+        st.bar_chart(np.round(fit["bias"], 3))
+elif st.button("Fit per-class biases on these validation predictions", key="eval_tune"):
     bias, before, after = tune_biases(probs_of(preds), preds["label"].to_numpy())
     save_bias(runs_root, name, bias, before, after, checkpoint)
     st.success(f"Macro F1 {before:.4f} → {after:.4f} (+{after - before:.4f}) on validation; saved with the run "

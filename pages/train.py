@@ -12,6 +12,7 @@ from maskcls.common.devices import has_gpu, list_devices
 from maskcls.models.backbones import CURATED
 from maskcls.train.rundir import RunDir
 from maskcls.runs.compare import curves_figure, eta_seconds
+from maskcls.runs.kfold import submit_folds
 
 st.title("Train")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -68,6 +69,9 @@ with st.form("train_form"):
     class_weights = c[2].checkbox("Class weights in the loss", key="train_cw")
     ema = c[3].number_input("EMA decay (0 = off)", 0.0, 0.9999, 0.0, format="%.4f", key="train_ema")
     c = st.columns(4)
+    folds = c[1].number_input("K folds (0 = one split)", 0, 20, 0, step=1, key="train_folds",
+                              help="K >= 2: train K person-level folds as runs NAME-fold1..K, queued one after another; "
+                                   "the last writes NAME-oof.csv (every training image predicted out of fold)")
     borderline = c[0].number_input("Drop borderline ages (years)", 0, 10, defaults.drop_borderline, step=1,
                                    key="train_borderline",
                                    help="Train without people this many years below each age bound (3: ages 27-29 "
@@ -93,9 +97,15 @@ if submitted or to_sweep:
         if to_sweep:
             st.session_state["sweep_base"] = cfg.to_dict()
             st.switch_page(str(ui.REPO / "pages" / "sweeps.py"))
-        run = jobs.submit(cfg, runs_root, name)
-        st.session_state["train_selected"] = run.name
-        st.success(f"Launched **{run.name}** on {device}.")
+        if folds:
+            launched = submit_folds(cfg, runs_root, name, int(folds))
+            st.session_state["train_selected"] = launched[0]
+            st.success(f"Queued {len(launched)} folds on {device}: {', '.join(launched)}; the out-of-fold table "
+                       f"{name}-oof.csv appears when the last one ends (Evaluate and Ensemble pages use it).")
+        else:
+            run = jobs.submit(cfg, runs_root, name)
+            st.session_state["train_selected"] = run.name
+            st.success(f"Launched **{run.name}** on {device}.")
     except (ConfigError, ValueError) as e:
         st.error(f"Not launched: {e}")
 

@@ -19,11 +19,21 @@ def config_file(tmp_path, demo_root, **kw) -> str:
     return str(path)
 
 
-def test_three_folds_give_runs_an_out_of_fold_table_and_a_fold_ensemble(demo_root, tmp_path, capsys):
-    runs = str(tmp_path / "runs")
-    assert main(["train", "--config", config_file(tmp_path, demo_root), "--folds", "3", "--name", "kf",
-                 "--runs-root", runs, "--quiet"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def folds(demo_root, tmp_path_factory):
+    """Three folds trained once through the CLI: (runs root, its parent folder, the printed summary)."""
+    import contextlib
+    import io
+    tmp_path = tmp_path_factory.mktemp("kfold")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["train", "--config", config_file(tmp_path, demo_root), "--folds", "3", "--name", "kf",
+                     "--runs-root", str(tmp_path / "runs"), "--quiet"]) == 0
+    return str(tmp_path / "runs"), tmp_path, json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def test_three_folds_give_runs_an_out_of_fold_table_and_a_fold_ensemble(demo_root, folds, capsys):
+    runs, tmp_path, summary = folds
     assert summary["folds"] == 3
     assert [r.name for r in kfold.fold_runs(runs, "kf")] == ["kf-fold1", "kf-fold2", "kf-fold3"]
     assert all(RunDir(runs, f"kf-fold{i}").state()["state"] == "completed" for i in (1, 2, 3))
@@ -71,3 +81,46 @@ def test_bad_fold_requests_are_refused(demo_root, tmp_path, capsys, args, messag
 def test_an_unknown_fold_group_is_named(tmp_path, capsys):
     assert main(["folds", "nope", "--runs-root", str(tmp_path)]) == 2
     assert "no fold runs named nope-fold1" in capsys.readouterr().err
+
+
+def test_the_pages_read_the_out_of_fold_table(demo_root, folds):
+    from conftest import app_test
+    runs, _, _ = folds
+    oof = kfold.read_oof(runs, "kf")
+    predicted = kfold.probs_of(oof).argmax(1)
+    wrong = oof[predicted != oof["label"]]
+    true, pred = int(wrong["label"].iloc[0]), int(predicted[(predicted != oof["label"]).argmax()])
+    at = app_test("pages/evaluate.py", runs_root=runs, data_root=str(demo_root), eval_run="kf (out-of-fold)",
+                  eval_matrix="class", eval_true=true, eval_pred=pred, eval_cam_on=True)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "kf-oof.csv" in " ".join(c.value for c in at.caption)
+    assert any(m.label == "Validation images" and m.value == f"{len(oof):,}" for m in at.metric)
+    assert len(at.get("image")) >= 2  # the cell's gallery and the Grad-CAM views of its fold's model
+    at.button(key="eval_tune_oof").click().run()
+    assert "cross-fitted" in " ".join(s.value for s in at.success)
+    at = app_test("pages/ensemble.py", runs_root=runs, data_root=str(demo_root))
+    at.button(key="ens_use_folds").click().run()
+    assert not at.exception
+    assert at.multiselect(key="ens_members").value == ["kf-fold1:best.pt", "kf-fold2:best.pt", "kf-fold3:best.pt"]
+    assert "out-of-fold macro F1" in " ".join(c.value for c in at.caption)
+
+
+def test_the_train_page_queues_the_folds_in_one_action(demo_root, tmp_path):
+    from conftest import app_test
+    from maskcls.runs import jobs
+    runs = str(tmp_path / "runs")
+    at = app_test("pages/train.py", runs_root=runs, data_root=str(demo_root))
+    at.text_input(key="train_name").set_value("pagefolds")
+    at.number_input(key="train_folds").set_value(2)
+    next(b for b in at.button if b.label == "Launch").click().run()
+    try:
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert "Queued 2 folds" in " ".join(s.value for s in at.success)
+        cfgs = [RunDir(runs, f"pagefolds-fold{i}").read_config() for i in (1, 2)]
+        assert [(c["fold"], c["n_folds"]) for c in cfgs] == [(0, 2), (1, 2)]
+    finally:
+        for i in (1, 2):
+            try:
+                jobs.cancel(runs, f"pagefolds-fold{i}", grace=2)
+            except ValueError:
+                pass

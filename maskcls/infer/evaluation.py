@@ -70,7 +70,8 @@ def cell_errors(preds: pd.DataFrame, true: int, pred: int, attribute: str = "cla
     else:
         t, q, p = attribute_of(labels, attribute), attribute_of(predicted, attribute), _attribute_probs(probs)[attribute]
     hit = (t == true) & (q == pred)
-    out = preds.loc[hit, ["path", "person_id", "label"]].copy()
+    keep = ["path", "person_id", "label"] + (["fold"] if "fold" in preds.columns else [])  # out-of-fold: who scored it
+    out = preds.loc[hit, keep].copy()
     out["predicted"] = predicted[hit]
     out["probability"] = p[hit, pred]
     out["p_true"] = p[hit, true]

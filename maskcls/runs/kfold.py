@@ -121,6 +121,14 @@ def read_oof(runs_root, name: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"person_id": str})
 
 
+def list_fold_groups(runs_root) -> list[str]:
+    """NAMEs that have fold runs (NAME-fold1 ...)."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    return sorted({m["name"] for p in root.glob("*-fold1") if (m := FOLD_RE.match(p.name)) and p.is_dir()})
+
+
 def list_oof(runs_root) -> list[str]:
     root = Path(runs_root)
     return sorted(p.name[:-len("-oof.csv")] for p in root.glob("*-oof.csv")) if root.is_dir() else []
