@@ -1,6 +1,7 @@
 """Shared studio helpers: the sidebar settings, cached data access, and user-facing errors."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ if str(REPO) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from maskcls.common.settings import default_data_root, default_runs_root  # noqa: E402
-from maskcls.data.corrections import list_presets as correction_presets  # noqa: E402
+from maskcls.data.corrections import list_presets as correction_presets, list_saved_corrections  # noqa: E402
 from maskcls.data.index import DataIndex, index_data  # noqa: E402
 from maskcls.data.demo import STUDIO_DEMO, demo_folder, demo_progress, start_demo_generation  # noqa: E402
 from maskcls.data.labels import AgeBounds  # noqa: E402
@@ -42,7 +43,12 @@ def sidebar() -> None:
         c1.number_input("Age bound 1", min_value=1, max_value=98, step=1, key="age_lower")
         c2.number_input("Age bound 2", min_value=2, max_value=99, step=1, key="age_upper",
                         help="Top teams trained with 58")
-        st.selectbox("Label corrections", correction_presets(), key="corrections")
+        saved = list_saved_corrections(st.session_state["runs_root"])
+        if st.session_state.get("corrections") not in correction_presets() + saved:
+            st.session_state["corrections"] = "none"
+        st.selectbox("Label corrections", correction_presets() + saved, key="corrections",
+                     format_func=lambda c: f"{Path(c).stem} (reviewed in the studio)" if c in saved else c,
+                     help="Per-person label fixes applied when the data is indexed and when a run trains")
 
 
 def bounds() -> AgeBounds | None:
@@ -93,7 +99,7 @@ def data_root() -> str:
 
 
 @st.cache_data(max_entries=8, show_spinner="Indexing the data…")
-def _index(root: str, lower: int, upper: int, corrections: str) -> DataIndex:
+def _index(root: str, lower: int, upper: int, corrections: str, stamp: float) -> DataIndex:
     from maskcls.data.corrections import load_corrections
     corr = load_corrections(corrections) if corrections != "none" else None
     return index_data(root, AgeBounds(lower, upper), corr)
@@ -106,7 +112,9 @@ def current_index() -> DataIndex | None:
         return None
     try:
         root = data_root()
-        return _index(root, b.lower, b.upper, st.session_state.get("corrections", "none"))
+        corrections = st.session_state.get("corrections", "none")
+        stamp = os.path.getmtime(corrections) if os.path.isfile(corrections) else 0.0  # a file the review edits
+        return _index(root, b.lower, b.upper, corrections, stamp)
     except ValueError as e:
         st.error(f"Cannot use this data root. {markdown_escape(str(e))}")
         return None

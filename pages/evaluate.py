@@ -5,10 +5,10 @@ import streamlit as st
 import ui
 from maskcls import charts
 from maskcls.models.cam import explain_image, list_cam_methods
-from maskcls.data.corrections import to_csv_text
+from maskcls.data.corrections import accept_correction, corrections_path, reject_suggestion, reviewed_ids
 from maskcls.infer.predict import build_model
-from maskcls.infer.evaluation import (cell_errors, find_label_errors, report, run_predictions, save_bias,
-    suspects_to_corrections, tune_biases)
+from maskcls.infer.evaluation import (cell_errors, find_label_errors, person_attribute_probs, report,
+    run_predictions, save_bias, suggested_correction, tune_biases)
 from maskcls.data.imageio import ImageError, thumbnail
 from maskcls.data.labels import attribute_names, class_names, short_class_names
 from maskcls.train.rundir import CheckpointError, RunDir, list_runs, load_checkpoint, probs_of
@@ -151,13 +151,24 @@ else:
 
 st.subheader("Likely label errors")
 people, flagged = find_label_errors(preds)
-top = people.head(30)
-st.dataframe(top[["person_id", "suggestion", "score", "images"]], hide_index=True, width="stretch",
+r = st.columns([2, 3])
+corr_name = r[0].text_input("Corrections file", value="reviewed", key="eval_corr_name",
+                            help="Accepted changes go to <runs root>/corrections/NAME.csv: pick it in the sidebar's "
+                                 "Label corrections to see the data and train with it")
+try:
+    corr_file = corrections_path(runs_root, corr_name.strip())
+    accepted, rejected = reviewed_ids(corr_file)
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
+pending = people[~people["person_id"].isin(accepted | rejected)].reset_index(drop=True)
+r[1].caption(f"{len(accepted)} accepted and {len(rejected)} rejected in {corr_file.name}; {len(pending)} suggestion(s) "
+             f"to review" + (" · scored out of fold: the model never trained on these people" if group else ""))
+st.dataframe(pending.head(30)[["person_id", "suggestion", "score", "images"]], hide_index=True, width="stretch",
              column_config={"score": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.2f")})
-marked = []
 by_person = preds.groupby("person_id")["path"].apply(list)
-for row in top.head(8).itertuples():
-    with st.expander(f"{row.person_id}: suspected {row.attribute} (score {row.score:.2f})"):
+for i, row in enumerate(pending.head(6).itertuples()):
+    with st.expander(f"{row.person_id}: {row.suggestion} (score {row.score:.2f})", expanded=i == 0):
         imgs = []
         for p in sorted(by_person.get(row.person_id, [])):
             try:
@@ -166,11 +177,23 @@ for row in top.head(8).itertuples():
                 pass
         if imgs:
             st.image(imgs, width=96)
-        if st.checkbox("Mark as a label error", key=f"eval_mark_{row.person_id}"):
-            marked.append(row.person_id)
-if marked:
-    st.download_button(f"Export {len(marked)} correction(s) as CSV", to_csv_text(suspects_to_corrections(people, marked)),
-                       file_name="corrections.csv", mime="text/csv")
+        probs = person_attribute_probs(preds, row.person_id)
+        st.dataframe(probs.pivot_table(index="attribute", columns="value", values="probability", sort=False),
+                     width="stretch", key=f"eval_probs_{row.person_id}",
+                     column_config={c: st.column_config.NumberColumn(format="%.2f") for c in probs["value"]})
+        b = st.columns([2, 1, 3])
+        if b[0].button(f"Accept: {row.suggestion}", key=f"eval_accept_{row.person_id}", type="primary"):
+            accept_correction(corr_file, suggested_correction(row, ui.bounds()))
+            st.toast(f"{row.person_id}: written to {corr_file.name}")
+            st.rerun()
+        if b[1].button("Reject", key=f"eval_reject_{row.person_id}"):
+            reject_suggestion(corr_file, row.person_id)
+            st.rerun()
+if accepted:
+    st.caption(f"Next: choose **{corr_file.stem}** in the sidebar's Label corrections, then train (Train page): the run "
+               f"reads {corr_file}.")
+    st.download_button(f"Download {corr_file.name}", corr_file.read_text(encoding="utf-8"), file_name=corr_file.name,
+                       mime="text/csv")
 
 st.subheader("Macro-F1 decision tuning")
 if group:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pandas as pd
+
+from maskcls.common.fileio import check_name, inside, write_text
 
 from maskcls.data.labels import GENDER_KEYS, parse_gender
 
@@ -86,3 +89,46 @@ def apply_corrections(train: pd.DataFrame, corrections: pd.DataFrame) -> pd.Data
 
 def to_csv_text(table: pd.DataFrame) -> str:
     return table.reindex(columns=COLUMNS).astype(object).fillna("").to_csv(index=False)
+
+
+# -- named corrections files: what the studio's relabelling review writes ---------------------------------
+CORRECTIONS_DIR = "corrections"
+
+
+def corrections_path(runs_root, name: str) -> Path:
+    """<runs_root>/corrections/<name>.csv: a named corrections file the sidebar and training can use."""
+    return inside(runs_root, CORRECTIONS_DIR, check_name(name, "corrections name") + ".csv")
+
+
+def list_saved_corrections(runs_root) -> list[str]:
+    """Absolute paths of the named corrections files in the runs root (what a run config stores)."""
+    folder = Path(runs_root) / CORRECTIONS_DIR
+    return sorted(str(p.resolve()) for p in folder.glob("*.csv")) if folder.is_dir() else []
+
+
+def reviewed_ids(path: str | os.PathLike) -> tuple[set[str], set[str]]:
+    """(accepted, rejected) person ids of a named corrections file (rejections live beside it, .rejected)."""
+    path = Path(path)
+    accepted = set(load_corrections(path)["id"]) if path.is_file() else set()
+    rej = path.with_suffix(".rejected")
+    rejected = set(rej.read_text(encoding="utf-8").split()) if rej.is_file() else set()
+    return accepted, rejected
+
+
+def accept_correction(path: str | os.PathLike, row: dict) -> pd.DataFrame:
+    """Add (or replace) one person's correction in the file, atomically; returns the whole table."""
+    path = Path(path)
+    table = load_corrections(path) if path.is_file() else _validate(pd.DataFrame(columns=COLUMNS), str(path))
+    new = _validate(pd.DataFrame([{k: row.get(k, "") for k in COLUMNS}]), "the accepted correction")
+    table = pd.concat([table[table["id"] != str(row["id"])], new], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, to_csv_text(table))
+    return table
+
+
+def reject_suggestion(path: str | os.PathLike, person_id: str) -> None:
+    """Remember that a suggestion for this person was looked at and turned down (it is not shown again)."""
+    path = Path(path)
+    _, rejected = reviewed_ids(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path.with_suffix(".rejected"), "\n".join(sorted(rejected | {str(person_id)})) + "\n")

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from maskcls.common.fileio import write_json
-from maskcls.data.labels import GENDER_KEYS, attribute_names, attribute_of, decode
+from maskcls.data.labels import GENDER_KEYS, AgeBounds, attribute_names, attribute_of, decode
 from maskcls.train.config import RunConfig
 from maskcls.train.metrics import evaluate_predictions, macro_f1
 from maskcls.train.rundir import RunDir, load_checkpoint, predictions_frame, probs_of
@@ -130,6 +130,34 @@ def suggestion_text(attribute: str, suggested: int) -> str:
     if attribute == "mask swap":
         return "incorrect_mask and normal look swapped"
     return f"{attribute} looks like {attribute_names()[attribute][suggested]}"
+
+
+def band_age(band: int, bounds: AgeBounds | None = None) -> int:
+    """An age that sits well inside an age band, for a correction that moves a person to that band."""
+    b = bounds or AgeBounds()
+    return [max(1, b.lower - 5), (b.lower + b.upper) // 2, b.upper + 2][band]
+
+
+def suggested_correction(suspect, bounds: AgeBounds | None = None) -> dict:
+    """A suspect row of `find_label_errors` as the corrections row that applies its suggestion."""
+    row = {"id": str(suspect.person_id), "gender": "", "age": "", "swap_mask": 0,
+           "note": f"relabelled in the studio: {suspect.suggestion}"}
+    if suspect.attribute == "gender":
+        row["gender"] = GENDER_KEYS[int(suspect.suggested)]
+    elif suspect.attribute == "age":
+        row["age"] = band_age(int(suspect.suggested), bounds)
+    else:
+        row["swap_mask"] = 1
+    return row
+
+
+def person_attribute_probs(preds: pd.DataFrame, person_id: str) -> pd.DataFrame:
+    """The model's mean probability of each attribute value over one person's photos (attribute, value, p)."""
+    rows = preds[preds["person_id"] == str(person_id)]
+    marg = _attribute_probs(probs_of(rows))
+    names = attribute_names()
+    return pd.DataFrame([{"attribute": a, "value": names[a][v], "probability": float(p[:, v].mean())}
+                         for a, p in marg.items() for v in range(p.shape[1])])
 
 
 def suspects_to_corrections(people: pd.DataFrame, ids: list[str], ages: dict[str, int] | None = None) -> pd.DataFrame:
