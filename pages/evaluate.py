@@ -50,6 +50,7 @@ name = c[0].selectbox("Run", [r.name for r in runs] + [g + OOF for g in list_oof
                       help="A k-fold group's out-of-fold table scores every training image with a model that never "
                            "trained on it: the most credible place to hunt label errors")
 group = name[:-len(OOF)] if name.endswith(OOF) else None
+checkpoint = "best.pt"
 try:
     if group:
         checkpoint = "best.pt"
@@ -61,7 +62,7 @@ try:
         stamp = (run.path / checkpoint).stat().st_mtime
         preds = predictions(runs_root, name, checkpoint, stamp)
 except (ValueError, CheckpointError, OSError) as e:
-    st.error(f"Cannot evaluate {name}: {e}")
+    st.error(f"Cannot evaluate {name if group else f'{name}/{checkpoint}'}: {e}")
     st.stop()
 normalise = c[2].toggle("Row-normalised", key="eval_norm")
 st.caption(f"Figures from {preds.attrs.get('source', 'the run')}.")
