@@ -114,6 +114,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", metavar="RUN", help="train the run folder RUN from its config.json (job runner, torchrun)")
     p.add_argument("--queue", action="store_true", help="with --job: wait for a free slot of the device first")
     p.add_argument("--slots", type=int, default=1, help="with --queue: jobs per device at once")
+    p.add_argument("--full-data", metavar="RUN", default=None, help="retrain RUN's config on training + validation "
+                   "people for RUN's best epoch count (no validation; the last epoch is the model)")
     p.add_argument("--folds", type=int, default=None, metavar="K", help="train K person-level folds as runs "
                    "NAME-fold1..K, then write NAME-oof.csv (out-of-fold predictions) in the runs root")
 
@@ -170,6 +172,12 @@ def cmd_train(args) -> int:
         run = RunDir(runs_root, args.job)
         status = run_training(RunConfig.from_dict(run.read_config()), run,
                               resume=True)  # from the newest good checkpoint, if any
+    elif args.full_data:
+        from maskcls.train.driver import full_data_config
+        from maskcls.train.rundir import RunDir
+        source = RunDir.open(runs_root, args.full_data)
+        cfg = full_data_config(source).with_overrides(args.set)
+        status = train_from_config(cfg, runs_root, args.name or f"{source.name}-full", progress=progress)
     elif args.resume:
         given = [flag for flag, v in (("--config", args.config), ("--preset", args.preset), ("--data", args.data),
                                        ("--set", args.set), ("--name", args.name)) if v]

@@ -13,6 +13,7 @@ from maskcls.models.backbones import CURATED
 from maskcls.train.rundir import RunDir
 from maskcls.runs.compare import curves_figure, eta_seconds
 from maskcls.runs.kfold import submit_folds
+from maskcls.train.driver import full_data_config
 
 st.title("Train")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -134,6 +135,16 @@ def live_jobs() -> None:
                 + (f" · ETA {eta:.0f} s" if eta is not None else "")
                 + (f" · best macro F1 {info.best_f1:.4f}" if info.best_f1 is not None else ""))
     st.progress(min(1.0, info.progress))
+    if info.state == "completed" and not RunDir(runs_root, pick).read_config().get("full_data"):
+        if st.button(f"Retrain {pick} on all data", key="train_full", icon=":material/all_inclusive:",
+                     help="Its config on training + validation people for its best epoch count; no validation, the "
+                          "last epoch is the model (the winners' last step before submitting)"):
+            try:
+                full = jobs.submit(full_data_config(RunDir(runs_root, pick)), runs_root, f"{pick}-full")
+                st.session_state["train_selected"] = full.name
+                st.toast(f"{full.name} launched ({full.read_config()['epochs']} epochs on all data)")
+            except (ConfigError, ValueError) as e:
+                st.error(str(e))
     if info.state in ("queued", "running") and st.button(f"Cancel {pick}", key="train_cancel"):
         try:
             st.toast(f"{pick}: {jobs.cancel(runs_root, pick).state}")

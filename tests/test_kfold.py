@@ -124,3 +124,42 @@ def test_the_train_page_queues_the_folds_in_one_action(demo_root, tmp_path):
                 jobs.cancel(runs, f"pagefolds-fold{i}", grace=2)
             except ValueError:
                 pass
+
+
+def test_train_on_all_data_uses_every_person_for_the_best_epoch_count(demo_root, tmp_path, capsys):
+    from maskcls.train.rundir import load_checkpoint
+    runs = str(tmp_path / "runs")
+    cfg = config_file(tmp_path, demo_root, epochs=3, limit_batches=2)
+    assert main(["train", "--config", cfg, "--name", "src", "--runs-root", runs, "--quiet"]) == 0
+    best_epoch = RunDir(runs, "src").read_status()["best_epoch"]
+    assert main(["train", "--full-data", "src", "--runs-root", runs, "--quiet"]) == 0
+    full = RunDir(runs, "src-full")
+    cfg = full.read_config()
+    assert cfg["full_data"] and cfg["epochs"] == best_epoch and full.state()["state"] == "completed"
+    assert "0 validation images" in full.log_tail(50) and "no validation (all data)" in full.log_tail(50)
+    train = index_data(demo_root).train
+    assert f"{len(train)} train / 0 validation images" in full.log_tail(50)
+    assert load_checkpoint(full.best_path)["epoch"] == best_epoch == load_checkpoint(full.last_path)["epoch"]
+    from maskcls.runs.compare import curves_figure, runs_table
+    table = runs_table(runs)  # a run without validation figures sits in the tables and charts
+    assert "src-full" in set(table["name"])
+    curves_figure(runs, ["src", "src-full"])
+    capsys.readouterr()
+    assert main(["train", "--full-data", "src-full", "--runs-root", runs]) == 2
+    assert "already trained on all data" in capsys.readouterr().err
+
+
+def test_the_winners_preset_validates_and_trains_one_small_cpu_epoch(demo_root, tmp_path, capsys):
+    from maskcls.augment.spec import create_preset
+    from maskcls.train.config import create_config
+    cfg = create_config("winners-2022")
+    assert cfg.model == "efficientnet_b0" and cfg.drop_borderline == 3 and cfg.augment == "winners-2022"
+    mix = create_preset("winners-2022").mix
+    assert (mix.vertical, mix.cut_min, mix.cut_max, mix.partner) == (True, 0.46, 0.54, "same_class")
+    runs = str(tmp_path / "runs")
+    assert main(["train", "--preset", "winners-2022", "--data", str(demo_root), "--name", "w", "--runs-root", runs,
+                 "--set", "model=test_efficientnet", "--set", "pretrained=false", "--set", "image_size=[64,48]",
+                 "--set", "epochs=1", "--set", "batch_size=16", "--set", f"cache_dir={tmp_path / 'cache'}",
+                 "--quiet"]) == 0
+    assert RunDir(runs, "w").state()["state"] == "completed"
+    assert "borderline-age training images left out" in RunDir(runs, "w").log_tail(50)

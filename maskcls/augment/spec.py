@@ -245,6 +245,11 @@ PRESETS = {
     "strong": lambda: AugmentSpec(mode="each", transforms=[
         _t("color_jitter", 0.5), _t("gaussian_blur", 0.2), _t("hflip", 0.5), _t("rotation", 0.3, degrees=10.0),
         _t("random_erasing", 0.25)], mix=BatchMix(cutmix_p=0.3, vertical=True)),
+    # the 2022 winners: random erasing, light colour and flips, and CutMix cut vertically at 46-54 % of the
+    # width with a partner of the same class (README: "The winners' recipe")
+    "winners-2022": lambda: AugmentSpec(mode="each", transforms=[
+        _t("color_jitter", 0.3), _t("hflip", 0.5), _t("random_erasing", 0.5)],
+        mix=BatchMix(cutmix_p=0.5, vertical=True, cut_min=0.46, cut_max=0.54, partner="same_class")),
 }
 
 

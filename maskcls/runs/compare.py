@@ -27,13 +27,14 @@ def run_row(run: RunDir) -> dict:
     except (OSError, ValueError):
         cfg = {}
     metrics = run.read_metrics()
-    best = max(metrics, key=lambda m: m.get("val_macro_f1", -1)) if metrics else {}
+    scored = [m for m in metrics if m.get("val_macro_f1") is not None]  # full-data runs have no validation
+    best = max(scored, key=lambda m: m["val_macro_f1"]) if scored else {}
     aug = cfg.get("augment")
     end = info.ended or (time.time() if info.state == "running" else None)
     return {"name": run.name, "state": info.state, "model": cfg.get("model"), "head": cfg.get("head"),
             "loss": cfg.get("loss"), "sampler": cfg.get("sampler"),
             "augmentation": aug if isinstance(aug, str) else "custom spec",
-            "best macro F1": best.get("val_macro_f1"), "best accuracy": max((m.get("val_accuracy", 0) for m in metrics), default=None),
+            "best macro F1": best.get("val_macro_f1"), "best accuracy": max((m["val_accuracy"] for m in scored), default=None),
             "epochs": len(metrics), "of": cfg.get("epochs"), "device": info.device,
             "duration s": round(end - info.started, 1) if (end and info.started) else None,
             "started": pd.to_datetime(info.started, unit="s") if info.started else None, "error": info.error}

@@ -251,6 +251,9 @@ def create_sweep(runs_root, name: str, base: RunConfig, space: dict, sampler: st
     if not isinstance(total, int) or total < 0:
         raise SweepError(f"--trials in all must be 0 (no limit) or more, got {total!r}")
     base.validate()
+    if base.full_data:
+        raise SweepError("a sweep compares trials by validation macro F1: full_data runs have none (set full_data "
+                         "to false in the base)")
     if base.gpus != 1:
         raise SweepError(f"a sweep trains each trial in its worker's process on one device: base gpus must be 1, "
                          f"got {base.gpus}")

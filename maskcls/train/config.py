@@ -35,6 +35,7 @@ class RunConfig:
     val_ratio: float = 0.2  # share of *people* held out for validation
     split_seed: int = 42  # seed of the person-level stratified split
     fold: int = -1  # -1: one split by val_ratio; k >= 0: fold k of n_folds
+    full_data: bool = False  # train on every person (no validation split); the last epoch is the model
     n_folds: int = 5  # with fold >= 0: 5 folds = 20 % held out, the same share as val_ratio
     image_size: list = field(default_factory=lambda: [128, 96])  # [height, width] the model sees
     augment: typing.Any = "baseline"  # preset name or a full AugmentSpec dict
@@ -157,6 +158,8 @@ class RunConfig:
             raise ConfigError(f"val_ratio must be between 0 and 1, got {self.val_ratio}")
         if not -1 <= self.fold < self.n_folds:
             raise ConfigError(f"fold must be -1 (no folds) or 0..{self.n_folds - 1}, got {self.fold}")
+        if self.full_data and self.fold >= 0:
+            raise ConfigError(f"full_data trains on every person, so it has no fold: set fold to -1, got {self.fold}")
         if not 0 < self.age_lower < self.age_upper:
             raise ConfigError(f"need 0 < age_lower < age_upper, got {self.age_lower}, {self.age_upper}")
         if not (0 <= self.ema < 1):
@@ -216,6 +219,12 @@ PRESETS = {
     "gpu-effnet": dict(model="efficientnet_b0", pretrained=True, image_size=[224, 224], epochs=15, batch_size=64,
                        lr=1e-3, augment="strong", loss="combo", sampler="none", scheduler="cosine",
                        warmup_epochs=1.0),
+    # the 2022 competition's winning steps on one config (README "The winners' recipe"): efficientnet_b0 as team
+    # 5penCV chose (first place used b4), borderline ages 27-29 / 57-59 left out of training, a class-balanced
+    # sampler, F1 + CE loss, the winners' CutMix; train it with --folds 5, vote the folds, retrain on all data
+    "winners-2022": dict(model="efficientnet_b0", pretrained=True, image_size=[224, 224], epochs=12, batch_size=64,
+                         lr=1e-3, augment="winners-2022", loss="combo", sampler="class", scheduler="cosine",
+                         warmup_epochs=1.0, drop_borderline=3),
 }
 
 

@@ -52,8 +52,11 @@ def prepare_split(cfg: RunConfig):
     bounds = AgeBounds(cfg.age_lower, cfg.age_upper)
     corr = load_corrections(cfg.corrections) if cfg.corrections != "none" else None
     index = index_data(cfg.data_root, bounds, corr)
-    is_val = split_by_person(index.train, cfg.val_ratio, cfg.split_seed, None if cfg.fold < 0 else cfg.fold,
-                             cfg.n_folds)
+    if cfg.full_data:  # training + validation people: no held-out split
+        is_val = np.zeros(len(index.train), dtype=bool)
+    else:
+        is_val = split_by_person(index.train, cfg.val_ratio, cfg.split_seed, None if cfg.fold < 0 else cfg.fold,
+                                 cfg.n_folds)
     drop = borderline(index.train, bounds, cfg.drop_borderline) & ~is_val  # validation keeps everyone
     train = index.train[~is_val & ~drop].reset_index(drop=True)
     train.attrs["borderline_dropped"] = int(drop.sum())
@@ -197,7 +200,8 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, dist: Dist, progress=None,
     if not dist.main:
         return {}
     status = run.write_status(state="completed", ended=now(), pid=None, progress=1.0)
-    say(f"completed: best validation macro F1 {best_f1:.4f}")
+    say("completed: trained on all data; best.pt is the last epoch" if cfg.full_data else
+        f"completed: best validation macro F1 {best_f1:.4f}")
     return status
 
 
@@ -338,6 +342,9 @@ def run_epoch(cfg: RunConfig, epoch: int, data: Data, learner: Learner, dist: Di
         tr["train_images_all"] = int(stats[0])
     if not dist.main:
         return {}
+    if data.val_rows.empty:  # full_data: nothing held out, nothing to score
+        return {"epoch": epoch, **tr, "val_loss": None, "val_accuracy": None, "val_macro_f1": None,
+                "lr": learner.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, "_probs": None}
     eval_model = learner.ema.module if learner.ema is not None else learner.model
     val_stats, probs = validate(eval_model, data.val_loader, data.val_rows["label"].to_numpy(), learner.device,
                                 cfg.amp)
@@ -353,8 +360,8 @@ def save_epoch(cfg: RunConfig, run: RunDir, epoch: int, row: dict, data: Data, l
     probs = row.pop("_probs")
     run.append_metrics(row)
     f1 = row["val_macro_f1"]
-    improved = f1 > best_f1
-    best_f1 = max(best_f1, f1)
+    improved = f1 is None or f1 > best_f1  # full_data: no score, so best.pt is always the latest epoch
+    best_f1 = best_f1 if f1 is None else max(best_f1, f1)
     eval_model = learner.ema.module if learner.ema is not None else learner.model
     weights = {"model": eval_model.state_dict(), "config": cfg.to_dict(),
                "classes": class_names(AgeBounds(cfg.age_lower, cfg.age_upper)), "epoch": epoch,
@@ -362,19 +369,23 @@ def save_epoch(cfg: RunConfig, run: RunDir, epoch: int, row: dict, data: Data, l
     save_checkpoint(run.epoch_path(epoch), weights)
     if improved:
         save_checkpoint(run.best_path, weights)
+    if improved and probs is not None:
         run.write_predictions(predictions_frame(data.val_rows["path"], data.val_rows["person_id"],
                                                 data.val_rows["label"], probs), epoch)
     save_checkpoint(run.last_path, {**weights, "optimizer": learner.optimizer.state_dict(),
                                     "scheduler": learner.scheduler.state_dict(),
                                     "ema": learner.ema.state_dict() if learner.ema is not None else None})
     run.prune_epochs(cfg.keep_epochs)
-    run.write_status(epoch=epoch, step=0, progress=round(epoch / cfg.epochs, 4), best_f1=best_f1,
+    run.write_status(epoch=epoch, step=0, progress=round(epoch / cfg.epochs, 4), best_f1=best_f1 if f1 is not None else None,
                      best_epoch=epoch if improved else run.read_status().get("best_epoch"),
                      images_per_s=round(row["images_per_s"], 1))
     return best_f1
 
 
 def epoch_line(epoch: int, epochs: int, row: dict) -> str:
+    if row["val_macro_f1"] is None:
+        return (f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, no validation (all data), "
+                f"{row['images_per_s']:.0f} img/s, {row['seconds']:.1f}s")
     return (f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}, val loss {row['val_loss']:.4f}, "
             f"val acc {row['val_accuracy']:.4f}, val macro F1 {row['val_macro_f1']:.4f}, "
             f"{row['images_per_s']:.0f} img/s, {row['seconds']:.1f}s")
@@ -404,6 +415,20 @@ def train_from_config(cfg: RunConfig, runs_root: str | os.PathLike, name: str, r
     finally:
         for f in held:
             f.close()
+
+
+def full_data_config(run: RunDir) -> RunConfig:
+    """A finished run's config for "train on all data": training + validation people, for as many epochs as
+    the run needed to reach its best validation F1 (the count a held-out split chose)."""
+    cfg = RunConfig.from_dict(run.read_config())
+    if cfg.full_data:
+        raise ValueError(f"{run.name!r} already trained on all data")
+    status = run.read_status()
+    if status.get("state") not in ("completed", "pruned"):
+        raise ValueError(f"{run.name!r} is {status.get('state', 'unknown')}: its best epoch count is known once it "
+                         f"has completed")
+    epochs = int(status.get("best_epoch") or cfg.epochs)
+    return RunConfig.from_dict({**cfg.to_dict(), "full_data": True, "fold": -1, "epochs": epochs})
 
 
 def check_resumable(run: RunDir) -> None:
