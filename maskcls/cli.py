@@ -244,10 +244,9 @@ def cmd_jobs(args) -> int:
             cfg = cfg.with_overrides([f"data_root={args.data}"])
         cfg = cfg.with_overrides(args.set)
         if args.folds is not None:
-            from maskcls.runs.kfold import submit_folds
             if not args.name:
                 raise ValueError("--folds needs --name NAME: the folds become runs NAME-fold1..K")
-            print("\n".join(submit_folds(cfg, runs_root, args.name, args.folds)))
+            print("\n".join(jobs.submit_folds(cfg, runs_root, args.name, args.folds)))
             return 0
         run = jobs.submit(cfg, runs_root, args.name or default_run_name(cfg.model), args.slots)
         print(run.name)
@@ -399,7 +398,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                    help="train / infer / scan: baseline-style vs fast pipeline; budgets: every speed budget of this "
                         "machine, exit status 1 when one is over")
     p.add_argument("--data", help="data root (e.g. made by `maskcls demo-data`); not needed for budgets")
-    p.add_argument("--slow", action="store_true", help="budgets: also the 4-minute demo-cpu preset")
+    p.add_argument("--slow", action="store_true", help="budgets: also the 4-minute demo-cpu preset and the face-box cache")
     p.add_argument("--model", default="resnet10t")
     p.add_argument("--size", default="128,96", help="height,width")
     p.add_argument("--batch", type=int, default=32)
@@ -538,6 +537,39 @@ def cmd_augment(args) -> int:
 
 
 cmd_augment.configure = _augment_args
+
+
+def _faces_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="data root in the competition layout")
+    p.add_argument("--margin", type=float, default=0.2, help="grow each face box by this share of its size")
+    p.add_argument("--cache-dir", default=None, help="where the boxes are cached (default: the data's image cache)")
+    p.add_argument("--eval", action="store_true", help="also the eval images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("faces", "find the face in every image (MTCNN), cache the boxes, report coverage and write a CSV of them")
+def cmd_faces(args) -> int:
+    from maskcls.common.devices import resolve_device
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.data.faces import faces_report
+    from maskcls.data.index import index_data
+    if not 0 <= args.margin <= 1:
+        raise ValueError(f"--margin must be between 0 and 1, got {args.margin}")
+    index = index_data(args.root)
+    paths = index.train["path"].tolist() + (index.eval["path"].tolist() if args.eval and index.eval is not None else [])
+    progress = TerminalProgress(args.quiet)
+    device = resolve_device(args.device)
+    out = faces_report(paths, default_cache_dir(args.root, args.cache_dir), args.margin,
+                       device if device.type == "cuda" else "cpu", progress.count("finding faces", "img"))
+    progress.close()
+    _print(out, args.json, f"{out['images']} images: {out['detected']} detected, {out['borrowed']} borrowed from the "
+           f"person's other photos, {out['fallback']} centre fallback; {out['seconds']} s; boxes in {out['csv']}")
+    return 0
+
+
+cmd_faces.configure = _faces_args
 
 
 def _folds_args(p: argparse.ArgumentParser) -> None:

@@ -9,6 +9,8 @@ from maskcls.data.labels import class_names
 from maskcls.augment.preview import load_source, mix_preview, preview_draws
 from maskcls.augment.spec import PARTNERS
 from maskcls.data.imageio import load_preprocessed
+from maskcls.common.settings import default_cache_dir
+from maskcls.data.faces import face_crops
 from maskcls.data.labels import short_class_names
 
 # slider ranges per parameter: (min, max, step)
@@ -131,10 +133,19 @@ with st.expander("Batch mixing (training only; its own preview below)"):
     boxes["mix"] = st.container()
     show_mix = st.toggle("Preview the mixing on a batch of training images", key="aug_mix_preview")
 
+face_first = st.toggle("Face crop first (as a run with face_crop trains)", key="aug_face",
+                       help="MTCNN's box for this photo (cached; borrowed from the person's other photos when none is "
+                            "found), grown by the margin set on the Data page, replaces the centre crop")
 spec = state_to_spec()
 try:
     spec.validate()
-    source = load_source(st.session_state["aug_path"], spec)
+    box = None
+    if face_first:
+        boxes, sources = face_crops([st.session_state["aug_path"]], default_cache_dir(index.root),
+                                    float(st.session_state.get("data_face_margin", 0.2)))
+        box = boxes[0]
+        st.caption(f"Face box: {sources[0]} ({box[2] - box[0]}x{box[3] - box[1]} px)")
+    source = load_source(st.session_state["aug_path"], spec, box)
 except SpecError as e:
     boxes.get(e.field.split(".")[0], st).error(str(e))
     st.stop()

@@ -1,10 +1,14 @@
 """Data page: the 18-class imbalance, each attribute, leak-free vs leaky splits, samples, skipped files."""
+import numpy as np
 import streamlit as st
 
 import ui
 from maskcls import charts
 from maskcls.data.splits import borderline_table
 from maskcls.data.labels import class_names
+from maskcls.common.devices import has_gpu
+from maskcls.common.settings import default_cache_dir
+from maskcls.data.faces import boxed_thumbnail, coverage, face_crops, load_detections
 
 st.title("Data")
 ui.demo_banner()
@@ -44,6 +48,38 @@ if window:
     st.caption(f"{int(drop['dropped'].sum()):,} of {len(train):,} training images would be left out "
                f"(ages {bounds.lower - window}-{bounds.lower - 1} and {bounds.upper - window}-{bounds.upper - 1}).")
     st.dataframe(drop, hide_index=True, width="stretch", key="data_borderline_table")
+
+st.subheader("Face crop")
+face_cache = default_cache_dir(index.root)
+paths = train["path"].tolist()
+known = load_detections(face_cache)
+missing = sum(p not in known for p in paths)
+margin = st.slider("Margin around the face box (share of its size, each side)", 0.0, 0.6, 0.2, 0.05,
+                   key="data_face_margin")
+if missing:
+    st.caption(f"{missing:,} of {len(paths):,} images have not been searched for a face yet. MTCNN looks once per "
+               f"image (tens of milliseconds each on a CPU), then the boxes are cached with the decoded images.")
+    if st.button("Find faces", key="data_faces", icon=":material/face:"):
+        bar = st.progress(0.0, text="finding faces…")
+        face_crops(paths, face_cache, margin, "cuda" if has_gpu() else "cpu",
+                   progress=lambda d, n: bar.progress(d / max(n, 1), text=f"finding faces {d:,}/{n:,}"))
+        st.rerun()
+else:
+    boxes, sources = face_crops(paths, face_cache, margin)
+    cov = coverage(sources)
+    m = st.columns(3)
+    for col, (k, help_text) in zip(m, (("detected", "MTCNN found the face in this photo"),
+                                       ("borrowed", "no face found here; the person's other photos' median box"),
+                                       ("fallback", "no face in any of the person's photos: a centre box"))):
+        col.metric(k.capitalize(), f"{cov[k]:,}", f"{100 * cov[k] / max(len(paths), 1):.0f} %", delta_color="off",
+                   help=help_text)
+    rng = np.random.default_rng(0)
+    shown = [i for s in ("detected", "borrowed", "fallback")
+             for i in rng.permutation([j for j, x in enumerate(sources) if x == s])[:4]]
+    st.image([boxed_thumbnail(paths[i], boxes[i], sources[i]) for i in shown],
+             caption=[f"{sources[i]} · {train['folder'].iloc[i]}" for i in shown], width=120)
+    st.caption("Green: detected · amber: borrowed · red: centre fallback. A run with `face_crop` on (Train page) "
+               "trains, evaluates and predicts on these crops.")
 
 st.subheader("Sample images per class")
 names = class_names(bounds)

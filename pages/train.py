@@ -12,7 +12,6 @@ from maskcls.common.devices import has_gpu, list_devices
 from maskcls.models.backbones import CURATED
 from maskcls.train.rundir import RunDir
 from maskcls.runs.compare import curves_figure, eta_seconds
-from maskcls.runs.kfold import submit_folds
 from maskcls.train.driver import full_data_config
 
 st.title("Train")
@@ -77,6 +76,11 @@ with st.form("train_form"):
                                    key="train_borderline",
                                    help="Train without people this many years below each age bound (3: ages 27-29 "
                                         "and 57-59, as the winning team did); validation keeps them")
+    face = c[2].checkbox("Face crop (MTCNN)", value=defaults.face_crop, key="train_face",
+                         help="Cut each image to its face box before resizing, in training, evaluation, prediction "
+                              "and Grad-CAM (boxes found once and cached; see the Data page)")
+    margin = c[3].number_input("Face margin", 0.0, 1.0, float(defaults.face_margin), 0.05, key="train_face_margin",
+                               help="share of the face box added on each side")
     b = st.columns([1, 1, 4])
     submitted = b[0].form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
     to_sweep = b[1].form_submit_button("Use as sweep base", icon=":material/tune:",
@@ -94,12 +98,13 @@ if submitted or to_sweep:
             "lr": float(lr), "weight_decay": float(weight_decay), "scheduler": scheduler, "epochs": int(epochs),
             "batch_size": int(batch), "image_size": [int(height), int(width)], "augment": spec,
             "val_ratio": float(val_ratio), "split_seed": int(split_seed), "seed": int(seed), "device": device,
-            "class_weights": class_weights, "ema": float(ema), "drop_borderline": int(borderline)})
+            "class_weights": class_weights, "ema": float(ema), "drop_borderline": int(borderline),
+            "face_crop": bool(face), "face_margin": float(margin)})
         if to_sweep:
             st.session_state["sweep_base"] = cfg.to_dict()
             st.switch_page(str(ui.REPO / "pages" / "sweeps.py"))
         if folds:
-            launched = submit_folds(cfg, runs_root, name, int(folds))
+            launched = jobs.submit_folds(cfg, runs_root, name, int(folds))
             st.session_state["train_selected"] = launched[0]
             st.success(f"Queued {len(launched)} folds on {device}: {', '.join(launched)}; the out-of-fold table "
                        f"{name}-oof.csv appears when the last one ends (Evaluate and Ensemble pages use it).")

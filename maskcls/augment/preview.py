@@ -11,8 +11,12 @@ from maskcls.augment.spec import AugmentSpec
 from maskcls.data.imageio import image_size, load_preprocessed
 
 
-def load_source(path: str, spec: AugmentSpec) -> np.ndarray:
-    """The image as the pipeline sees it before random transforms: decoded and center-cropped, full size."""
+def load_source(path: str, spec: AugmentSpec, box=None) -> np.ndarray:
+    """The image as the pipeline sees it before random transforms: decoded and center-cropped (or cut to the face
+    `box`, the first stage of a face-crop run), full size."""
+    if box is not None:
+        x0, y0, x1, y1 = (int(v) for v in box)
+        return load_preprocessed(path, (y1 - y0, x1 - x0), None, (x0, y0, x1, y1))
     w, h = image_size(path)
     crop = spec.crop
     if crop:

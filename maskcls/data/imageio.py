@@ -95,10 +95,19 @@ def thumbnail(path: str | os.PathLike, max_side: int = 160) -> np.ndarray:
 
 
 # -- preprocessing: decode, center crop, resize (deterministic; this is what the cache stores) ---------------
-def load_preprocessed(path: str | os.PathLike, size: tuple[int, int], crop: list | None = None) -> np.ndarray:
-    """Decode `path`, center-crop `crop` [h, w] (source pixels), resize to `size` (h, w): (H, W, 3) uint8."""
+def load_preprocessed(path: str | os.PathLike, size: tuple[int, int], crop: list | None = None,
+                      box: tuple | None = None) -> np.ndarray:
+    """Decode `path`, center-crop `crop` [h, w] (source pixels) or cut out `box` (x0, y0, x1, y1 in source pixels:
+    the face crop), resize to `size` (h, w): (H, W, 3) uint8."""
     h, w = size
     src_w, src_h = image_size(path)
+    if box is not None:
+        x0, y0, x1, y1 = (int(v) for v in box)
+        hint = (max(1, w * src_w // max(1, x1 - x0)), max(1, h * src_h // max(1, y1 - y0)))
+        img = load_rgb(path, hint)
+        sx, sy = img.width / src_w, img.height / src_h  # the decoder may have scaled down (draft mode)
+        img = img.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
+        return np.asarray(img.resize((w, h), Image.BILINEAR, reducing_gap=None), dtype=np.uint8)
     hint = (w, h)
     if crop:
         hint = (max(1, w * src_w // crop[1]), max(1, h * src_h // crop[0]))

@@ -121,7 +121,12 @@ def explain_image(model: MaskModel, cfg, path: str, targets: list[tuple[int, str
     from maskcls.data.imageio import load_preprocessed
     from maskcls.data.labels import attribute_of
     spec = cfg.augment_spec()
-    pixels = load_preprocessed(path, tuple(cfg.image_size), spec.crop)
+    box = None
+    if getattr(cfg, "face_crop", False):  # the crop the checkpoint trained on
+        from maskcls.common.settings import default_cache_dir
+        from maskcls.data.faces import face_crops
+        box = tuple(face_crops([path], default_cache_dir(cfg), cfg.face_margin)[0][0])
+    pixels = load_preprocessed(path, tuple(cfg.image_size), spec.crop, box)
     views, captions = [pixels], ["input"]
     for cls, caption in targets:
         index = cls if head == "class" else int(attribute_of([cls], head)[0])

@@ -68,6 +68,17 @@ def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int =
     return run
 
 
+def submit_folds(cfg: RunConfig, runs_root: str | os.PathLike, name: str, k: int) -> list[str]:
+    """Queue K fold runs NAME-fold1..K as background jobs (one after another per device slot); the last one to
+    end writes NAME-oof.csv."""
+    from maskcls.runs.kfold import fold_configs, fold_names
+    names = fold_names(name, k)
+    for n in names:
+        if os.path.exists(os.path.join(runs_root, n)):
+            raise ValueError(f"a run named {n!r} already exists in {runs_root}: choose another name for the folds")
+    return [submit(c, runs_root, n).name for n, c in zip(names, fold_configs(cfg, k))]
+
+
 def job_info(run: RunDir) -> JobInfo:
     """The run's state as the job-folder model derives it (a dead process reads as failed, lost)."""
     st = run.state()

@@ -62,17 +62,6 @@ def train_folds(cfg: RunConfig, runs_root, name: str, k: int, progress=None, say
     return write_oof(runs_root, name)
 
 
-def submit_folds(cfg: RunConfig, runs_root, name: str, k: int) -> list[str]:
-    """Queue the K folds as background jobs (they run one after another per device slot); the last one to end
-    writes the out-of-fold table (see `collect_after`)."""
-    from maskcls.runs import jobs
-    names = fold_names(name, k)
-    for n in names:
-        if os.path.exists(os.path.join(runs_root, n)):
-            raise ValueError(f"a run named {n!r} already exists in {runs_root}: choose another name for the folds")
-    return [jobs.submit(c, runs_root, n).name for n, c in zip(names, fold_configs(cfg, k))]
-
-
 def fold_runs(runs_root, name: str) -> list[RunDir]:
     """The fold runs of NAME, in fold order; their configs must agree on K."""
     runs = []

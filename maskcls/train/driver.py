@@ -241,11 +241,12 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
                     baseline_loader(val_rows["path"], val_rows["label"], size, spec, False, cfg.batch_size * 2,
                                     cfg.workers, None, cfg.seed, pin))
     all_paths = list(train_rows["path"]) + list(val_rows["path"])
+    boxes = face_boxes(cfg, all_paths, device, say, progress) if dist.main else None
     if dist.main:
         say(f"decoded-image cache: {len(all_paths)} images at {size[0]}x{size[1]}")
         bar = progress.count("decoding images", "img") if progress is not None else None
         cache = build_cache(all_paths, size, default_cache_dir(cfg), spec.crop, cfg.workers or None, progress=bar,
-                            device=device if device.type == "cuda" else None)
+                            device=device if device.type == "cuda" else None, boxes=boxes)
         say(f"cache {'built' if cache.built else 'loaded'} in {cache.seconds:.1f}s; "
             f"{len(cache.problems)} images could not be decoded")
         for p, r in cache.problems[:20]:
@@ -253,7 +254,8 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
     if dist.world > 1:
         torch.distributed.barrier()
         if not dist.main:
-            cache = build_cache(all_paths, size, default_cache_dir(cfg), spec.crop, 1)
+            cache = build_cache(all_paths, size, default_cache_dir(cfg), spec.crop, 1,
+                                boxes=face_boxes(cfg, all_paths, device, say))
     n_tr = len(train_rows)
     tr_ok, va_ok = np.flatnonzero(cache.ok[:n_tr]), np.flatnonzero(cache.ok[n_tr:])
     train_rows, val_rows = train_rows.iloc[tr_ok].reset_index(drop=True), val_rows.iloc[va_ok].reset_index(drop=True)
@@ -266,6 +268,19 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
                              True, device, weights, cfg.seed, dist.rank, dist.world, cl),
                 CachedLoader(cache.array, n_tr + va_ok, val_rows["label"].to_numpy(), cfg.batch_size * 2, spec,
                              False, device, channels_last=cl))
+
+
+def face_boxes(cfg: RunConfig, paths: list[str], device: torch.device, say=None, progress=None):
+    """The face crop's boxes for `paths` (None without face_crop); detection runs once per image, then is cached."""
+    if not cfg.face_crop:
+        return None
+    from maskcls.data.faces import coverage, face_crops
+    bar = progress.count("finding faces", "img") if progress is not None else None
+    boxes, sources = face_crops(paths, default_cache_dir(cfg), cfg.face_margin,
+                                device if device.type == "cuda" else "cpu", bar)
+    if say:
+        say("face crop: " + ", ".join(f"{n} {k}" for k, n in coverage(sources).items()))
+    return boxes
 
 
 def create_learner(cfg: RunConfig, data: Data, device: torch.device, dist: Dist, run: RunDir, say) -> Learner:

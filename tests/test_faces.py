@@ -1,0 +1,142 @@
+"""The face crop (issue 16, step 1): MTCNN finds a real face in cluttered frames, boxes are cached, and the crop
+travels from training to evaluation, prediction and Grad-CAM."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import REPO
+from maskcls.data.faces import detect_boxes, face_crops, grow, load_detections
+
+ASTRONAUT = REPO / "tests" / "astronaut.jpg"  # NASA portrait of Eileen Collins (public domain), via scikit-image
+
+
+def cluttered_frames(folder, n: int = 20, seed: int = 0):
+    """The portrait pasted at random places and scales into 384x512 frames over random clutter; returns
+    (paths, the pasted face's centre in each frame)."""
+    rng = np.random.default_rng(seed)
+    portrait = Image.open(ASTRONAUT).convert("RGB")
+    ref = detect_boxes([str(ASTRONAUT)])[0]
+    assert not np.isnan(ref).any(), "the clean portrait's face must be found"
+    cx, cy = (ref[0] + ref[2]) / 2 / portrait.width, (ref[1] + ref[3]) / 2 / portrait.height
+    paths, centres = [], []
+    for i in range(n):
+        frame = Image.fromarray(rng.integers(0, 256, (512, 384, 3), dtype=np.uint8)).resize((384, 512))
+        draw = ImageDraw.Draw(frame)
+        for _ in range(25):  # clutter: boxes and lines of random colours
+            x, y = rng.integers(0, 384), rng.integers(0, 512)
+            draw.rectangle([x, y, x + rng.integers(10, 120), y + rng.integers(10, 120)],
+                           fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+            draw.line([tuple(rng.integers(0, 384, 2)), tuple(rng.integers(0, 512, 2))], width=3,
+                      fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        side = int(rng.integers(170, 300))
+        x, y = int(rng.integers(0, 384 - side + 1)), int(rng.integers(0, 512 - side + 1))
+        frame.paste(portrait.resize((side, side)), (x, y))
+        path = folder / f"frame{i:02d}.jpg"
+        frame.save(path, quality=92)
+        paths.append(str(path))
+        centres.append((x + cx * side, y + cy * side))
+    return paths, centres
+
+
+def test_the_detector_finds_a_real_face_in_cluttered_frames(tmp_path):
+    paths, centres = cluttered_frames(tmp_path)
+    boxes = detect_boxes(paths)
+    found = ~np.isnan(boxes).any(1)
+    assert found.mean() >= 0.9, f"found {found.sum()} of {len(paths)}"
+    for box, (x, y), ok in zip(boxes, centres, found):
+        if ok:
+            assert box[0] <= x <= box[2] and box[1] <= y <= box[3], (box, x, y)
+
+
+def test_boxes_are_cached_borrowed_within_a_person_and_grown_within_the_image(tmp_path):
+    person = tmp_path / "000001_female_Asian_45"
+    person.mkdir()
+    paths, _ = cluttered_frames(person, n=3, seed=1)
+    blank = person / "mask5.jpg"
+    Image.new("RGB", (384, 512), (128, 128, 128)).save(blank)  # no face: borrows the person's box
+    alone = tmp_path / "eval.jpg"
+    Image.new("RGB", (384, 512), (90, 90, 90)).save(alone)  # no face, no person: centre fallback
+    boxes, sources = face_crops(paths + [str(blank), str(alone)], tmp_path / "cache", margin=0.2)
+    assert sources[:3] == ["detected"] * 3 and sources[3:] == ["borrowed", "fallback"]
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 384).all() and (boxes[:, 3] <= 512).all()
+    assert len(load_detections(tmp_path / "cache")) == 5
+    assert grow([10, 10, 20, 20], 1.0, 25, 25).tolist() == [0, 0, 25, 25]
+
+
+def test_faces_cli_reports_coverage_and_writes_the_csv(demo_root, tmp_path, capsys):
+    from maskcls.cli import main
+    import pandas as pd
+    assert main(["faces", str(demo_root), "--json", "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == out["detected"] + out["borrowed"] + out["fallback"] > 0
+    table = pd.read_csv(out["csv"])
+    assert list(table.columns) == ["path", "x0", "y0", "x1", "y1", "source"] and len(table) == out["images"]
+    assert main(["faces", str(demo_root), "--json", "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["seconds"] < 2  # the second call reads the cache
+    assert main(["faces", str(demo_root), "--margin", "3"]) == 2
+    assert "--margin must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_the_crop_travels_from_training_to_evaluate_predict_and_grad_cam(demo_root, tmp_path):
+    import torch
+
+    from maskcls.common.settings import default_cache_dir
+    from maskcls.data.cache import build_cache
+    from maskcls.infer.ensemble import predict_submission
+    from maskcls.infer.evaluation import run_predictions
+    from maskcls.infer.predict import EvalInputs, Member
+    from maskcls.models.cam import explain_image
+    from maskcls.train.driver import face_boxes, prepare_split, train_from_config
+    from maskcls.train.rundir import RunDir, load_checkpoint
+    from maskcls.infer.predict import build_model
+    from test_training import tiny
+    cfg = tiny(demo_root, tmp_path, face_crop=True, face_margin=0.25)
+    runs = tmp_path / "runs"
+    assert train_from_config(cfg, runs, "crop")["state"] == "completed"
+    assert "face crop: " in RunDir(runs, "crop").log_tail(50)
+    train_rows, val_rows, _ = prepare_split(cfg)
+    paths = list(train_rows["path"]) + list(val_rows["path"])
+    boxes = face_boxes(cfg, paths, torch.device("cpu"))
+    trained = build_cache(paths, tuple(cfg.image_size), default_cache_dir(cfg), cfg.augment_spec().crop, boxes=boxes)
+    assert not trained.built  # the very cache training's passes read
+    val_pixels = np.asarray(trained.array[len(train_rows):])
+    plain = build_cache(list(val_rows["path"]), tuple(cfg.image_size), tmp_path / "plain", None)
+    assert not np.array_equal(val_pixels, np.asarray(plain.array))  # the crop changes what the model sees
+    # evaluate and predict: the eval-time inputs of the validation images are training's pixels
+    inputs = EvalInputs(list(val_rows["path"]), torch.device("cpu"), default_cache_dir(cfg))
+    assert np.array_equal(inputs.loader(cfg).data.numpy(), val_pixels)
+    frame = run_predictions(runs, "crop", "last.pt")  # predicted anew through those inputs
+    assert frame.attrs["source"].startswith("predicted now") and len(frame) == len(val_rows)
+    # Grad-CAM's input is the same pixels
+    ckpt = load_checkpoint(RunDir(runs, "crop").best_path)
+    views, _ = explain_image(build_model(ckpt, cfg), cfg, val_rows["path"].iloc[0], [(0, "x")])
+    assert np.array_equal(views[0], val_pixels[0])
+    # the eval set is predicted through the crop too (its boxes land in the same cache)
+    out = predict_submission(demo_root, runs, [Member("crop")], "soft", tmp_path / "sub.csv", "cpu",
+                             cache_dir=default_cache_dir(cfg))
+    assert out["rows"] > 0
+    eval_paths = set(__import__("maskcls").index_data(demo_root).eval["path"])
+    assert eval_paths <= set(load_detections(default_cache_dir(cfg)))
+
+
+def test_the_pages_show_the_face_crop(demo_root, tmp_path):
+    from conftest import app_test
+    from maskcls.common.settings import default_cache_dir
+    from maskcls.data.index import index_data
+    at = app_test("pages/data.py", data_root=str(demo_root))
+    paths = index_data(demo_root).train["path"].tolist()
+    if len(load_detections(default_cache_dir(demo_root))) < len(paths):  # not searched yet: the button does it
+        at.button(key="data_faces").click().run()
+        at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    counts = {m.label: int(m.value.replace(",", "")) for m in at.metric if m.label in ("Detected", "Borrowed", "Fallback")}
+    assert sum(counts.values()) == len(paths) and counts["Detected"] > 0
+    assert any("Green: detected" in c.value for c in at.caption)
+    at = app_test("pages/augment.py", data_root=str(demo_root))
+    at.toggle(key="aug_face").set_value(True).run()
+    assert not at.exception and not at.error
+    assert any(c.value.startswith("Face box:") for c in at.caption)
+    at = app_test("pages/train.py", data_root=str(demo_root), runs_root=str(tmp_path / "runs"))
+    assert at.checkbox(key="train_face").value is False
