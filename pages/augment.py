@@ -1,4 +1,6 @@
 """Augment page: build a spec with sliders, preview many random draws, save it for training."""
+import time
+
 import streamlit as st
 
 import ui
@@ -133,9 +135,13 @@ with st.expander("Batch mixing (training only; its own preview below)"):
     boxes["mix"] = st.container()
     show_mix = st.toggle("Preview the mixing on a batch of training images", key="aug_mix_preview")
 
-face_first = st.toggle("Face crop first (as a run with face_crop trains)", key="aug_face",
-                       help="MTCNN's box for this photo (cached; borrowed from the person's other photos when none is "
-                            "found), grown by the margin set on the Data page, replaces the centre crop")
+f = st.columns(2)
+face_first = f[0].toggle("Face crop first (as a run with face_crop trains)", key="aug_face",
+                         help="MTCNN's box for this photo (cached; borrowed from the person's other photos when none "
+                              "is found), grown by the margin set on the Data page, replaces the centre crop")
+no_background = f[1].toggle("Remove the background (GrabCut)", key="aug_bg",
+                            help="As a run with remove_background trains: what GrabCut calls background turns grey "
+                                 "(seeded by the face box when the face crop is on)")
 spec = state_to_spec()
 try:
     spec.validate()
@@ -145,7 +151,11 @@ try:
                                     float(st.session_state.get("data_face_margin", 0.2)))
         box = boxes[0]
         st.caption(f"Face box: {sources[0]} ({box[2] - box[0]}x{box[3] - box[1]} px)")
-    source = load_source(st.session_state["aug_path"], spec, box)
+    t0 = time.perf_counter()
+    source = load_source(st.session_state["aug_path"], spec, box, no_background)
+    if no_background:
+        st.caption(f"Background removal: {1000 * (time.perf_counter() - t0):.0f} ms for this photo (paid once per "
+                   f"image, when a run's decoded-image cache is built)")
 except SpecError as e:
     boxes.get(e.field.split(".")[0], st).error(str(e))
     st.stop()

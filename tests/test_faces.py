@@ -140,3 +140,28 @@ def test_the_pages_show_the_face_crop(demo_root, tmp_path):
     assert any(c.value.startswith("Face box:") for c in at.caption)
     at = app_test("pages/train.py", data_root=str(demo_root), runs_root=str(tmp_path / "runs"))
     assert at.checkbox(key="train_face").value is False
+
+
+def test_background_removal_greys_the_clutter_keeps_the_face_and_is_cached_like_the_crop(tmp_path, demo_root):
+    from maskcls.data.background import GREY, remove_background
+    from maskcls.data.cache import build_cache
+    from maskcls.data.imageio import load_preprocessed
+    paths, centres = cluttered_frames(tmp_path, n=3, seed=2)
+    box = detect_boxes(paths[:1])[0]
+    rgb = np.asarray(Image.open(paths[0]).convert("RGB"))
+    out = remove_background(rgb, box)
+    x, y = (int(v) for v in centres[0])
+    assert (out[y, x] == rgb[y, x]).all()  # the face stays
+    grey = (out == GREY).all(2)
+    assert grey.mean() > 0.2 and not grey[int(box[1]):int(box[3]), int(box[0]):int(box[2])].mean() > 0.5
+    assert remove_background(np.full((64, 48, 3), 7, np.uint8)).shape == (64, 48, 3)  # nothing to separate: as is
+    # the decoded-image cache keys on it and holds exactly what the loader makes
+    sample = paths[:2]
+    plain = build_cache(sample, (64, 48), tmp_path / "c", None)
+    cut = build_cache(sample, (64, 48), tmp_path / "c", None, background=True)
+    assert plain.key != cut.key
+    assert np.array_equal(np.asarray(cut.array[1]), load_preprocessed(sample[1], (64, 48), None, None, True))
+    from conftest import app_test
+    at = app_test("pages/augment.py", data_root=str(demo_root))
+    at.toggle(key="aug_bg").set_value(True).run()
+    assert not at.exception and any(c.value.startswith("Background removal:") for c in at.caption)

@@ -11,18 +11,18 @@ from maskcls.augment.spec import AugmentSpec
 from maskcls.data.imageio import image_size, load_preprocessed
 
 
-def load_source(path: str, spec: AugmentSpec, box=None) -> np.ndarray:
-    """The image as the pipeline sees it before random transforms: decoded and center-cropped (or cut to the face
-    `box`, the first stage of a face-crop run), full size."""
+def load_source(path: str, spec: AugmentSpec, box=None, background: bool = False) -> np.ndarray:
+    """The image as the pipeline sees it before random transforms: background greyed out when asked, then
+    center-cropped (or cut to the face `box`, the first stage of a face-crop run), full size."""
     if box is not None:
         x0, y0, x1, y1 = (int(v) for v in box)
-        return load_preprocessed(path, (y1 - y0, x1 - x0), None, (x0, y0, x1, y1))
+        return load_preprocessed(path, (y1 - y0, x1 - x0), None, (x0, y0, x1, y1), background)
     w, h = image_size(path)
     crop = spec.crop
     if crop:
         spec.validate((h, w))
-        return load_preprocessed(path, (crop[0], crop[1]), crop)
-    return load_preprocessed(path, (h, w), None)
+        return load_preprocessed(path, (crop[0], crop[1]), crop, None, background)
+    return load_preprocessed(path, (h, w), None, None, background)
 
 
 def preview_draws(image: np.ndarray, spec: AugmentSpec, n: int = 8, seed: int = 0) -> tuple[list[np.ndarray], dict[str, int], float]:

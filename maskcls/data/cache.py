@@ -35,8 +35,9 @@ class ImageCache:
     built: bool  # False when loaded from disk
 
 
-def cache_key(paths: list[str], size: tuple[int, int], crop: list | None, boxes: np.ndarray | None = None) -> str:
-    h = hashlib.sha256(f"v{VERSION}|{size}|{crop}".encode())
+def cache_key(paths: list[str], size: tuple[int, int], crop: list | None, boxes: np.ndarray | None = None,
+              background: bool = False) -> str:
+    h = hashlib.sha256(f"v{VERSION}|{size}|{crop}{'|no-background' if background else ''}".encode())
     if boxes is not None:  # per-image crop boxes (the face crop): other boxes, other pixels
         h.update(b"boxes" + np.ascontiguousarray(boxes, dtype=np.int32).tobytes())
     for p in paths:
@@ -50,12 +51,12 @@ def cache_key(paths: list[str], size: tuple[int, int], crop: list | None, boxes:
 
 def _decode_chunk(args) -> list[tuple[int, str]]:
     """Worker: decode rows [start, stop) into the shared memmap; return (row, reason) for failures."""
-    data_file, shape, paths, start, size, crop, boxes = args
+    data_file, shape, paths, start, size, crop, boxes, background = args
     arr = np.memmap(data_file, dtype=np.uint8, mode="r+", shape=shape)
     failed = []
     for i, p in enumerate(paths):
         try:
-            arr[start + i] = load_preprocessed(p, size, crop, None if boxes is None else tuple(boxes[i]))
+            arr[start + i] = load_preprocessed(p, size, crop, None if boxes is None else tuple(boxes[i]), background)
         except ImageError as e:
             failed.append((start + i, e.reason))
         except Exception as e:  # a decoder bug must not kill the whole build
@@ -79,7 +80,8 @@ def _decode_on_device(tmp, shape, paths, size, crop, device, progress, batch: in
 
 
 def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.PathLike, crop: list | None = None,
-                workers: int | None = None, progress=None, device=None, boxes: np.ndarray | None = None) -> ImageCache:
+                workers: int | None = None, progress=None, device=None, boxes: np.ndarray | None = None,
+                background: bool = False) -> ImageCache:
     """Load the cache for (paths, size, crop) from `cache_dir`, building it first if needed.
 
     `progress(done, total)` is called as chunks finish. With a CUDA `device`, JPEGs are decoded on it in
@@ -89,7 +91,7 @@ def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.Pat
     size = (int(size[0]), int(size[1]))
     paths = [str(p) for p in paths]
     boxes = None if boxes is None else np.asarray(boxes, dtype=np.int32)
-    key = cache_key(paths, size, crop, boxes)
+    key = cache_key(paths, size, crop, boxes, background)
     folder = Path(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     data_file, meta_file = folder / f"{key}.u8", folder / f"{key}.json"
@@ -108,11 +110,11 @@ def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.Pat
     with atomic_path(data_file) as tmp:
         np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape).flush() if len(paths) else tmp.write_bytes(b"")
         step = max(16, min(256, len(paths) // (4 * (workers or os.cpu_count() or 1)) + 1))
-        jobs = [(str(tmp), shape, paths[i:i + step], i, size, crop, None if boxes is None else boxes[i:i + step])
-                for i in range(0, len(paths), step)]
+        jobs = [(str(tmp), shape, paths[i:i + step], i, size, crop, None if boxes is None else boxes[i:i + step],
+                 background) for i in range(0, len(paths), step)]
         workers = workers or min(os.cpu_count() or 1, 16)
         done = 0
-        if gpu_decode_available(device) and boxes is None:
+        if gpu_decode_available(device) and boxes is None and not background:
             failed = _decode_on_device(tmp, shape, paths, size, crop, device, progress)
         elif workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(workers) as pool:

@@ -96,23 +96,28 @@ def thumbnail(path: str | os.PathLike, max_side: int = 160) -> np.ndarray:
 
 # -- preprocessing: decode, center crop, resize (deterministic; this is what the cache stores) ---------------
 def load_preprocessed(path: str | os.PathLike, size: tuple[int, int], crop: list | None = None,
-                      box: tuple | None = None) -> np.ndarray:
-    """Decode `path`, center-crop `crop` [h, w] (source pixels) or cut out `box` (x0, y0, x1, y1 in source pixels:
-    the face crop), resize to `size` (h, w): (H, W, 3) uint8."""
+                      box: tuple | None = None, background: bool = False) -> np.ndarray:
+    """Decode `path`, optionally grey out its background (GrabCut, seeded by `box`), then center-crop `crop` [h, w]
+    (source pixels) or cut out `box` (x0, y0, x1, y1 in source pixels: the face crop), and resize to `size`
+    (h, w): (H, W, 3) uint8."""
     h, w = size
     src_w, src_h = image_size(path)
     if box is not None:
         x0, y0, x1, y1 = (int(v) for v in box)
         hint = (max(1, w * src_w // max(1, x1 - x0)), max(1, h * src_h // max(1, y1 - y0)))
-        img = load_rgb(path, hint)
-        sx, sy = img.width / src_w, img.height / src_h  # the decoder may have scaled down (draft mode)
-        img = img.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
-        return np.asarray(img.resize((w, h), Image.BILINEAR, reducing_gap=None), dtype=np.uint8)
-    hint = (w, h)
-    if crop:
+    elif crop:
         hint = (max(1, w * src_w // crop[1]), max(1, h * src_h // crop[0]))
+    else:
+        hint = (w, h)
     img = load_rgb(path, hint)
-    if crop:
+    sx, sy = img.width / src_w, img.height / src_h  # the decoder may have scaled down (draft mode)
+    if background:
+        from maskcls.data.background import remove_background
+        seed = None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        img = Image.fromarray(remove_background(np.asarray(img), seed))
+    if box is not None:
+        img = img.crop((round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)))
+    elif crop:
         fy, fx = min(1.0, crop[0] / src_h), min(1.0, crop[1] / src_w)  # crop as a fraction: survives draft scaling
         cw, ch = round(img.width * fx), round(img.height * fy)
         left, top = (img.width - cw) // 2, (img.height - ch) // 2

@@ -106,7 +106,8 @@ class EvalInputs:
 
     def loader(self, cfg: RunConfig) -> CachedLoader:
         spec = cfg.augment_spec()
-        key = (tuple(cfg.image_size), str(spec.crop), spec.to_json(), cfg.channels_last, cfg.face_crop, cfg.face_margin)
+        key = (tuple(cfg.image_size), str(spec.crop), spec.to_json(), cfg.channels_last, cfg.face_crop, cfg.face_margin,
+               cfg.remove_background)
         if key not in self._loaders:
             t0 = time.perf_counter()
             report = (lambda d, n: self.progress(d / max(n, 1), f"decoding images {d}/{n}")) if self.progress else None
@@ -116,7 +117,8 @@ class EvalInputs:
                 boxes, _ = face_crops(self.paths, self.cache_dir, cfg.face_margin,
                                       self.device if self.device.type == "cuda" else "cpu")
             cache = build_cache(self.paths, tuple(cfg.image_size), self.cache_dir, spec.crop, progress=report,
-                                device=self.device if nvjpeg_preferred() else None, boxes=boxes)
+                                device=self.device if nvjpeg_preferred() else None, boxes=boxes,
+                                background=cfg.remove_background)
             if cache.problems:
                 raise ValueError(f"{len(cache.problems)} image(s) could not be decoded, e.g. "
                                  f"{cache.problems[0][0]}: {cache.problems[0][1]}")

@@ -126,7 +126,7 @@ def explain_image(model: MaskModel, cfg, path: str, targets: list[tuple[int, str
         from maskcls.common.settings import default_cache_dir
         from maskcls.data.faces import face_crops
         box = tuple(face_crops([path], default_cache_dir(cfg), cfg.face_margin)[0][0])
-    pixels = load_preprocessed(path, tuple(cfg.image_size), spec.crop, box)
+    pixels = load_preprocessed(path, tuple(cfg.image_size), spec.crop, box, getattr(cfg, "remove_background", False))
     views, captions = [pixels], ["input"]
     for cls, caption in targets:
         index = cls if head == "class" else int(attribute_of([cls], head)[0])

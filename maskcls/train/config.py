@@ -40,6 +40,7 @@ class RunConfig:
     image_size: list = field(default_factory=lambda: [128, 96])  # [height, width] the model sees
     face_crop: bool = False  # cut each image to its MTCNN face box (cached per image) before resizing, everywhere
     face_margin: float = 0.2  # the face box grows by this share of its size on every side
+    remove_background: bool = False  # grey out the background (GrabCut seeded by the face) before cropping
     augment: typing.Any = "baseline"  # preset name or a full AugmentSpec dict
     # --- model ---
     model: str = "resnet18"  # any timm model name
@@ -160,8 +161,9 @@ class RunConfig:
             raise ConfigError(f"val_ratio must be between 0 and 1, got {self.val_ratio}")
         if not -1 <= self.fold < self.n_folds:
             raise ConfigError(f"fold must be -1 (no folds) or 0..{self.n_folds - 1}, got {self.fold}")
-        if self.face_crop and self.loader != "cache":
-            raise ConfigError("face_crop needs loader=cache (the crop is applied when the decoded-image cache is built)")
+        if (self.face_crop or self.remove_background) and self.loader != "cache":
+            raise ConfigError("face_crop and remove_background need loader=cache (they are applied when the decoded-image "
+                              "cache is built)")
         if not 0 <= self.face_margin <= 1:
             raise ConfigError(f"face_margin must be between 0 and 1, got {self.face_margin}")
         if self.full_data and self.fold >= 0:

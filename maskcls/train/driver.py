@@ -246,7 +246,8 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
         say(f"decoded-image cache: {len(all_paths)} images at {size[0]}x{size[1]}")
         bar = progress.count("decoding images", "img") if progress is not None else None
         cache = build_cache(all_paths, size, default_cache_dir(cfg), spec.crop, cfg.workers or None, progress=bar,
-                            device=device if device.type == "cuda" else None, boxes=boxes)
+                            device=device if device.type == "cuda" else None, boxes=boxes,
+                            background=cfg.remove_background)
         say(f"cache {'built' if cache.built else 'loaded'} in {cache.seconds:.1f}s; "
             f"{len(cache.problems)} images could not be decoded")
         for p, r in cache.problems[:20]:
@@ -255,7 +256,7 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
         torch.distributed.barrier()
         if not dist.main:
             cache = build_cache(all_paths, size, default_cache_dir(cfg), spec.crop, 1,
-                                boxes=face_boxes(cfg, all_paths, device, say))
+                                boxes=face_boxes(cfg, all_paths, device, say), background=cfg.remove_background)
     n_tr = len(train_rows)
     tr_ok, va_ok = np.flatnonzero(cache.ok[:n_tr]), np.flatnonzero(cache.ok[n_tr:])
     train_rows, val_rows = train_rows.iloc[tr_ok].reset_index(drop=True), val_rows.iloc[va_ok].reset_index(drop=True)
