@@ -104,7 +104,7 @@ def default_run_name(model: str) -> str:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="run config JSON (see README); defaults fill what it omits")
-    p.add_argument("--preset", help="config preset: demo-cpu, gpu-effnet")
+    p.add_argument("--preset", help="config preset: demo-cpu, gpu-effnet, winners-2022")
     p.add_argument("--data", help="data root (overrides data_root)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
     p.add_argument("--name", help="run name (default: <model>-<time>)")
@@ -605,8 +605,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     from maskcls.runs.sweeps import PRUNERS, SAMPLERS
     p.add_argument("action", choices=["create", "run", "status", "list", "best", "workers"])
     p.add_argument("name", nargs="?", help="sweep name (not for list)")
-    p.add_argument("--base", help="create: base run config JSON (defaults fill what it omits)")
-    p.add_argument("--preset", help="create: config preset as the base (demo-cpu, gpu-effnet)")
+    p.add_argument("--base", dest="config", help="create: base run config JSON (defaults fill what it omits)")
+    p.add_argument("--preset", help="create: config preset as the base (demo-cpu, gpu-effnet, winners-2022)")
     p.add_argument("--data", help="create: data root of the base config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="create: override a base key")
     p.add_argument("--space", help="create: search space JSON over run-config keys")
@@ -666,13 +666,7 @@ def _sweep_create(args, runs_root: str) -> int:
     from maskcls.runs import sweeps
     if not args.space:
         raise ValueError("sweep create needs --space SPACE.json (a JSON object of run-config keys and ranges)")
-    from maskcls.train.config import RunConfig, create_config
-    cfg = create_config(args.preset) if args.preset else RunConfig()
-    if args.base:
-        cfg = read_config_file(args.base, cfg.to_dict())
-    if args.data:
-        cfg = cfg.with_overrides([f"data_root={args.data}"])
-    cfg = cfg.with_overrides(args.set)
+    cfg = config_from_args(args)  # --preset, then --base, then --data and --set, as `train` reads them
     space = read_json_file(args.space, "search space")
     sweep = sweeps.create_sweep(runs_root, args.name, cfg, space, args.sampler, args.pruner, args.storage or "",
                                 args.trials or 0, args.resume)
