@@ -8,7 +8,13 @@ from maskcls.data.splits import borderline_table
 from maskcls.data.labels import class_names
 from maskcls.common.devices import has_gpu
 from maskcls.common.settings import default_cache_dir
-from maskcls.data.faces import boxed_thumbnail, coverage, face_crops, load_detections
+from maskcls.data.faces import FACES_FILE, boxed_thumbnail, coverage, face_crops, load_detections
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def face_boxes(paths: tuple, cache_dir: str, margin: float, stamp: float):
+    """The crops of every image, once per box file and margin (a rerun reads no image header again)."""
+    return face_crops(list(paths), cache_dir, margin)
+
 
 st.title("Data")
 ui.demo_banner()
@@ -65,7 +71,8 @@ if missing:
                    progress=lambda d, n: bar.progress(d / max(n, 1), text=f"finding faces {d:,}/{n:,}"))
         st.rerun()
 else:
-    boxes, sources = face_crops(paths, face_cache, margin)
+    boxes, sources = face_boxes(tuple(paths), str(face_cache), margin,
+                                (face_cache / FACES_FILE).stat().st_mtime)
     cov = coverage(sources)
     m = st.columns(3)
     for col, (k, help_text) in zip(m, (("detected", "MTCNN found the face in this photo"),
