@@ -582,14 +582,12 @@ def _folds_args(p: argparse.ArgumentParser) -> None:
 
 @command("folds", "k-fold results: the out-of-fold table, its macro F1, class biases with a cross-fitted gain")
 def cmd_folds(args) -> int:
-    from maskcls.infer.evaluation import save_bias
     from maskcls.runs import kfold
     runs_root = args.runs_root or default_runs_root()
     summary = kfold.write_oof(runs_root, args.name)
     bias = kfold.crossfit_bias(kfold.read_oof(runs_root, args.name))
     if args.save_bias:
-        for run in kfold.fold_runs(runs_root, args.name):
-            save_bias(runs_root, run.name, bias["bias"], bias["macro_f1"], bias["in_sample_f1"], "best.pt")
+        kfold.save_fold_bias(runs_root, args.name, bias)
     out = {**summary, **{k: v for k, v in bias.items() if k != "bias"}, "bias": bias["bias"]}
     _print(out, args.json, f"{summary['oof']}: {summary['rows']} images, {summary['folds']} folds, out-of-fold macro "
            f"F1 {bias['macro_f1']:.4f}\nclass biases: in-sample {bias['in_sample_f1']:.4f} "

@@ -13,7 +13,7 @@ from maskcls.runs.predictions import (PredictionDir, PredictRequest, cancel_pred
     predict_now, read_submission, submit_prediction, suggest_background)
 from maskcls.train.rundir import CheckpointError, list_runs
 from maskcls.infer.evaluation import report
-from maskcls.runs.kfold import list_fold_groups, list_oof, read_oof
+from maskcls.runs.kfold import fold_runs, list_fold_groups, list_oof, read_oof
 
 st.title("Ensemble")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -29,7 +29,11 @@ groups = list_fold_groups(runs_root)
 if groups:
     f = st.columns([2, 1, 3])
     group = f[0].selectbox("Fold ensemble", groups, key="ens_fold_group", help="the K runs of `--folds K --name NAME`")
-    fold_members = [f"{n}-fold{i}:best.pt" for n in [group] for i in range(1, 21) if f"{n}-fold{i}:best.pt" in options]
+    try:
+        fold_members = [f"{r.name}:best.pt" for r in fold_runs(runs_root, group) if f"{r.name}:best.pt" in options]
+    except ValueError as e:  # folds still being created, or a group with a missing fold
+        fold_members = []
+        f[2].caption(str(e))
     f[1].button("Use its folds", key="ens_use_folds", on_click=lambda: st.session_state.update(ens_members=fold_members))
     if group in list_oof(runs_root):
         f[2].caption(f"{group}: out-of-fold macro F1 {report(read_oof(runs_root, group))['macro_f1']:.4f} over every "

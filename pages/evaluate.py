@@ -13,7 +13,7 @@ from maskcls.data.imageio import ImageError, thumbnail
 from maskcls.data.labels import attribute_names, class_names, short_class_names
 from maskcls.train.rundir import CheckpointError, RunDir, list_runs, load_checkpoint, probs_of
 from maskcls.train.config import RunConfig
-from maskcls.runs.kfold import crossfit_bias, fold_runs, list_oof, oof_path, read_oof
+from maskcls.runs.kfold import crossfit_bias, list_oof, oof_path, read_oof, save_fold_bias
 
 PAGE = 12
 
@@ -200,8 +200,7 @@ st.subheader("Macro-F1 decision tuning")
 if group:
     if st.button("Fit per-class biases on the out-of-fold table", key="eval_tune_oof"):
         fit = crossfit_bias(preds)
-        for fold_run in fold_runs(runs_root, group):
-            save_bias(runs_root, fold_run.name, fit["bias"], fit["macro_f1"], fit["in_sample_f1"], "best.pt")
+        save_fold_bias(runs_root, group, fit)
         st.success(f"Macro F1 {fit['macro_f1']:.4f} → **{fit['crossfit_f1']:.4f} cross-fitted** "
                    f"({fit['crossfit_gain']:+.4f}: fitted on the other folds, scored on each held-out one); "
                    f"in-sample {fit['in_sample_f1']:.4f} ({fit['in_sample_gain']:+.4f}, optimistic). Saved into every "

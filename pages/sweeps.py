@@ -107,7 +107,8 @@ def live() -> None:
                 except ValueError as e:
                     st.error(str(e))
     try:
-        table = sweeps.trials_table(runs_root, pick)
+        study = sweeps.open_study(runs_root, sweep)  # once per refresh, for the table and the figures
+        table = sweeps.trials_table(runs_root, pick, study=study)
     except ValueError as e:
         st.error(str(e))
         return
@@ -117,7 +118,7 @@ def live() -> None:
     st.subheader(f"Trials ({len(table)})")
     st.dataframe(trials_frame(table), hide_index=True, width="stretch", key="sweep_trials",
                  column_config={"best_f1": st.column_config.NumberColumn("best F1", format="%.4f")})
-    figures = sweeps.sweep_figures(runs_root, pick)
+    figures = sweeps.sweep_figures(runs_root, pick, study=study)
     titles = {"history": "Best so far", "parallel": "Parallel coordinates", "importances": "Parameter importances",
               "intermediate": "F1 per epoch (pruned trials stop early)"}
     cols = st.columns(2)

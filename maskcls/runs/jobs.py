@@ -71,11 +71,9 @@ def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int =
 def submit_folds(cfg: RunConfig, runs_root: str | os.PathLike, name: str, k: int) -> list[str]:
     """Queue K fold runs NAME-fold1..K as background jobs (one after another per device slot); the last one to
     end writes NAME-oof.csv."""
-    from maskcls.runs.kfold import fold_configs, fold_names
+    from maskcls.runs.kfold import check_free, fold_configs, fold_names
     names = fold_names(name, k)
-    for n in names:
-        if os.path.exists(os.path.join(runs_root, n)):
-            raise ValueError(f"a run named {n!r} already exists in {runs_root}: choose another name for the folds")
+    check_free(runs_root, names)
     return [submit(c, runs_root, n).name for n, c in zip(names, fold_configs(cfg, k))]
 
 

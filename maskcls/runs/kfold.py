@@ -53,13 +53,25 @@ def train_folds(cfg: RunConfig, runs_root, name: str, k: int, progress=None, say
     names = fold_names(name, k)
     cfg.validate()
     check_model(cfg.model, cfg.image_size)
-    taken = [n for n in names + [f"{name}-oof.csv"] if os.path.exists(os.path.join(runs_root, n))]
-    if taken:
-        raise ValueError(f"{taken[0]!r} already exists in {runs_root}: choose another name for the folds")
+    check_free(runs_root, names + [f"{name}-oof.csv"])
     for run_name, fold_cfg in zip(names, fold_configs(cfg, k)):
         say(f"fold {fold_cfg.fold + 1}/{k}: run {run_name}")
         train_from_config(fold_cfg, runs_root, run_name, progress=progress)
     return write_oof(runs_root, name)
+
+
+def check_free(runs_root, names: list[str]) -> None:
+    """Refuse fold names that are taken, before any fold starts."""
+    taken = [n for n in names if os.path.exists(os.path.join(runs_root, n))]
+    if taken:
+        raise ValueError(f"{taken[0]!r} already exists in {runs_root}: choose another name for the folds")
+
+
+def save_fold_bias(runs_root, name: str, fit: dict) -> None:
+    """The out-of-fold class biases into every fold run, so `predict --folds NAME --tuned` applies them."""
+    from maskcls.infer.evaluation import save_bias
+    for run in fold_runs(runs_root, name):
+        save_bias(runs_root, run.name, fit["bias"], fit["macro_f1"], fit["in_sample_f1"], "best.pt")
 
 
 def fold_runs(runs_root, name: str) -> list[RunDir]:

@@ -125,7 +125,7 @@ def parse_space(space) -> dict[str, Param]:
         if key not in names:
             close = difflib.get_close_matches(key, names, 3)
             raise SweepError(f"unknown key {key!r} in the search space" + (f"; did you mean {', '.join(close)}?" if close
-                                                                              else f"; expected run-config keys"))
+                                                                              else "; expected run-config keys"))
         if key in NOT_SWEPT:
             raise SweepError(f"{key!r} cannot be swept: {NOT_SWEPT[key]}")
         if not isinstance(spec, dict) or spec.get("type") not in KINDS:
@@ -453,11 +453,11 @@ def run_worker(runs_root, name: str, trials: int, storage: str | None = None, pr
 
 
 # -- what the sweep shows ---------------------------------------------------------------------------------
-def trials_table(runs_root, name: str, storage: str | None = None):
-    """One row per trial: number, state, best validation macro F1, run name, seconds, and each parameter."""
+def trials_table(runs_root, name: str, storage: str | None = None, study=None):
+    """One row per trial: number, state, best validation macro F1, run name, seconds, and each parameter.
+    `study`: an already opened one (a page refresh opens it once for the table and the figures)."""
     import pandas as pd
-    sweep = load_sweep(runs_root, name)
-    study = open_study(runs_root, sweep, storage)
+    study = study or open_study(runs_root, load_sweep(runs_root, name), storage)
     reap_lost_trials(runs_root, study)
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -484,13 +484,12 @@ def best_trial_config(runs_root, name: str, storage: str | None = None) -> tuple
     return best.number, trial_config(sweep, best.params)
 
 
-def sweep_figures(runs_root, name: str, storage: str | None = None) -> dict:
+def sweep_figures(runs_root, name: str, storage: str | None = None, study=None) -> dict:
     """Plotly figures optuna.visualization draws: best-so-far history, parallel coordinates, importances
     (each only when the finished trials can support it)."""
     import optuna.visualization as vis
     from optuna.trial import TrialState
-    sweep = load_sweep(runs_root, name)
-    study = open_study(runs_root, sweep, storage)
+    study = study or open_study(runs_root, load_sweep(runs_root, name), storage)
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     figs = {}
     if done:
