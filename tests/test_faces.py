@@ -50,6 +50,34 @@ def test_the_detector_finds_a_real_face_in_cluttered_frames(tmp_path):
             assert box[0] <= x <= box[2] and box[1] <= y <= box[3], (box, x, y)
 
 
+def test_the_demo_faces_are_found_at_varied_framing(tmp_path):
+    """The demo's drawn people (issue 16): MTCNN finds most faces, masked ones included, every found box holds
+    the drawn face's centre, and the framing varies from person to person as in phone photos."""
+    from maskcls.data.demo import FILES
+    from maskcls.data.demo_faces import MASK_COLORS, draw_photo_and_face, make_person
+    from maskcls.data.labels import MASK_FILES
+    paths, faces, masks = [], [], []
+    for i in range(12):
+        rng = np.random.default_rng([3, i])
+        person = make_person(rng, i % 2, 20 + 4 * i)
+        for stem in FILES:
+            img, face = draw_photo_and_face(person, MASK_FILES[stem], rng, MASK_COLORS[i % len(MASK_COLORS)])
+            paths.append(str(tmp_path / f"p{i}-{stem}.jpg"))
+            img.save(paths[-1], quality=90)
+            faces.append(face)
+            masks.append(MASK_FILES[stem])
+    boxes = detect_boxes(paths)
+    found, masks, faces = ~np.isnan(boxes).any(1), np.array(masks), np.array(faces)
+    assert found.mean() >= 0.6, f"found {found.sum()} of {len(paths)}"
+    assert found[masks == 0].mean() >= 0.5, f"masked faces found: {found[masks == 0].sum()} of {(masks == 0).sum()}"
+    assert found[masks == 2].mean() >= 0.9
+    for box, (x, y, _, _), ok in zip(boxes, faces, found):
+        if ok:
+            assert box[0] <= x <= box[2] and box[1] <= y <= box[3], (box, x, y)
+    widths, centres_x = faces[::7, 2], faces[::7, 0]
+    assert widths.max() / widths.min() >= 1.25 and np.ptp(centres_x) >= 60, (widths, centres_x)
+
+
 def test_boxes_are_cached_borrowed_within_a_person_and_grown_within_the_image(tmp_path):
     person = tmp_path / "000001_female_Asian_45"
     person.mkdir()

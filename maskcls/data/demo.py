@@ -204,7 +204,7 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
             "images_per_s": round(7 * drawn / max(seconds, 1e-9), 1)}
 
 
-GENERATOR_VERSION = 4  # bump when the drawings change: the studio then generates a fresh demo
+GENERATOR_VERSION = 5  # bump when the drawings change: the studio then generates a fresh demo
 STUDIO_DEMO = {"people": 600, "eval_people": 100, "seed": 0}  # what the studio generates on first start
 
 
