@@ -104,7 +104,8 @@ def _rgb(a) -> tuple:
 
 
 def _shade(img: Image.Image, cx: float, cy: float, fw: float, fh: float, gain: float, tint) -> Image.Image:
-    """Light a drawn face like a photo: darker towards the face's edge, eye sockets and the nose's sides in shadow."""
+    """Light a drawn face like a photo (darker towards the face's edge, eye sockets and the nose's sides in
+    shadow), then the camera's exposure `gain` and colour `tint` over the whole frame."""
     x0, y0 = int(max(0, cx - 0.75 * fw)), int(max(0, cy - 0.75 * fh))
     x1, y1 = int(min(img.width, cx + 0.75 * fw)), int(min(img.height, cy + 0.75 * fh))
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -138,7 +139,7 @@ def draw_photo_and_face(p: Person, mask: int, rng: np.random.Generator, mask_col
     _draw_head(ImageDraw.Draw(img), p, cx, cy, fw, fh, s)
     if mask != 2:
         color = np.array(mask_color or MASK_COLORS[rng.integers(len(MASK_COLORS))], float)
-        _draw_mask(img, mask, color, rng, cx, cy, fw, fh, s)
+        _draw_mask(img, mask, color, rng, cx, cy, fw, fh)
     # camera: small rotation and lighting change; the upscale from RENDER softens the drawing like a lens
     img = img.rotate(rng.normal(0, 4), resample=Image.BILINEAR, center=(cx, cy), fillcolor=_rgb(p.bg_top))
     img = _shade(img, cx, cy, fw, fh, rng.uniform(0.82, 1.15), rng.normal(0, 3.0, 3))
@@ -189,7 +190,7 @@ def _draw_head(d: ImageDraw.ImageDraw, p: Person, cx: float, cy: float, fw: floa
 
 
 def _draw_mask(img: Image.Image, mask: int, color: np.ndarray, rng: np.random.Generator,
-               cx: float, cy: float, fw: float, fh: float, s: float) -> None:
+               cx: float, cy: float, fw: float, fh: float) -> None:
     """A mask that follows the lower face (the cheeks' outline stays visible), with pleats and ear straps:
     over the nose (worn), under the nose or on the chin (incorrect)."""
     if mask == 0:
