@@ -611,7 +611,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     p.add_argument("--pruner", choices=PRUNERS, default="median")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the runs root); "
-                   "postgresql://user:pass@host/db to share one study between servers")
+                   "postgresql://user@host/db to share one study between servers (the password from "
+                   "MASKCLS_STORAGE_PASSWORD, PGPASSWORD or ~/.pgpass; one given in the URL is used, never stored)")
     p.add_argument("--trials", type=int, default=None, help="create: trials in all (0: no limit); run: trials this "
                    "worker runs at most")
     p.add_argument("--resume", action="store_true", help="create: re-define an existing sweep, keeping its trials")

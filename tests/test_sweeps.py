@@ -125,6 +125,9 @@ def test_two_workers_share_one_sqlite_study(demo_root, tmp_path):
     assert (tmp_path / "runs" / "sweeps" / "optuna.db").is_file()
 
 
+PG_PASSWORD = "s3cret-pw"
+
+
 @pytest.fixture(scope="module")
 def postgres_url():
     """A throwaway PostgreSQL server from Debian's package, run as an unprivileged user when we are root."""
@@ -140,8 +143,9 @@ def postgres_url():
         nobody = pwd.getpwnam("nobody")
         os.chown(folder, nobody.pw_uid, nobody.pw_gid)
         who = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-    subprocess.run([str(bindir / "initdb"), "-D", str(folder / "data"), "-U", "maskcls", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True, **who)
+    (folder / "pw").write_text(PG_PASSWORD)  # the server checks it: a password that does not arrive fails
+    subprocess.run([str(bindir / "initdb"), "-D", str(folder / "data"), "-U", "maskcls", "--auth=scram-sha-256",
+                    f"--pwfile={folder / 'pw'}", "-E", "UTF8"], check=True, capture_output=True, **who)
     port = free_port()
     server = subprocess.Popen([str(bindir / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
                                "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL,
@@ -150,8 +154,8 @@ def postgres_url():
         end = time.time() + 30
         while True:
             try:
-                conn = psycopg.connect(host="127.0.0.1", port=port, user="maskcls", dbname="postgres",
-                                       autocommit=True)
+                conn = psycopg.connect(host="127.0.0.1", port=port, user="maskcls", password=PG_PASSWORD,
+                                       dbname="postgres", autocommit=True)
                 break
             except psycopg.OperationalError:
                 if time.time() > end or server.poll() is not None:
@@ -159,16 +163,38 @@ def postgres_url():
                 time.sleep(0.3)
         conn.execute("CREATE DATABASE sweeps")
         conn.close()
-        yield f"postgresql://maskcls@127.0.0.1:{port}/sweeps"
+        yield f"postgresql://maskcls:{PG_PASSWORD}@127.0.0.1:{port}/sweeps"
     finally:
         server.send_signal(signal.SIGINT)  # fast shutdown
         server.wait(30)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_two_workers_share_one_postgresql_study(demo_root, tmp_path, postgres_url):
+def test_two_workers_share_one_postgresql_study(demo_root, tmp_path, postgres_url, monkeypatch):
+    monkeypatch.setenv(sweeps.PASSWORD_ENV, PG_PASSWORD)  # as on each machine of a team: the URL is stored without it
     _two_workers(demo_root, tmp_path, storage=postgres_url)
     assert not (tmp_path / "runs" / "sweeps" / "optuna.db").exists()  # the study lives in the server
+    assert PG_PASSWORD not in (tmp_path / "runs" / "sweeps" / "two" / "sweep.json").read_text()
+
+
+def test_a_storage_password_is_never_stored_nor_on_a_command_line(demo_root, tmp_path, postgres_url, monkeypatch):
+    monkeypatch.delenv(sweeps.PASSWORD_ENV, raising=False)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    runs = tmp_path / "runs"
+    sweeps.create_sweep(runs, "pw", base(demo_root, tmp_path, epochs=1), SPACE, sampler="random", pruner="none",
+                        storage=postgres_url, total=1)
+    stored = sweeps.load_sweep(runs, "pw").storage
+    assert PG_PASSWORD not in (runs / "sweeps" / "pw" / "sweep.json").read_text() and "maskcls@127.0.0.1" in stored
+    with pytest.raises(sweeps.SweepError, match="cannot open the sweep storage") as refused:
+        sweeps.trials_table(runs, "pw")  # the stored URL alone does not get in
+    assert PG_PASSWORD not in str(refused.value)
+    worker = sweeps.start_worker(runs, "pw", 1, storage=postgres_url)
+    argv = Path(f"/proc/{worker.read_status()['pid']}/cmdline").read_bytes().decode()
+    assert PG_PASSWORD not in argv and stored in argv  # what `ps` shows
+    wait_for(lambda: worker.read_status()["state"] not in ("queued", "running"), 240, "the worker")
+    assert worker.read_status()["state"] == "completed", worker.log_tail()  # the password reached it by environment
+    monkeypatch.setenv(sweeps.PASSWORD_ENV, PG_PASSWORD)
+    assert sweeps.trials_table(runs, "pw")["state"].tolist() == ["completed"]
 
 
 @pytest.mark.parametrize("space, message", [

@@ -182,8 +182,41 @@ def default_storage(runs_root) -> str:
     return f"sqlite:///{(sweeps_root(runs_root) / 'optuna.db').resolve()}"
 
 
+PASSWORD_ENV = "MASKCLS_STORAGE_PASSWORD"  # the storage's password, never written to sweep.json or a command line
+
+
+def _parsed(url: str):
+    """The URL as SQLAlchemy reads it, None when it is not one (then _storage refuses it by name)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """(the URL without its password, the password or None): what a sweep may store and show to `ps`."""
+    from sqlalchemy.engine import URL
+    u = _parsed(url)
+    if u is None or u.password is None:
+        return url, None
+    plain = URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
+    return plain.render_as_string(hide_password=False), str(u.password)
+
+
+def with_password(url: str) -> str:
+    """A stored URL with a user and no password, completed from MASKCLS_STORAGE_PASSWORD when it is set
+    (PostgreSQL's driver also reads PGPASSWORD and ~/.pgpass by itself)."""
+    password = os.environ.get(PASSWORD_ENV)
+    u = _parsed(url) if password else None
+    if u is None or not u.username or u.password is not None:
+        return url
+    return u.set(password=password).render_as_string(hide_password=False)
+
+
 def storage_url(sweep: Sweep, runs_root, override: str | None = None) -> str:
-    return override or sweep.storage or default_storage(runs_root)
+    return with_password(override or sweep.storage or default_storage(runs_root))
 
 
 def shown_url(url: str) -> str:
@@ -263,12 +296,12 @@ def create_sweep(runs_root, name: str, base: RunConfig, space: dict, sampler: st
         raise SweepError(f"a sweep named {name!r} already exists in {runs_root}: add trials with `maskcls sweep run "
                          f"{name}`, re-define it with --resume, or choose another name")
     old = load_sweep(runs_root, name) if path.exists() else None
-    sweep = Sweep(name, base.to_dict(), space, sampler, pruner, storage or (old.storage if old else ""), total,
-                  created=old.created if old else now())
+    sweep = Sweep(name, base.to_dict(), space, sampler, pruner, split_password(storage)[0] if storage else
+                  (old.storage if old else ""), total, created=old.created if old else now())
     if sampler == "grid":
         size = grid_size(sweep)
         sweep.total = min(total, size) if total else size
-    url = storage_url(sweep, runs_root)
+    url = storage_url(sweep, runs_root, storage or None)  # the password, if given, is used but not stored
     if url.startswith("sqlite"):
         sweeps_root(runs_root).mkdir(parents=True, exist_ok=True)
     optuna.create_study(study_name=name, storage=_storage(url), direction="maximize", load_if_exists=True)
@@ -532,9 +565,11 @@ def start_worker(runs_root, name: str, trials: int, storage: str | None = None) 
         except FileExistsError:
             n += 1
     worker.write_status(state="queued", submitted=now(), trials=trials)
+    plain, password = split_password(storage) if storage else (None, None)
     args = [sys.executable, "-m", "maskcls", "sweep", "run", name, "--trials", str(trials), "--job", worker.name,
-            "--runs-root", str(Path(runs_root).resolve()), "--quiet"] + (["--storage", storage] if storage else [])
-    pid = spawn_detached(args, worker.log_path)
+            "--runs-root", str(Path(runs_root).resolve()), "--quiet"] + (["--storage", plain] if plain else [])
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **({PASSWORD_ENV: password} if password else {}))
+    pid = spawn_detached(args, worker.log_path, env)  # the password by environment: argv is visible to `ps`
     worker.write_status(pid=pid, pid_start=proc_start(pid), pgid=pid)
     return worker
 
