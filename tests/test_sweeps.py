@@ -197,6 +197,18 @@ def test_a_storage_password_is_never_stored_nor_on_a_command_line(demo_root, tmp
     assert sweeps.trials_table(runs, "pw")["state"].tolist() == ["completed"]
 
 
+def test_storage_urls_are_split_completed_and_shown_without_their_password(monkeypatch):
+    url = "postgresql+psycopg://team:p%40ss@db:5432/sweeps?sslmode=require"
+    assert sweeps.split_password(url) == ("postgresql+psycopg://team@db:5432/sweeps?sslmode=require", "p@ss")
+    assert sweeps.shown_url(url) == "postgresql+psycopg://team:***@db:5432/sweeps?sslmode=require"
+    for plain in ("sqlite:////runs/sweeps/optuna.db", "postgresql://team@db/sweeps", "not a url"):
+        assert sweeps.split_password(plain) == (plain, None) and sweeps.shown_url(plain) == plain
+    monkeypatch.setenv(sweeps.PASSWORD_ENV, "p@ss")
+    assert sweeps.with_password("postgresql://team@db/sweeps") == "postgresql://team:p%40ss@db/sweeps"
+    assert sweeps.with_password("postgresql://team:own@db/sweeps") == "postgresql://team:own@db/sweeps"
+    assert sweeps.with_password("sqlite:////runs/optuna.db") == "sqlite:////runs/optuna.db"  # no user: untouched
+
+
 @pytest.mark.parametrize("space, message", [
     ({"lrr": {"type": "float", "low": 0.1, "high": 0.2}}, "unknown key 'lrr' in the search space; did you mean lr"),
     ({"loss": {"type": "float", "low": 0.1, "high": 0.2}}, "'loss' holds text: a float range does not fit it"),

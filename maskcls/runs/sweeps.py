@@ -221,11 +221,8 @@ def storage_url(sweep: Sweep, runs_root, override: str | None = None) -> str:
 
 def shown_url(url: str) -> str:
     """A storage URL fit to print: the password hidden."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}" if ":" in creds else url
-    return url
+    u = _parsed(url)
+    return url if u is None else u.render_as_string(hide_password=True)
 
 
 def _quiet_optuna():
