@@ -19,8 +19,8 @@ from maskcls.augment.spec import create_preset
 from maskcls.data.cache import build_cache
 from maskcls.data.index import index_data
 from maskcls.models.backbones import create_model
-from maskcls.runs.bench import _Resident, _model, _timed_train, infer_limit
-from maskcls.train.engine import predict
+from maskcls.orchestration.bench import _Resident, _model, _timed_train, infer_limit
+from maskcls.train.engine import predict_batches
 from maskcls.train.loaders import CachedLoader
 
 root, out_path = sys.argv[1], sys.argv[2]
@@ -62,15 +62,15 @@ d = np.abs(np.asarray(gpu.array, np.int16) - np.asarray(cpu.array, np.int16))
 log("decode_pixel_mean_abs_diff", round(float(d.mean()), 3))
 
 spec = create_preset("baseline")
-data = CachedLoader(gpu.array, np.arange(n), np.zeros(n), 512, spec, False, dev, channels_last=True).data
+data = CachedLoader(gpu.array, np.arange(n), np.zeros(n), 512, spec=spec, train=False, device=dev, channels_last=True).data
 for autotune in (False, True):
     torch.backends.cudnn.benchmark = autotune
     for batch in (256, 512):
         model = create_model("efficientnet_b0", pretrained=False)[0].to(dev).to(memory_format=torch.channels_last).eval()
-        loader = CachedLoader(data, np.arange(n), np.zeros(n), batch, spec, False, dev, channels_last=True)
-        _, first = timed(lambda: predict(model, loader, dev, True, True))
-        _, second = timed(lambda: predict(model, loader, dev, True, True))
-        limit = infer_limit([model], n, batch, size, dev, True)
+        loader = CachedLoader(data, np.arange(n), np.zeros(n), batch, spec=spec, train=False, device=dev, channels_last=True)
+        _, first = timed(lambda: predict_batches(model, loader, dev, True, True))
+        _, second = timed(lambda: predict_batches(model, loader, dev, True, True))
+        limit = infer_limit([model], n, batch, size, device=dev, tta=True)
         log(f"member_flip_pass autotune={autotune} batch={batch}", {"first_s": first, "second_s": second,
                                                                     "limit_s": round(limit, 3)})
 
@@ -80,7 +80,8 @@ rows = np.arange(n)
 same = []
 for pf in ("0", "1"):
     os.environ["MASKCLS_PREFETCH"] = pf
-    it = iter(CachedLoader(data, rows, rows % 18, 8 if SMOKE else 256, strong, True, dev, seed=3, channels_last=True))
+    it = iter(CachedLoader(data, rows, rows % 18, 8 if SMOKE else 256, spec=strong, train=True, device=dev, seed=3,
+                           channels_last=True))
     same.append([next(it)[0].float().cpu() for _ in range(3)])
 log("prefetch_same_batches", all(torch.equal(a, b) for a, b in zip(*same)))
 
@@ -90,13 +91,13 @@ for compiled in (False,) if SMOKE else (False, True):
     torch.backends.cudnn.benchmark = True
     model = _model("efficientnet_b0", dev, True, compiled)
     w = warmup + (10 if compiled else 0)
-    row = {"limit_before": round(_timed_train(model, _Resident(8 if SMOKE else 256, size, dev, w + steps, True), dev, True, steps, w), 1)}
+    row = {"limit_before": round(_timed_train(model, _Resident(8 if SMOKE else 256, size, dev, w + steps, True), dev, amp=True, steps=steps, warmup=w), 1)}
     for pf in ("0", "1", "0", "1"):
         os.environ["MASKCLS_PREFETCH"] = pf
-        loader = CachedLoader(data, rows, labels, 256, spec, True, dev, channels_last=True)
+        loader = CachedLoader(data, rows, labels, 256, spec=spec, train=True, device=dev, channels_last=True)
         loader.batch_size = 8 if SMOKE else 256
-        row.setdefault(f"fast_prefetch{pf}", []).append(round(_timed_train(model, loader, dev, True, steps, warmup), 1))
-    row["limit_after"] = round(_timed_train(model, _Resident(8 if SMOKE else 256, size, dev, warmup + steps, True), dev, True, steps,
-                                            warmup), 1)
+        row.setdefault(f"fast_prefetch{pf}", []).append(round(_timed_train(model, loader, dev, amp=True, steps=steps, warmup=warmup), 1))
+    row["limit_after"] = round(_timed_train(model, _Resident(8 if SMOKE else 256, size, dev, warmup + steps, True), dev,
+                                            amp=True, steps=steps, warmup=warmup), 1)
     log(f"train224 compiled={compiled}", row)
 shutil.rmtree(tmp, ignore_errors=True)

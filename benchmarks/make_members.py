@@ -5,12 +5,13 @@ from maskcls.train.config import RunConfig
 from maskcls.common.fileio import write_text
 from maskcls.data.labels import class_names
 from maskcls.models.backbones import create_model
-from maskcls.train.rundir import RunDir, save_checkpoint
+from maskcls.common.runfolder import RunFolder
+from maskcls.common.checkpoints import save_checkpoint
 
 root, n, model, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 for i in range(n):
     cfg = RunConfig(model=model, pretrained=False, image_size=[size, size])
-    run = RunDir(root, f"m{i}")
+    run = RunFolder(root, f"m{i}")
     run.path.mkdir(parents=True, exist_ok=True)
     write_text(run.config_path, cfg.to_json())
     run.write_status(state="completed")  # a run folder: listed by the studio, usable as a member

@@ -41,6 +41,8 @@ def home() -> None:
     st.page_link(str(PAGES / "ensemble.py"), label="Ensemble: soups and votes with TTA, the submission CSV", icon=":material/join:")
     st.page_link(str(PAGES / "sweeps.py"), label="Sweeps: Optuna studies over the Train form's config, pruned per "
                  "epoch, on one server or several", icon=":material/tune:")
+    st.page_link(str(PAGES / "ladders.py"), label="Ladders: which step of a recipe pays, each gain with its interval "
+                 "over people", icon=":material/stairs:")
 
 
 st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
@@ -54,5 +56,6 @@ pages = [
     st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon=":material/search:"),
     st.Page(str(PAGES / "ensemble.py"), title="Ensemble", icon=":material/join:"),
     st.Page(str(PAGES / "sweeps.py"), title="Sweeps", icon=":material/tune:"),
+    st.Page(str(PAGES / "ladders.py"), title="Ladders", icon=":material/stairs:"),
 ]
 st.navigation(pages).run()

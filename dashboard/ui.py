@@ -12,7 +12,7 @@ if str(REPO) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from maskcls.common.settings import default_data_root, default_runs_root  # noqa: E402
+from maskcls.common.settings import check_runs_root, default_data_root, default_runs_root  # noqa: E402
 from maskcls.data.corrections import list_presets as correction_presets, list_saved_corrections  # noqa: E402
 from maskcls.data.index import DataIndex, index_data  # noqa: E402
 from maskcls.data.demo import STUDIO_DEMO, demo_folder, demo_progress, start_demo_generation  # noqa: E402
@@ -43,6 +43,10 @@ def sidebar() -> None:
         c1.number_input("Age bound 1", min_value=1, max_value=98, step=1, key="age_lower")
         c2.number_input("Age bound 2", min_value=2, max_value=99, step=1, key="age_upper",
                         help="Top teams trained with 58")
+        try:
+            check_runs_root(st.session_state["runs_root"])
+        except ValueError as e:
+            st.error(str(e))
         saved = list_saved_corrections(st.session_state["runs_root"])
         if st.session_state.get("corrections") not in correction_presets() + saved:
             st.session_state["corrections"] = "none"
@@ -82,7 +86,7 @@ def demo_root() -> str:
         elif idle_since is None:
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since > 5:
-            log = folder / "generation.log"
+            log = folder / "log.txt"
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
             st.error(f"The demo generator stopped before finishing ({state['done']}/{total} people). Reload the page "
                      f"to resume it. Its log ends with:\n\n```\n{tail}\n```")

@@ -135,11 +135,55 @@ def picked_cell(event) -> tuple[int, int] | None:
     return (int(values[0]), int(values[1])) if len(values) >= 2 else None
 
 
-def per_class_f1_figure(per_class: list[dict], names: list[str]) -> go.Figure:
+def per_class_f1_figure(per_class: list[dict], names: list[str], ci: list | None = None) -> go.Figure:
+    """F1 per class, sorted; with `ci` (per class [low, high]) each bar carries its 95 % interval over people."""
     frame = pd.DataFrame(per_class)
     frame["name"] = [f"{c}: {names[c]}" for c in frame["class"]]
+    if ci is not None:
+        frame["minus"] = frame["f1"] - [ci[c][0] for c in frame["class"]]
+        frame["plus"] = [ci[c][1] for c in frame["class"]] - frame["f1"]
     frame = frame.sort_values("f1")
     fig = px.bar(frame, x="f1", y="name", orientation="h", hover_data=["precision", "recall", "support"],
-                 title="F1 per class (sorted)", height=520)
+                 error_x="plus" if ci is not None else None, error_x_minus="minus" if ci is not None else None,
+                 title="F1 per class (sorted)" + (", 95 % interval over people" if ci is not None else ""), height=520)
     fig.update_layout(margin=dict(t=40, b=10), xaxis_range=[0, 1])
+    return fig
+
+
+def class_difference_figure(per_class: list[dict], names: list[str], title: str = "") -> go.Figure:
+    """Per-class F1 differences (B - A) with their intervals, largest first."""
+    frame = pd.DataFrame(per_class)
+    frame["name"] = [f"{c}: {names[c]}" for c in frame["class"]]
+    lo = frame["interval"].map(lambda v: v[0])
+    hi = frame["interval"].map(lambda v: v[1])
+    fig = go.Figure(go.Bar(x=frame["difference"], y=frame["name"], orientation="h",
+                           error_x=dict(type="data", symmetric=False, array=hi - frame["difference"],
+                                        arrayminus=frame["difference"] - lo),
+                           marker_color=["#2a9d8f" if d >= 0 else "#e76f51" for d in frame["difference"]]))
+    fig.update_layout(title=title or "F1 per class, B - A (95 % interval over people)", height=520,
+                      margin=dict(t=40, b=10), yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def waterfall_figure(steps: list[dict], base: float | None, title: str = "") -> go.Figure:
+    """Each step's gain as a floating bar from the level before it, with its interval as an error bar; a bar is a
+    point a click selects (customdata = the step's index)."""
+    level = base or 0.0
+    xs, bases, gains, lo, hi, colours = [], [], [], [], [], []
+    for s in steps:
+        if "gain" not in s:
+            continue
+        xs.append(s["step"])
+        bases.append(level)
+        gains.append(s["gain"])
+        lo.append(s["gain"] - s["interval"][0])
+        hi.append(s["interval"][1] - s["gain"])
+        colours.append({"pays": "#2a9d8f", "hurts": "#e76f51"}.get(s["verdict"], "#a8a8a8"))
+        level += s["gain"]
+    fig = go.Figure(go.Bar(x=xs, y=gains, base=bases, marker_color=colours,
+                           customdata=[[i, g] for i, g in enumerate(gains)],
+                           hovertemplate="%{x}: gain %{customdata[1]:+.4f}<extra></extra>",
+                           error_y=dict(type="data", symmetric=False, array=hi, arrayminus=lo)))
+    fig.update_layout(title=title or "Gain of each step (macro F1, 95 % interval over people)", height=420,
+                      margin=dict(t=40, b=10), yaxis_title="macro F1", clickmode="event+select")
     return fig

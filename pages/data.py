@@ -1,18 +1,22 @@
 """Data page: the 18-class imbalance, each attribute, leak-free vs leaky splits, samples, skipped files."""
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import ui
 from maskcls import charts
+from maskcls.data.corrections import corrections_summary
 from maskcls.data.splits import borderline_table
 from maskcls.data.labels import class_names
 from maskcls.common.devices import has_gpu
 from maskcls.common.settings import default_cache_dir
-from maskcls.data.faces import FACES_FILE, boxed_thumbnail, coverage, face_crops, load_detections
+from maskcls.data.faces import (FACES_FILE, SOURCES, boxed_thumbnail, coverage_warning, ensure_detections,
+                                face_crops, load_detections, rates)
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def face_boxes(paths: tuple, cache_dir: str, margin: float, stamp: float):
-    """The crops of every image, once per box file and margin (a rerun reads no image header again)."""
+    """The crops of every image under the rule validation and the eval set follow, once per box file and
+    margin (a rerun reads no image header again)."""
     return face_crops(list(paths), cache_dir, margin)
 
 
@@ -22,6 +26,10 @@ index = ui.current_index()
 if index is None:
     st.stop()
 train, bounds = index.train, index.bounds
+corrected = index.train.attrs.get("corrections")
+if corrected:
+    text = corrections_summary(corrected)
+    (st.warning if corrected["unmatched"] else st.info)(ui.markdown_escape(text))
 
 table = charts.class_count_table(train, bounds)
 st.plotly_chart(charts.class_count_figure(table), width="stretch")
@@ -58,34 +66,41 @@ if window:
 st.subheader("Face crop")
 face_cache = default_cache_dir(index.root)
 paths = train["path"].tolist()
+eval_paths = index.eval["path"].tolist() if index.eval is not None else []
 known = load_detections(face_cache)
-missing = sum(p not in known for p in paths)
+missing = sum(p not in known for p in paths + eval_paths)
 margin = st.slider("Margin around the face box (share of its size, each side)", 0.0, 0.6, 0.2, 0.05,
                    key="data_face_margin")
 if missing:
-    st.caption(f"{missing:,} of {len(paths):,} images have not been searched for a face yet. MTCNN looks once per "
-               f"image (tens of milliseconds each on a CPU), then the boxes are cached with the decoded images.")
+    st.caption(f"{missing:,} of {len(paths) + len(eval_paths):,} training and eval images have not been searched for "
+               f"a face yet. MTCNN looks once per image (tens of milliseconds each on a CPU), then the boxes are cached "
+               f"with the decoded images.")
     if st.button("Find faces", key="data_faces", icon=":material/face:"):
         bar = st.progress(0.0, text="finding faces…")
-        face_crops(paths, face_cache, margin, "cuda" if has_gpu() else "cpu",
-                   progress=lambda d, n: bar.progress(d / max(n, 1), text=f"finding faces {d:,}/{n:,}"))
+        ensure_detections(paths + eval_paths, face_cache, "cuda" if has_gpu() else "cpu",
+                          progress=lambda d, n: bar.progress(d / max(n, 1), text=f"finding faces {d:,}/{n:,}"))
         st.rerun()
 else:
-    boxes, sources = face_boxes(tuple(paths), str(face_cache), margin,
-                                (face_cache / FACES_FILE).stat().st_mtime)
-    cov = coverage(sources)
-    m = st.columns(3)
-    for col, (k, help_text) in zip(m, (("detected", "MTCNN found the face in this photo"),
-                                       ("borrowed", "no face found here; the person's other photos' median box"),
-                                       ("fallback", "no face in any of the person's photos: a centre box"))):
-        col.metric(k.capitalize(), f"{cov[k]:,}", f"{100 * cov[k] / max(len(paths), 1):.0f} %", delta_color="off",
-                   help=help_text)
+    stamp = (face_cache / FACES_FILE).stat().st_mtime
+    boxes, sources = face_boxes(tuple(paths), str(face_cache), margin, stamp)
+    sets = {"training": rates(sources)}
+    if eval_paths:
+        eval_boxes, eval_sources = face_boxes(tuple(eval_paths), str(face_cache), margin, stamp)
+        sets["eval"] = rates(eval_sources)
+    st.dataframe(pd.DataFrame([{"set": k, "images": v["images"], **{f"{s} %": v[f"{s}_%"] for s in SOURCES}}
+                               for k, v in sets.items()]), hide_index=True, key="data_face_coverage",
+                 column_config={f"{s} %": st.column_config.NumberColumn(format="%.1f %%") for s in SOURCES})
+    warning = coverage_warning(sets["training"], sets.get("eval"))
+    if warning:
+        st.warning(f"The {warning}. Compare the crop on validation and on the eval set before trusting it "
+                   f"(`maskcls faces ROOT --eval`).")
     rng = np.random.default_rng(0)
     shown = [i for s in ("detected", "borrowed", "fallback")
              for i in rng.permutation([j for j, x in enumerate(sources) if x == s])[:4]]
     st.image([boxed_thumbnail(paths[i], boxes[i], sources[i]) for i in shown],
              caption=[f"{sources[i]} · {train['folder'].iloc[i]}" for i in shown], width=120)
-    st.caption("Green: detected · amber: borrowed · red: centre fallback. A run with `face_crop` on (Train page) "
+    st.caption("Green: detected · red: no face found, the whole frame is used (the rule validation and the eval set "
+               "follow: eval photos have no person to borrow a box from). A run with `face_crop` on (Train page) "
                "trains, evaluates and predicts on these crops.")
 
 st.subheader("Sample images per class")

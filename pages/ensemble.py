@@ -8,12 +8,13 @@ from maskcls import charts
 from maskcls.common.settings import default_cache_dir
 from maskcls.common.devices import resolve_device
 from maskcls.infer.ensemble import METHOD_HELP, METHODS, class_distribution, score_members
-from maskcls.infer.predict import Member
-from maskcls.runs.predictions import (PredictionDir, PredictRequest, cancel_prediction, list_predictions, new_name,
-    predict_now, read_submission, submit_prediction, suggest_background)
-from maskcls.train.rundir import CheckpointError, list_runs
+from maskcls.infer.members import Member
+from maskcls.orchestration.submissions import (SubmissionFolder, SubmissionRequest, cancel_submission, list_submissions, new_name,
+    submit_here, read_submission, start_submission, suggest_background)
+from maskcls.common.runfolder import list_runs
+from maskcls.common.checkpoints import CheckpointError
 from maskcls.infer.evaluation import report
-from maskcls.runs.kfold import fold_runs, list_fold_groups, list_oof, read_oof
+from maskcls.orchestration.folds import fold_runs, list_fold_groups, list_oof, read_oof
 
 st.title("Ensemble")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -31,11 +32,11 @@ if groups:
     group = f[0].selectbox("Fold ensemble", groups, key="ens_fold_group", help="the K runs of `--folds K --name NAME`")
     try:
         fold_members = [f"{r.name}:best.pt" for r in fold_runs(runs_root, group) if f"{r.name}:best.pt" in options]
-    except ValueError as e:  # folds still being created, or a group with a missing fold
+    except ValueError as e:  # folds still running, cancelled or failed, or a group with a missing fold
         fold_members = []
-        f[2].caption(str(e))
-    f[1].button("Use its folds", key="ens_use_folds", on_click=lambda: st.session_state.update(ens_members=fold_members))
-    if group in list_oof(runs_root):
+        f[2].warning(str(e))
+    f[1].button("Use its folds", key="ens_use_folds", disabled=not fold_members, on_click=lambda: st.session_state.update(ens_members=fold_members))
+    if group in list_oof(runs_root) and fold_members:
         f[2].caption(f"{group}: out-of-fold macro F1 {report(read_oof(runs_root, group))['macro_f1']:.4f} over every "
                      f"training image. The folds' validation splits differ, so score a fold ensemble by this figure, "
                      f"not by “Score on validation”.")
@@ -56,7 +57,7 @@ cache_dir = str(default_cache_dir(index.root))
 if st.button("Score on validation", key="ens_score"):
     bar = st.progress(0.0, text="Scoring every member and the ensemble on the shared validation split…")
     try:
-        table, notes, _ = score_members(runs_root, members, method, dev, cache_dir, tta,
+        table, notes, _ = score_members(runs_root, members, method, dev, cache_dir, tta=tta,
                                         progress=lambda f, text: bar.progress(min(1.0, f), text=text))
         st.session_state["ens_table"] = (table, notes)
     except (ValueError, CheckpointError, OSError) as e:
@@ -78,15 +79,15 @@ long = suggest_background(len(index.eval), len(members), tta, dev.type)
 background = st.checkbox("Run as a background job", value=long, key=f"ens_background_{long}",
                          help="It keeps running if you leave the page; suggested for long predictions")
 if st.button("Predict the eval set", type="primary", key="ens_predict"):
-    request = PredictRequest(str(index.root), picked, method, tta, tuned, device, cache_dir)
+    request = SubmissionRequest(str(index.root), picked, method, tta, tuned, device, cache_dir)
     name = new_name(runs_root)
     try:
         if background:
-            submit_prediction(request, runs_root, name)
+            start_submission(request, runs_root, name)
             st.toast(f"{name} started in the background")
         else:
             bar = st.progress(0.0, text="Predicting…")
-            status = predict_now(request, runs_root, name,
+            status = submit_here(request, runs_root, name,
                                  progress=lambda f, text: bar.progress(min(1.0, f), text=text))
             bar.empty()
             if status["state"] != "completed":
@@ -98,7 +99,7 @@ if st.button("Predict the eval set", type="primary", key="ens_predict"):
 
 def show_result(info: dict) -> None:
     """A finished prediction: score, timing, download button, class distribution."""
-    job = PredictionDir(runs_root, info["name"])
+    job = SubmissionFolder(runs_root, info["name"])
     try:
         sub = read_submission(job)
     except (ValueError, OSError) as e:
@@ -122,7 +123,7 @@ def show_result(info: dict) -> None:
 
 def predictions_panel(polling: bool) -> None:
     """Polls while a prediction runs; one full rerun when the last one ends stops the polling."""
-    infos = list_predictions(runs_root)
+    infos = list_submissions(runs_root)
     if not infos:
         return
     if polling and not any(i.get("state") in ("queued", "running") for i in infos):
@@ -144,7 +145,7 @@ def predictions_panel(polling: bool) -> None:
         st.progress(min(1.0, info.get("progress", 0.0)), text=f"{pick}: {info.get('stage', '')}")
         if not info.get("in_process") and st.button(f"Cancel {pick}", key="ens_cancel"):
             try:
-                st.toast(f"{pick}: {cancel_prediction(runs_root, pick)['state']}")
+                st.toast(f"{pick}: {cancel_submission(runs_root, pick)['state']}")
             except ValueError as e:
                 st.error(str(e))
     elif info.get("state") == "completed":
@@ -153,6 +154,6 @@ def predictions_panel(polling: bool) -> None:
         st.error(f"{pick} {info.get('state')}: {info.get('error', '')}")
 
 
-running = any(i.get("state") in ("queued", "running") for i in list_predictions(runs_root))
+running = any(i.get("state") in ("queued", "running") for i in list_submissions(runs_root))
 st.subheader("Predictions")
 st.fragment(run_every=2.0 if running else None)(predictions_panel)(running)

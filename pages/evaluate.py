@@ -5,27 +5,29 @@ import streamlit as st
 import ui
 from maskcls import charts
 from maskcls.models.cam import explain_image, list_cam_methods
-from maskcls.data.corrections import accept_correction, corrections_path, reject_suggestion, reviewed_ids
-from maskcls.infer.predict import build_model
-from maskcls.infer.evaluation import (cell_errors, find_label_errors, person_attribute_probs, report,
-    run_predictions, save_bias, suggested_correction, tune_biases)
+from maskcls.data.corrections import reviewed_ids
+from maskcls.infer.members import build_model
+from maskcls.infer.evaluation import cell_errors, eval_people, largest_error_cell, prediction_intervals, report, validation_predictions, save_bias, tune_biases
+from maskcls.infer.review import person_probabilities
+from maskcls.orchestration import reviews
 from maskcls.data.imageio import ImageError, thumbnail
 from maskcls.data.labels import attribute_names, class_names, short_class_names
-from maskcls.train.rundir import CheckpointError, RunDir, list_runs, load_checkpoint, probs_of
+from maskcls.common.runfolder import RunFolder, list_runs, probs_of
+from maskcls.common.checkpoints import CheckpointError, load_checkpoint
 from maskcls.train.config import RunConfig
-from maskcls.runs.kfold import crossfit_bias, list_oof, oof_path, read_oof, save_fold_bias
+from maskcls.orchestration.folds import crossfit_bias, fold_runs, list_oof, oof_path, read_oof, save_fold_bias
 
 PAGE = 12
 
 
 @st.cache_data(max_entries=16, show_spinner="Loading predictions…")
 def predictions(runs_root: str, name: str, checkpoint: str, stamp: float):
-    return run_predictions(runs_root, name, checkpoint)
+    return validation_predictions(runs_root, name, checkpoint)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def model_for(runs_root: str, name: str, checkpoint: str, stamp: float):
-    ckpt = load_checkpoint(RunDir(runs_root, name).checkpoint(checkpoint))
+    ckpt = load_checkpoint(RunFolder(runs_root, name).checkpoint(checkpoint))
     cfg = RunConfig.from_dict(ckpt["config"])
     return build_model(ckpt, cfg, f"{name}:{checkpoint}"), cfg
 
@@ -36,6 +38,15 @@ def oof_predictions(runs_root: str, group: str, stamp: float):
     frame.attrs["source"] = (f"{group}-oof.csv: every training image, each predicted by the fold run that did not "
                              f"train on it ({frame['fold'].nunique()} folds)")
     return frame
+
+
+@st.cache_data(max_entries=16, show_spinner="Resampling people…")
+def intervals(runs_root: str, ref: str, checkpoint: str, is_group: bool, stamp: float) -> dict:
+    """The interval figures: stored with the run at its best epoch, else computed once per file version."""
+    if is_group:
+        from maskcls.train.intervals import run_intervals
+        return run_intervals(read_oof(runs_root, ref), eval_people=eval_people(ui.data_root()))
+    return prediction_intervals(RunFolder(runs_root, ref), predictions(runs_root, ref, checkpoint, stamp))
 
 
 st.title("Evaluate")
@@ -55,9 +66,10 @@ try:
     if group:
         checkpoint = "best.pt"
         c[1].caption("each image scored by its own fold's best.pt")
+        fold_runs(runs_root, group)  # every fold still completed (outside the cache: a fold may be resumed since)
         preds = oof_predictions(runs_root, group, oof_path(runs_root, group).stat().st_mtime)
     else:
-        run = RunDir(runs_root, name)
+        run = RunFolder(runs_root, name)
         checkpoint = c[1].selectbox("Checkpoint", run.list_checkpoints(), key="eval_ckpt")
         stamp = (run.path / checkpoint).stat().st_mtime
         preds = predictions(runs_root, name, checkpoint, stamp)
@@ -65,12 +77,22 @@ except (ValueError, CheckpointError, OSError) as e:
     st.error(f"Cannot evaluate {name if group else f'{name}/{checkpoint}'}: {e}")
     st.stop()
 normalise = c[2].toggle("Row-normalised", key="eval_norm")
+ci = intervals(runs_root, name if not group else group, checkpoint, bool(group),
+               oof_path(runs_root, group).stat().st_mtime if group else stamp)
 st.caption(f"Figures from {preds.attrs.get('source', 'the run')}.")
+if "expected_test_f1" in ci:
+    lo, hi = ci["expected_test_f1"]
+    st.caption(f"On an unseen set of {ci['test_people']} people drawn like these, a model like this one may score "
+               f"**{lo:.3f} to {hi:.3f}**; the leaderboard's public and private halves of such a set can differ by up to "
+               f"{ci['public_private_gap_abs']:.3f} from chance alone, so a public-score gain smaller than that means "
+               f"little. (Resampled from validation: a shift between training and test photos is not in it.)")
 
 r = report(preds)
 names, short = class_names(), short_class_names()
 m = st.columns(4)
-m[0].metric("Macro F1", f"{r['macro_f1']:.4f}")
+m[0].metric("Macro F1", f"{r['macro_f1']:.4f}", f"{ci['macro_f1_ci'][0]:.3f} to {ci['macro_f1_ci'][1]:.3f}",
+            delta_color="off", help=f"95 % interval from resampling the {ci['people']} validation people (a person's "
+                                    f"photos are not independent: people, not images, are the unit)")
 m[1].metric("Accuracy", f"{r['accuracy']:.4f}")
 m[2].metric("Validation images", f"{len(preds):,}")
 m[3].metric("People", f"{preds['person_id'].nunique():,}")
@@ -81,7 +103,7 @@ left, right = st.columns([3, 2])
 events = {"class": left.plotly_chart(
     charts.confusion_figure(r["confusion"], short, normalise, "Confusion: click a cell to see its images", names),
     width="stretch", on_select="rerun", selection_mode="points", key="eval_cm_class")}
-right.plotly_chart(charts.per_class_f1_figure(r["per_class"], names), width="stretch")
+right.plotly_chart(charts.per_class_f1_figure(r["per_class"], names, ci["per_class_f1_ci"]), width="stretch")
 for col, (attr, labels) in zip(st.columns(3), attribute_names().items()):
     a = r["attributes"][attr]
     events[attr] = col.plotly_chart(charts.confusion_figure(a["confusion"], list(labels), normalise,
@@ -96,6 +118,12 @@ for matrix, event in events.items():
         st.session_state["eval_page"] = 1
     elif cell is None:
         st.session_state.pop(f"eval_seen_{matrix}", None)
+
+if st.session_state.get("eval_opened") != (name, checkpoint):  # a new run: open on its largest confusion
+    st.session_state["eval_opened"] = (name, checkpoint)
+    st.session_state["eval_matrix"] = "class"
+    st.session_state["eval_true"], st.session_state["eval_pred"] = largest_error_cell(r["confusion"])
+    st.session_state["eval_page"] = 1
 
 st.subheader("Errors of one cell")
 s = st.columns([1, 2, 2, 1])
@@ -137,7 +165,7 @@ else:
         try:
             owner = f"{group}-fold{int(cell.loc[pick, 'fold']) + 1}" if group else name  # the model that scored it
             model, cfg = model_for(runs_root, owner, checkpoint,
-                                   (RunDir(runs_root, owner).path / checkpoint).stat().st_mtime)
+                                   (RunFolder(runs_root, owner).path / checkpoint).stat().st_mtime)
             head = "class"
             if cfg.head == "multi":
                 head = st.radio("Explain", ["class", "mask", "gender", "age"], horizontal=True, key="eval_cam_head",
@@ -145,31 +173,43 @@ else:
             row = cell.loc[pick]
             targets = [(int(row.predicted), f"predicted: {names[int(row.predicted)]}"),
                        (int(row.label), f"true: {names[int(row.label)]}")]
-            views, labels_ = explain_image(model, cfg, row.path, targets, method, head)
+            views, labels_ = explain_image(model, cfg, row.path, targets, method=method, head=head)
             st.image(views, caption=labels_, width=220)
         except (ImageError, ValueError, CheckpointError, OSError) as e:
             st.error(f"Cannot show Grad-CAM: {e}")
 
 st.subheader("Likely label errors")
-people, flagged = find_label_errors(preds)
-r = st.columns([2, 3])
-corr_name = r[0].text_input("Corrections file", value="reviewed", key="eval_corr_name",
+r = st.columns([2, 1, 3])
+corr_name = r[0].text_input("Corrections file", value=reviews.DEFAULT_FILE, key="eval_corr_name",
                             help="Accepted changes go to <runs root>/corrections/NAME.csv: pick it in the sidebar's "
                                  "Label corrections to see the data and train with it")
+show_border = r[1].toggle("Borderline ages", key="eval_border",
+                          help="Age suggestions for people at a band bound (within the borderline distance, the "
+                               "bound itself included): the model's doubt there is expected, so they are kept apart")
 try:
-    corr_file = corrections_path(runs_root, corr_name.strip())
-    accepted, rejected = reviewed_ids(corr_file)
+    owner_cfg = RunConfig.from_dict((fold_runs(runs_root, group)[0] if group else RunFolder(runs_root, name)).read_config())
+    review = reviews.open_review(runs_root, group or name, into=corr_name.strip(), preds=preds, cfg=owner_cfg)
 except ValueError as e:
     st.error(str(e))
     st.stop()
-pending = people[~people["person_id"].isin(accepted | rejected)].reset_index(drop=True)
-r[1].caption(f"{len(accepted)} accepted and {len(rejected)} rejected in {corr_file.name}; {len(pending)} suggestion(s) "
-             f"to review" + (" · scored out of fold: the model never trained on these people" if group else ""))
-st.dataframe(pending.head(30)[["person_id", "suggestion", "score", "images"]], hide_index=True, width="stretch",
-             column_config={"score": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.2f")})
+accepted, rejected = reviewed_ids(review.file)
+q = review.queue
+pending = review.pending.borderline if show_border else review.pending.main
+r[2].caption(f"**{q.flagged} flagged of {q.scored} people scored** ({len(q.main)} in the queue, {len(q.borderline)} "
+             f"borderline ages); {len(accepted)} accepted and {len(rejected)} rejected in {review.file.name}; "
+             f"{len(pending)} pending" + (" · scored out of fold: the model never trained on these people" if group
+                                          else ""))
+if pending.empty:
+    st.success("Nothing left to review here." if q.flagged else "No label looks wrong to this model.")
+else:
+    st.dataframe(pending.head(30)[["person_id", "suggestion", "score", "agreement", "images", "age"]], hide_index=True,
+                 width="stretch", key="eval_queue",
+                 column_config={"score": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.2f"),
+                                "agreement": st.column_config.NumberColumn(format="%.2f")})
 by_person = preds.groupby("person_id")["path"].apply(list)
 for i, row in enumerate(pending.head(6).itertuples()):
-    with st.expander(f"{row.person_id}: {row.suggestion} (score {row.score:.2f})", expanded=i == 0):
+    with st.expander(f"{row.person_id}: {row.suggestion} (score {row.score:.2f}, {row.agreement:.0%} of photos)",
+                     expanded=i == 0):
         imgs = []
         for p in sorted(by_person.get(row.person_id, [])):
             try:
@@ -178,23 +218,20 @@ for i, row in enumerate(pending.head(6).itertuples()):
                 pass
         if imgs:
             st.image(imgs, width=96)
-        probs = person_attribute_probs(preds, row.person_id)
-        st.dataframe(probs.pivot_table(index="attribute", columns="value", values="probability", sort=False),
-                     width="stretch", key=f"eval_probs_{row.person_id}",
-                     column_config={c: st.column_config.NumberColumn(format="%.2f") for c in probs["value"]})
+        st.dataframe(person_probabilities(preds, row.person_id), width="stretch", key=f"eval_probs_{row.person_id}")
         b = st.columns([2, 1, 3])
         if b[0].button(f"Accept: {row.suggestion}", key=f"eval_accept_{row.person_id}", type="primary"):
-            accept_correction(corr_file, suggested_correction(row, ui.bounds()))
-            st.toast(f"{row.person_id}: written to {corr_file.name}")
+            reviews.accept(review, row.person_id)
+            st.toast(f"{row.person_id}: written to {review.file.name}")
             st.rerun()
         if b[1].button("Reject", key=f"eval_reject_{row.person_id}"):
-            reject_suggestion(corr_file, row.person_id)
+            reviews.reject(review, row.person_id)
             st.rerun()
 if accepted:
-    st.caption(f"Next: choose **{corr_file.stem}** in the sidebar's Label corrections, then train (Train page): the run "
-               f"reads {corr_file}.")
-    st.download_button(f"Download {corr_file.name}", corr_file.read_text(encoding="utf-8"), file_name=corr_file.name,
-                       mime="text/csv")
+    st.caption(f"Next: choose **{review.file.stem}** in the sidebar's Label corrections, then train (Train page): the "
+               f"run reads {review.file}. Headless: `maskcls review {group or name} --into {review.file.stem}`.")
+    st.download_button(f"Download {review.file.name}", review.file.read_text(encoding="utf-8"),
+                       file_name=review.file.name, mime="text/csv")
 
 st.subheader("Macro-F1 decision tuning")
 if group:
@@ -208,7 +245,7 @@ if group:
         st.bar_chart(np.round(fit["bias"], 3))
 elif st.button("Fit per-class biases on these validation predictions", key="eval_tune"):
     bias, before, after = tune_biases(probs_of(preds), preds["label"].to_numpy())
-    save_bias(runs_root, name, bias, before, after, checkpoint)
+    save_bias(runs_root, name, bias, before=before, after=after, checkpoint=checkpoint)
     st.success(f"Macro F1 {before:.4f} → {after:.4f} (+{after - before:.4f}) on validation; saved with the run "
                f"(use `maskcls predict --tuned`). Fitted on the same split it is scored on, so the gain is optimistic.")
     st.bar_chart(np.round(bias, 3))

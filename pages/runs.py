@@ -1,8 +1,13 @@
-"""Runs page: every run in one sortable table; overlay curves and diff configs of several; delete with care."""
+"""Runs page: every run (and repeat group) in one sortable table with its interval; curves and config differences;
+is B better than A; delete with care."""
 import streamlit as st
 
 import ui  # noqa: F401  (sets up the import path and session defaults)
-from maskcls.runs.compare import config_diff, curves_figure, delete_run, runs_table
+from maskcls import charts
+from maskcls.data.labels import class_names
+from maskcls.orchestration.compare import compare_refs, config_diff, curves_figure, delete_run, runs_table
+from maskcls.orchestration.folds import list_oof
+from maskcls.orchestration.repeats import list_repeat_groups
 
 st.title("Runs")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -12,9 +17,32 @@ if table.empty:
     st.stop()
 st.dataframe(table, hide_index=True, width="stretch", key="runs_table",
              column_config={"best macro F1": st.column_config.NumberColumn(format="%.4f"),
+                            "F1 low": st.column_config.NumberColumn(format="%.4f", help="95 % interval over people"),
+                            "F1 high": st.column_config.NumberColumn(format="%.4f", help="95 % interval over people"),
+                            "seed sd": st.column_config.NumberColumn(format="%.4f", help="spread over seeds"),
                             "best accuracy": st.column_config.NumberColumn(format="%.4f")})
 
-names = table["name"].tolist()
+st.subheader("Is B better than A?")
+refs = [n for n in table["name"] if " (repeat of " not in n] + list_repeat_groups(runs_root) + list_oof(runs_root)
+c = st.columns([2, 2, 1])
+a = c[0].selectbox("A", refs, index=0, key="runs_cmp_a")
+b = c[1].selectbox("B", refs, index=min(1, len(refs) - 1), key="runs_cmp_b")
+if c[2].button("Compare", key="runs_cmp", type="primary"):
+    try:
+        st.session_state["runs_cmp_result"] = compare_refs(runs_root, a, b)
+    except ValueError as e:
+        st.error(str(e))
+result = st.session_state.get("runs_cmp_result")
+if result and (result["a"], result["b"]) == (a, b):
+    (st.success if result["interval"][0] > 0 else st.warning if result["interval"][1] < 0 else st.info)(
+        result["verdict"])
+    st.caption(("Paired: both were validated on the same people, so the people's own variation cancels out. " if
+                result["paired"] else f"Unpaired: {result['note']}. ")
+               + f"A = {result['a_is']}, B = {result['b_is']}; {result['resamples']} resamples of people.")
+    st.plotly_chart(charts.class_difference_figure(result["per_class"], class_names()), width="stretch",
+                    key="runs_cmp_classes")
+
+names = [n for n in table["name"] if " (repeat of " not in n]
 picked = st.multiselect("Compare runs", names, default=names[: min(2, len(names))], key="runs_pick")
 if picked:
     st.plotly_chart(curves_figure(runs_root, picked), width="stretch")
@@ -26,13 +54,23 @@ if picked:
         else:
             st.dataframe(diff, width="stretch")
 
-with st.expander("Delete a run"):
-    victim = st.selectbox("Run", names, key="runs_delete_pick")
-    sure = st.checkbox(f"Yes, delete {victim} and all its checkpoints", key="runs_delete_sure")
-    if st.button("Delete", disabled=not sure, key="runs_delete"):
-        try:
-            delete_run(runs_root, victim)
-            st.success(f"Deleted {victim}.")
-            st.rerun()
-        except ValueError as e:
-            st.error(str(e))
+with st.expander("Delete a run", expanded="runs_deleted" in st.session_state):
+    deleted = st.session_state.pop("runs_deleted", None)
+    if deleted:
+        st.success(f"Deleted {deleted} and all its checkpoints.")
+    round_ = st.session_state.get("runs_delete_round", 0)  # a new box after each delete: nothing carries over
+    victim = st.selectbox("Run", names, index=None, placeholder="Choose the run to delete",
+                          key=f"runs_delete_pick_{round_}")
+    if victim:
+        sure_key = f"runs_delete_sure_{victim}"  # a confirmation belongs to the run it names, never to another
+        sure = st.checkbox(f"Yes, delete {victim} and all its checkpoints", key=sure_key)
+        if st.button(f"Delete {victim}", disabled=not sure, key="runs_delete"):
+            try:
+                delete_run(runs_root, victim)
+            except ValueError as e:
+                st.error(str(e))
+            else:
+                st.session_state.pop(sure_key, None)
+                st.session_state["runs_delete_round"] = round_ + 1
+                st.session_state["runs_deleted"] = victim
+                st.rerun()

@@ -7,7 +7,7 @@ import streamlit as st
 import ui
 from maskcls.common.devices import has_gpu
 from maskcls.common.jobfolder import ACTIVE
-from maskcls.runs import sweeps
+from maskcls.orchestration import sweeps
 from maskcls.train.config import RunConfig, create_config
 
 EXAMPLE_SPACE = {"lr": {"type": "log_float", "low": 0.0003, "high": 0.01},
@@ -48,7 +48,7 @@ with st.expander("New sweep", expanded=not sweeps.list_sweeps(runs_root)):
         try:
             space = json.loads(space_text)
             cfg = RunConfig.from_dict({**base.to_dict(), "epochs": int(epochs)})
-            made = sweeps.create_sweep(runs_root, name.strip(), cfg, space, sampler, pruner, total=int(total))
+            made = sweeps.create_sweep(runs_root, name.strip(), cfg, space, sampler=sampler, pruner=pruner, total=int(total))
             st.session_state["sweep_pick"] = made.name
             st.success(f"Created sweep **{made.name}**: start workers below.")
         except json.JSONDecodeError as e:
@@ -117,7 +117,10 @@ def live() -> None:
         return
     st.subheader(f"Trials ({len(table)})")
     st.dataframe(trials_frame(table), hide_index=True, width="stretch", key="sweep_trials",
-                 column_config={"best_f1": st.column_config.NumberColumn("best F1", format="%.4f")})
+                 column_config={"best_f1": st.column_config.NumberColumn("best F1", format="%.4f"),
+                                "f1_low": st.column_config.NumberColumn("F1 low", format="%.4f",
+                                                                        help="95 % interval over validation people"),
+                                "f1_high": st.column_config.NumberColumn("F1 high", format="%.4f")})
     figures = sweeps.sweep_figures(runs_root, pick, study=study)
     titles = {"history": "Best so far", "parallel": "Parallel coordinates", "importances": "Parameter importances",
               "intermediate": "F1 per epoch (pruned trials stop early)"}

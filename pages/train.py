@@ -5,14 +5,25 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from maskcls.runs import jobs
+from maskcls.orchestration import jobs
 from maskcls.augment.spec import list_presets as augment_presets, list_saved_specs, load_saved_spec
-from maskcls.train.config import CHOICES, ConfigError, RunConfig, create_config
+from maskcls.train.config import CHOICES, TRACKERS, ConfigError, RunConfig, create_config
 from maskcls.common.devices import has_gpu, list_devices
 from maskcls.models.backbones import CURATED
-from maskcls.train.rundir import RunDir
-from maskcls.runs.compare import curves_figure, eta_seconds
+from maskcls.common.runfolder import RunFolder
+from maskcls.orchestration.compare import curves_figure, eta_seconds
 from maskcls.train.driver import full_data_config
+
+def face_crop_warning(margin: float) -> str | None:
+    """The eval set's fallback rate against validation's, from the boxes already cached (nothing is detected)."""
+    index = ui.current_index()
+    if index is None or index.eval is None:
+        return None
+    from maskcls.common.settings import default_cache_dir
+    from maskcls.data.faces import cached_coverage_warning
+    return cached_coverage_warning(index.train["path"].tolist(), index.eval["path"].tolist(),
+                                   default_cache_dir(index.root), margin)
+
 
 st.title("Train")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -84,12 +95,28 @@ with st.form("train_form"):
     remove_bg = c[0].checkbox("Remove the background", value=defaults.remove_background, key="train_bg",
                               help="GrabCut greys out the background before the crop (the second-place team's step); "
                                    "about 0.1-0.2 s per image once, when the decoded-image cache is built")
-    b = st.columns([1, 1, 4])
+    c = st.columns(3)
+    track = [t for t, col in zip(TRACKERS, c) if col.checkbox(
+        {"tensorboard": "TensorBoard", "mlflow": "MLflow", "wandb": "W&B"}[t], value=t in defaults.track,
+        key=f"train_track_{t}", help={"tensorboard": "event files in the run folder: tensorboard --logdir <runs root>",
+                                      "mlflow": "MLFLOW_TRACKING_URI, else SQLite in <runs root>/mlflow/",
+                                      "wandb": "online when logged in, else offline files in the run folder"}[t])]
+    crop_warning = face_crop_warning(float(defaults.face_margin))
+    if crop_warning:
+        st.warning(f"Face crop: {crop_warning}. The photos without a face box get the whole frame, in training too, "
+                   f"so the model learns both; compare the crop on the eval set before trusting its validation score.",
+                   icon=":material/face:")
+    b = st.columns([1, 1, 1, 1, 2])
     submitted = b[0].form_submit_button("Launch", icon=":material/rocket_launch:", type="primary")
     to_sweep = b[1].form_submit_button("Use as sweep base", icon=":material/tune:",
                                        help="Open the Sweeps page with this form's values as the base config")
+    n_seeds = b[2].number_input("Seeds", 2, 20, 3, step=1, key="train_seeds", label_visibility="collapsed",
+                                help="How many seeds a repeat trains")
+    repeat = b[3].form_submit_button("Repeat with N seeds", icon=":material/repeat:", key="train_repeat",
+                                     help="Runs NAME-s1..N of this config with seeds 1..N on the same split: the Runs "
+                                          "page shows them as one row (mean, spread, interval) you can compare")
 
-if submitted or to_sweep:
+if submitted or to_sweep or repeat:
     try:
         spec = (load_saved_spec(runs_root, augment[len("saved: "):]).to_dict() if augment.startswith("saved: ") else
                 defaults.augment if augment == SENT_SPEC else augment)
@@ -102,11 +129,18 @@ if submitted or to_sweep:
             "batch_size": int(batch), "image_size": [int(height), int(width)], "augment": spec,
             "val_ratio": float(val_ratio), "split_seed": int(split_seed), "seed": int(seed), "device": device,
             "class_weights": class_weights, "ema": float(ema), "drop_borderline": int(borderline),
-            "face_crop": bool(face), "face_margin": float(margin), "remove_background": bool(remove_bg)})
+            "face_crop": bool(face), "face_margin": float(margin), "remove_background": bool(remove_bg),
+            "track": track})
         if to_sweep:
             st.session_state["sweep_base"] = cfg.to_dict()
             st.switch_page(str(ui.REPO / "pages" / "sweeps.py"))
-        if folds:
+        if repeat:
+            from maskcls.orchestration.repeats import submit_repeats
+            launched = submit_repeats(cfg, runs_root, name, int(n_seeds))
+            st.session_state["train_selected"] = launched[0]
+            st.success(f"Queued {len(launched)} seeds on {device}: {', '.join(launched)}; the Runs page shows them as "
+                       f"the repeat group {name}.")
+        elif folds:
             launched = jobs.submit_folds(cfg, runs_root, name, int(folds))
             st.session_state["train_selected"] = launched[0]
             st.success(f"Queued {len(launched)} folds on {device}: {', '.join(launched)}; the out-of-fold table "
@@ -143,24 +177,27 @@ def live_jobs() -> None:
                 + (f" · ETA {eta:.0f} s" if eta is not None else "")
                 + (f" · best macro F1 {info.best_f1:.4f}" if info.best_f1 is not None else ""))
     st.progress(min(1.0, info.progress))
-    if info.state == "completed" and not RunDir(runs_root, pick).read_config().get("full_data"):
+    if info.state == "completed" and not RunFolder(runs_root, pick).read_config().get("full_data"):
         if st.button(f"Retrain {pick} on all data", key="train_full", icon=":material/all_inclusive:",
                      help="Its config on training + validation people for its best epoch count; no validation, the "
                           "last epoch is the model (the winners' last step before submitting)"):
             try:
-                full = jobs.submit(full_data_config(RunDir(runs_root, pick)), runs_root, f"{pick}-full")
+                full = jobs.submit(full_data_config(RunFolder(runs_root, pick)), runs_root, f"{pick}-full")
                 st.session_state["train_selected"] = full.name
                 st.toast(f"{full.name} launched ({full.read_config()['epochs']} epochs on all data)")
             except (ConfigError, ValueError) as e:
                 st.error(str(e))
     if info.state in ("queued", "running") and st.button(f"Cancel {pick}", key="train_cancel"):
         try:
-            st.toast(f"{pick}: {jobs.cancel(runs_root, pick).state}")
+            cancelled = jobs.cancel(runs_root, pick)
+            st.toast(f"{pick}: {cancelled.state}")
+            for note in cancelled.notes:
+                st.warning(note)
         except ValueError as e:
             st.error(str(e))
     st.plotly_chart(curves_figure(runs_root, [pick]), width="stretch", key="train_curves")
     with st.expander("Log", expanded=info.state == "failed"):
-        st.code(RunDir(runs_root, pick).log_tail(30) or "(empty)", language=None)
+        st.code(RunFolder(runs_root, pick).log_tail(30) or "(empty)", language=None)
 
 
 st.subheader("Jobs")

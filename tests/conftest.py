@@ -1,23 +1,50 @@
 """Shared fixtures: the real dataset's layout with tiny images, and a small generated demo dataset."""
-from __future__ import annotations
-
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # pretrained downloads fail at once, not after a timeout
-os.environ.setdefault("MPLBACKEND", "Agg")
-
 import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+# the smallest run config that trains in seconds on the demo data: timm's test_resnet at 64x48, one epoch
+TINY = dict(model="test_resnet", pretrained=False, image_size=[64, 48], batch_size=16, epochs=1, lr=1e-3, workers=1)
+
+
+def tiny(demo_root, tmp_path, **kw):
+    """A TINY RunConfig on `demo_root`, its decoded images cached under `tmp_path`."""
+    from maskcls.train.config import RunConfig
+    return RunConfig.from_dict({**TINY, "data_root": str(demo_root), "cache_dir": str(tmp_path / "cache"), **kw})
+
+
+def config_file(demo_root, tmp_path, **kw) -> str:
+    """A TINY config as a JSON file (what `train --config` and `jobs submit` read)."""
+    import json
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({**TINY, "data_root": str(demo_root), "cache_dir": str(tmp_path / "cache"), **kw}))
+    return str(path)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`maskcls ARGS` in this process: (exit code, stdout, stderr)."""
+    from maskcls.cli import main
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def reference_lines(name: str) -> list[str]:
@@ -62,11 +89,38 @@ def demo_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def studio_demo(tmp_path_factory) -> Path:
-    """The studio's own demo dataset, generated once into a private MASKCLS_CACHE for the whole session."""
+    """The studio's own demo dataset, generated once into a private MASKCLS_CACHE for the whole session (the
+    variable is restored when the session ends: no test leaks it)."""
     from maskcls.data.demo import ensure_demo
     cache = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("MASKCLS_CACHE")
     os.environ["MASKCLS_CACHE"] = str(cache)
-    return ensure_demo()
+    try:
+        yield ensure_demo()
+    finally:
+        if before is None:
+            os.environ.pop("MASKCLS_CACHE", None)
+        else:
+            os.environ["MASKCLS_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_root, tmp_path_factory):
+    """The one small trained run the tests share (two TINY epochs through the CLI): (runs root, name). Tests
+    that change it work on a copy (`copy_run`)."""
+    base = tmp_path_factory.mktemp("tiny-run")
+    from maskcls.cli import main
+    assert main(["train", "--config", config_file(demo_root, base, epochs=2), "--runs-root", str(base / "runs"),
+                 "--name", "done", "--quiet"]) == 0
+    return base / "runs", "done"
+
+
+def copy_run(run: tuple, tmp_path) -> tuple[Path, str]:
+    """A copy of a (runs root, name) run under tmp_path/runs, for a test that damages or changes it."""
+    import shutil
+    runs, name = run
+    shutil.copytree(runs / name, tmp_path / "runs" / name, ignore=shutil.ignore_patterns(".*.lock"))
+    return tmp_path / "runs", name
 
 
 def free_port() -> int:
@@ -132,7 +186,7 @@ def trained_run(studio_demo, tmp_path_factory):
     from maskcls.train.config import create_config
     from maskcls.data.index import index_data
     from maskcls.data.splits import split_by_person
-    from maskcls.train.driver import train_from_config
+    from maskcls.train.driver import train_run
     base = tmp_path_factory.mktemp("trained")
     from maskcls.data.corrections import load_corrections
     train = index_data(studio_demo).train
@@ -156,5 +210,112 @@ def trained_run(studio_demo, tmp_path_factory):
     assert set(flipped) <= val, "could not place the flipped people in validation"
     cfg = create_config("demo-cpu", data_root=str(studio_demo), corrections=str(base / "flips.csv"),
                         image_size=[64, 48], epochs=6, cache_dir=str(base / "cache"))
-    train_from_config(cfg, base / "runs", "demo")
+    train_run(cfg, base / "runs", "demo")
     return base / "runs", "demo", flipped
+
+
+def wait_until(predicate, timeout: float = 120.0, what: str = "the condition", poll: float = 0.2):
+    """Poll `predicate` until it returns something true (returned) or `timeout` seconds pass (AssertionError)."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(poll)
+
+
+# -- background jobs -------------------------------------------------------------------------------------------
+def wait_job(runs, name: str, states, timeout: float = 120.0):
+    """A run's JobInfo once its state is one of `states` (AssertionError with its log tail after `timeout`)."""
+    from maskcls.common.runfolder import RunFolder
+    from maskcls.orchestration.jobs import job_info
+    try:
+        return wait_until(lambda: (i := job_info(RunFolder(runs, name))).state in states and i, timeout,
+                          f"{name} to be {' or '.join(sorted(states))}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; log:\n{RunFolder(runs, name).log_tail()}") from None
+
+
+def make_member(root, name, model="resnet10t", size=(128, 96), seed=0, state=None, **config):
+    """A run folder with one randomly initialised best.pt (an ensemble member in seconds); `config` sets further
+    RunConfig keys."""
+    import torch
+
+    from maskcls.common.checkpoints import save_checkpoint
+    from maskcls.common.fileio import write_text
+    from maskcls.common.runfolder import RunFolder
+    from maskcls.data.labels import class_names
+    from maskcls.infer.members import Member
+    from maskcls.models.backbones import create_model
+    from maskcls.train.config import RunConfig
+    torch.manual_seed(seed)
+    cfg = RunConfig(model=model, pretrained=False, image_size=list(size), **config)
+    run = RunFolder(root, name)
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_text(run.config_path, cfg.to_json())
+    run.write_status(state="completed", epoch=1)
+    net, _ = create_model(model)
+    save_checkpoint(run.best_path, {"model": state or net.state_dict(), "config": cfg.to_dict(),
+                                    "classes": class_names(), "epoch": 1})
+    return Member(name)
+
+
+# -- the real studio in headless Chromium -----------------------------------------------------------------------
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# screenshots go outside the repository (no test writes into it); MASKCLS_TEST_ARTIFACTS moves them
+ARTIFACTS = Path(os.environ.get("MASKCLS_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "maskcls-test-artifacts")
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 1000):
+    """A Playwright page in Debian's headless Chromium."""
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True).new_page()
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_idle(page):
+    """Until Streamlit's 'running' indicator is gone."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+
+
+def choose(page, box, option: str, tries: int = 5) -> None:
+    """Open a selectbox with the mouse and click `option`, as a user does; a click that lands while the page
+    reruns (the list closes under the mouse) is tried again, as a user would. A screenshot names a failure."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    for _ in range(tries):
+        wait_idle(page)
+        box.click()
+        item = page.get_by_role("option", name=option, exact=True)
+        try:
+            item.wait_for(timeout=5000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        item.click()
+        return
+    shot(page, f"choose-{option}-failed")
+    raise AssertionError(f"the option {option!r} never opened in {tries} clicks (screenshot choose-{option}-failed)")
+
+
+def go(page, name):
+    """Click a page in the sidebar's navigation, as a user does."""
+    page.locator("[data-testid='stSidebarNav'] a", has_text=name).first.click()
+    wait_idle(page)
+
+
+def shot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

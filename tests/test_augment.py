@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from maskcls.augment.spec import TRANSFORMS, AugmentSpec, SpecError, TransformSpec, create_preset, list_presets
+from conftest import run_cli
 from maskcls.augment.pipelines import BatchAugment, PerImageAugment
+from maskcls.augment.spec import AugmentSpec, create_preset, list_presets, SpecError, TRANSFORMS, TransformSpec
 
 ALL = list(TRANSFORMS)
 
@@ -148,6 +149,7 @@ def test_cutmix_vertical_strip_keeps_full_height():
         assert abs(target[0, 5].item() - cols.float().mean().item()) < 1e-6
 
 
+@pytest.mark.slow
 def test_augment_cli_preview_and_save(demo_root, tmp_path, capsys):
     from maskcls.cli import main
     from maskcls.data.index import index_data
@@ -210,6 +212,7 @@ def test_bad_cut_settings_are_refused(mix, field):
     assert e.value.field == field
 
 
+@pytest.mark.slow
 def test_the_augment_page_previews_the_batch_mixing(demo_root):
     from conftest import app_test
     at = app_test("pages/augment.py", data_root=str(demo_root))
@@ -223,3 +226,10 @@ def test_the_augment_page_previews_the_batch_mixing(demo_root):
     at.selectbox(key="aug_partner").set_value("any").run()
     captions = [i.caption for i in at.get("image")[1].proto.imgs]
     assert any(" + " in c for c in captions)  # partners of other classes: two labels, weights by area
+
+
+@pytest.mark.parametrize("key", ["crop", "mean", "transforms"])
+def test_augment_spec_with_wrong_kinds(tmp_path, capsys, key):
+    (tmp_path / "s.json").write_text(json.dumps({key: 5}))
+    code, _, err = run_cli(capsys, "augment", "save", "x", str(tmp_path / "s.json"), "--runs-root", str(tmp_path))
+    assert code == 2 and f"{key}: expected" in err and "found a JSON number" in err

@@ -2,22 +2,19 @@
 
 Home -> Data -> Augment (move a slider, the grid changes) -> Train (launch a small job, watch it finish)
 -> Evaluate (click a cell of the confusion matrix with the mouse, open Grad-CAM) -> Ensemble (predict, download the CSV, check its rows).
-Screenshots land in test-artifacts/ (one per page).
+Screenshots land in $MASKCLS_TEST_ARTIFACTS (default: <tmp>/maskcls-test-artifacts), one per page.
 """
 import os
 import re
-import shutil
 import time
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, running_studio
+from conftest import ARTIFACTS, chromium_page, go, needs_chromium, running_studio, shot, wait_idle
 from maskcls.data.labels import class_names
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = REPO / "test-artifacts"
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -29,32 +26,8 @@ def server(studio_demo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        pg = ctx.new_page()
-        pg.set_default_timeout(60_000)
+    with chromium_page() as pg:
         yield pg
-        browser.close()
-
-
-def wait_idle(page):
-    """Until Streamlit's 'running' indicator is gone."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-
-
-def go(page, name):
-    page.locator("[data-testid='stSidebarNav'] a", has_text=name).first.click()
-    wait_idle(page)
-
-
-def shot(page, name):
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def grid_sources(page):

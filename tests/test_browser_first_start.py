@@ -1,24 +1,29 @@
 """First start in a real browser: the demo data is generated once, by one detached process, and a user who
 clicks around while it runs sees the same count on every page, never going back."""
+import contextlib
 import json
-import os
 import re
 import time
 
 import pytest
 
-from conftest import REPO, running_studio
-from test_browser import CHROMIUM
+from conftest import chromium_page, needs_chromium, running_studio, shot
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+pytestmark = [pytest.mark.browser, needs_chromium]
 PROGRESS = re.compile(r"Generating demo data \(first start only\): (\d+)/(\d+) people")
 
 
 @pytest.fixture
 def fresh_server(tmp_path):
     """A studio whose cache holds no demo data yet."""
-    with running_studio(MASKCLS_CACHE=str(tmp_path / "cache"), MASKCLS_RUNS=str(tmp_path / "runs")) as (url, _):
-        yield url, tmp_path / "cache"
+    cache = tmp_path / "cache"
+    with running_studio(MASKCLS_CACHE=str(cache), MASKCLS_RUNS=str(tmp_path / "runs")) as (url, _):
+        yield url, cache
+    from maskcls.data.demo import DemoGeneration, demo_progress
+    for folder in cache.glob("demo-*"):  # a generator this test's studio started never outlives the test
+        if demo_progress(folder)["running"]:
+            with contextlib.suppress(ValueError):  # it ended between the look and the cancel
+                DemoGeneration(folder).cancel()
 
 
 def read_count(page) -> tuple[int, int] | None:
@@ -37,13 +42,9 @@ def read_count(page) -> tuple[int, int] | None:
 
 
 def test_page_switches_during_first_start_neither_restart_nor_duplicate(fresh_server):
-    from playwright.sync_api import sync_playwright
     url, cache = fresh_server
     counts = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
+    with chromium_page() as page:
         page.goto(url)
         counts.append(read_count(page))
         for name in ("Data", "Augment", "Train", "Home", "Data", "reload", "Evaluate", "Home"):
@@ -51,17 +52,19 @@ def test_page_switches_during_first_start_neither_restart_nor_duplicate(fresh_se
                 page.reload()
             else:
                 page.locator("[data-testid='stSidebarNav'] a", has_text=name).first.click()
-            time.sleep(0.7)
+            page.wait_for_timeout(700)
             counts.append(read_count(page))
-        deadline = time.time() + 240
-        while counts[-1] is not None and time.time() < deadline:
-            time.sleep(1)
+        deadline, moved = time.time() + 900, time.time()  # however slow this machine, as long as the count moves
+        while counts[-1] is not None and time.time() < deadline and time.time() - moved < 90:
+            page.wait_for_timeout(1000)
             counts.append(read_count(page))
+            if counts[-1] is not None and counts[-2] is not None and counts[-1][0] > counts[-2][0]:
+                moved = time.time()
+        assert counts[-1] is None, f"the generation stalled or outlasted 15 minutes: {counts[-5:]}"
         page.get_by_text("synthetic demo data").first.wait_for()
-        page.screenshot(path=str(REPO / "test-artifacts" / "0-first-start-done.png"))
-        browser.close()
+        shot(page, "0-first-start-done")
     seen = [c for c in counts if c is not None]
-    assert len(seen) >= 3, counts  # several page visits happened while it was generating
+    assert seen, counts  # a page visit happened while it was generating (how many depends on this machine's speed)
     done = [d for d, _ in seen]
     assert done == sorted(done), f"the count went back: {done}"
     folders = [f for f in cache.iterdir() if f.name.startswith("demo-")]

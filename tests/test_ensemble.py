@@ -6,29 +6,21 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import app_test, reference_lines
+from conftest import app_test, make_member, reference_lines, run_cli
 from maskcls.cli import main
-from maskcls.train.config import RunConfig
-from maskcls.infer.predict import Member, eval_paths
-from maskcls.infer.ensemble import ensemble_probabilities, hard_vote, member_probabilities, soft_vote
+from maskcls.common.checkpoints import save_checkpoint
 from maskcls.common.fileio import write_text
+from maskcls.common.runfolder import RunFolder
 from maskcls.data.labels import class_names
+from maskcls.infer.ensemble import ensemble_probabilities, Ensembling, hard_vote, member_probabilities, soft_vote
+from maskcls.infer.members import EvalInputs, Member
+from maskcls.infer.submission import eval_paths
 from maskcls.models.backbones import create_model
-from maskcls.train.rundir import RunDir, save_checkpoint
+from maskcls.train.config import RunConfig
 
 
-def make_member(root, name, model="resnet10t", size=(128, 96), seed=0, state=None, **config):
-    """A run folder with one randomly initialised best.pt; `config` sets further RunConfig keys."""
-    torch.manual_seed(seed)
-    cfg = RunConfig(model=model, pretrained=False, image_size=list(size), **config)
-    run = RunDir(root, name)
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_text(run.config_path, cfg.to_json())
-    run.write_status(state="completed", epoch=1)
-    net, _ = create_model(model)
-    save_checkpoint(run.best_path, {"model": state or net.state_dict(), "config": cfg.to_dict(),
-                                    "classes": class_names(), "epoch": 1})
-    return Member(name)
+def inputs(paths, tmp_path) -> EvalInputs:
+    return EvalInputs(paths, torch.device("cpu"), tmp_path / "c")
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +31,17 @@ def eval_data(demo_root):
 
 def test_soup_of_identical_checkpoints_predicts_like_one(tmp_path, eval_data):
     a = make_member(tmp_path, "a", size=(64, 48))
-    state = torch.load(RunDir(tmp_path, "a").best_path, weights_only=True)["model"]
+    state = torch.load(RunFolder(tmp_path, "a").best_path, weights_only=True)["model"]
     make_member(tmp_path, "b", size=(64, 48), state=state)
-    one = ensemble_probabilities(tmp_path, [a], "soft", eval_data, torch.device("cpu"), tmp_path / "c")
-    soup = ensemble_probabilities(tmp_path, [a, Member("b")], "soup", eval_data, torch.device("cpu"), tmp_path / "c")
+    one = ensemble_probabilities(tmp_path, [a], "soft", inputs(eval_data, tmp_path))
+    soup = ensemble_probabilities(tmp_path, [a, Member("b")], "soup", inputs(eval_data, tmp_path))
     assert np.allclose(one, soup, atol=1e-5)
 
 
 def test_soft_vote_is_the_mean_and_honours_weights(tmp_path, eval_data):
     members = [make_member(tmp_path, f"m{i}", size=(64, 48), seed=i) for i in range(2)]
-    probs = member_probabilities(tmp_path, members, eval_data, torch.device("cpu"), tmp_path / "c")
-    soft = ensemble_probabilities(tmp_path, members, "soft", eval_data, torch.device("cpu"), tmp_path / "c")
+    probs = member_probabilities(Ensembling(tmp_path, inputs(eval_data, tmp_path)), members)
+    soft = ensemble_probabilities(tmp_path, members, "soft", inputs(eval_data, tmp_path))
     assert np.allclose(soft, (probs[0] + probs[1]) / 2, atol=1e-6)
     assert np.allclose(soft_vote(probs, [3, 1]), 0.75 * probs[0] + 0.25 * probs[1], atol=1e-6)
 
@@ -70,8 +62,8 @@ def test_soup_refuses_mixed_architectures(tmp_path, eval_data):
     a = make_member(tmp_path, "a", "resnet10t", (64, 48))
     b = make_member(tmp_path, "b", "test_resnet", (64, 48))
     with pytest.raises(ValueError, match="cannot average weights of different architectures.*resnet10t.*test_resnet"):
-        ensemble_probabilities(tmp_path, [a, b], "soup", eval_data, torch.device("cpu"), tmp_path / "c")
-    mixed = ensemble_probabilities(tmp_path, [a, b], "soft", eval_data, torch.device("cpu"), tmp_path / "c")
+        ensemble_probabilities(tmp_path, [a, b], "soup", inputs(eval_data, tmp_path))
+    mixed = ensemble_probabilities(tmp_path, [a, b], "soft", inputs(eval_data, tmp_path))
     assert mixed.shape == (len(eval_data), 18)
 
 
@@ -88,6 +80,7 @@ def real_eval_order(tmp_path_factory):
     return root / "data", ids
 
 
+@pytest.mark.slow
 def test_submission_matches_info_csv_row_for_row(real_eval_order, tmp_path, capsys):
     root, ids = real_eval_order
     assert ids != sorted(ids)
@@ -115,6 +108,7 @@ def test_missing_eval_image_is_named(demo_root, tmp_path):
         eval_paths(root)
 
 
+@pytest.mark.slow
 def test_ensemble_page_downloads_the_csv(trained_run, studio_demo, monkeypatch):
     import streamlit.testing.v1.app_test as app_test_module
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
@@ -142,7 +136,7 @@ def test_ensemble_page_downloads_the_csv(trained_run, studio_demo, monkeypatch):
     assert sub["ImageID"].tolist() == info["ImageID"].tolist() and sub["ans"].between(0, 17).all()
 
 
-def copy_run(trained_run, root):
+def copy_trained(trained_run, root):
     """The trained fixture run copied into `root`, so tests can add members beside it."""
     import shutil
     runs, name, _ = trained_run
@@ -150,12 +144,13 @@ def copy_run(trained_run, root):
     return name
 
 
+@pytest.mark.slow
 def test_greedy_soup_keeps_checkpoints_that_do_not_hurt(trained_run, tmp_path):
     from maskcls.infer.ensemble import greedy_members
-    name = copy_run(trained_run, tmp_path)
-    cfg = RunConfig.from_dict(RunDir(tmp_path, name).read_config())
+    name = copy_trained(trained_run, tmp_path)
+    cfg = RunConfig.from_dict(RunFolder(tmp_path, name).read_config())
     torch.manual_seed(5)
-    noise = RunDir(tmp_path, "noise")
+    noise = RunFolder(tmp_path, "noise")
     noise.path.mkdir()
     write_text(noise.config_path, cfg.to_json())
     net, _ = create_model(cfg.model, pretrained=False, head=cfg.head)
@@ -180,11 +175,12 @@ def test_greedy_soup_refuses_mixed_architectures_before_scoring(tmp_path, eval_d
     a = make_member(tmp_path, "a", "resnet10t", (64, 48))
     b = make_member(tmp_path, "b", "test_resnet", (64, 48))
     with pytest.raises(ValueError, match="different architectures"):
-        greedy_soup(tmp_path, [a, b], eval_data, np.zeros(len(eval_data)), torch.device("cpu"), tmp_path / "c")
+        greedy_soup(tmp_path, [a, b], inputs(eval_data, tmp_path), np.zeros(len(eval_data)))
 
 
+@pytest.mark.slow
 def test_predict_cli_greedy_soup_prints_its_choice(trained_run, studio_demo, tmp_path, capsys):
-    name = copy_run(trained_run, tmp_path)
+    name = copy_trained(trained_run, tmp_path)
     out = tmp_path / "sub.csv"
     assert main(["predict", "--data", str(studio_demo), "--runs-root", str(tmp_path), "--members",
                  f"{name}:epoch_004.pt", f"{name}:epoch_005.pt", f"{name}:best.pt", "--method", "greedy-soup",
@@ -196,6 +192,7 @@ def test_predict_cli_greedy_soup_prints_its_choice(trained_run, studio_demo, tmp
     assert sub["ImageID"].tolist() == info["ImageID"].tolist()
 
 
+@pytest.mark.slow
 def test_ensemble_page_scores_members_on_validation(trained_run):
     runs, name, _ = trained_run
     at = app_test("pages/ensemble.py", runs_root=str(runs))
@@ -221,3 +218,20 @@ def test_members_trained_on_another_split_are_flagged(demo_root, tmp_path):
     _, same, _ = score_members(tmp_path, [Member("s42"), Member("s42", "best.pt")], "soft", torch.device("cpu"),
                                tmp_path / "c")
     assert same == []
+
+
+# 4 ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("weight", ["nan", "0", "-1", "inf", "abc"])
+def test_member_weights_must_be_finite_and_positive(weight, capsys, tmp_path):
+    with pytest.raises(ValueError, match="weight"):
+        Member.parse(f"run::{weight}")
+    code, _, err = run_cli(capsys, "predict", "--data", str(tmp_path), "--members", f"run::{weight}", "--out",
+                           str(tmp_path / "s.csv"))
+    assert code == 2 and f"{weight!r}" in err and not (tmp_path / "s.csv").exists()
+
+
+def test_tuned_on_a_run_never_tuned(tiny_run, demo_root, tmp_path, capsys):
+    runs, name = tiny_run
+    code, _, err = run_cli(capsys, "predict", "--data", str(demo_root), "--runs-root", str(runs), "--members", name,
+                           "--tuned", "--out", str(tmp_path / "s.csv"), "--quiet")
+    assert code == 2 and "no tuned class biases" in err and "maskcls evaluate RUN --tune" in err

@@ -3,14 +3,16 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from conftest import app_test
+from conftest import app_test, copy_run, Payload, run_cli, TINY
 from maskcls.cli import main
-from maskcls.infer.evaluation import (apply_bias, find_label_errors, report, run_predictions,
-    suspects_to_corrections, tune_biases)
+from maskcls.common.checkpoints import load_checkpoint
+from maskcls.common.runfolder import probs_of, RunFolder
+from maskcls.infer.evaluation import apply_bias, report, suggested_correction, tune_biases, validation_predictions
+from maskcls.infer.review import review_queue
 from maskcls.train.metrics import evaluate_predictions
-from maskcls.train.rundir import probs_of
 
 
 def test_metrics_equal_scikit_learn():
@@ -30,27 +32,29 @@ def test_metrics_equal_scikit_learn():
     assert r["attributes"]["age"]["accuracy"] == accuracy_score(y % 3, p % 3)
 
 
-def test_finder_ranks_flipped_people_on_top(trained_run):
+@pytest.mark.slow
+def test_the_review_queue_ranks_flipped_people_on_top(trained_run):
     runs, name, flipped = trained_run
-    people, _ = find_label_errors(run_predictions(runs, name))
-    top = people.head(30)
+    queue = review_queue(validation_predictions(runs, name))
+    top = queue.main.head(len(flipped))
     hits = set(top["person_id"]) & set(flipped)
-    assert len(hits) >= 8, (sorted(hits), people.head(30))
-    named = top.loc[top["person_id"].isin(flipped), "attribute"]
-    assert (named == "gender").sum() >= len(hits) - 2  # mostly suspected for the right reason
-    fixes = suspects_to_corrections(people, sorted(hits))
-    assert list(fixes.columns) == ["id", "gender", "age", "swap_mask", "note"] and len(fixes) == len(hits)
+    assert len(hits) >= 8, (sorted(hits), queue.main.head(15))
+    assert (top.loc[top["person_id"].isin(flipped), "attribute"] == "gender").all()  # for the right reason
+    fixes = [suggested_correction(row) for row in top[top["person_id"].isin(flipped)].itertuples()]
+    assert all(f["gender"] in ("male", "female") for f in fixes)
 
 
+@pytest.mark.slow
 def test_decision_tuning_does_not_lower_macro_f1(trained_run):
     runs, name, _ = trained_run
-    preds = run_predictions(runs, name)
+    preds = validation_predictions(runs, name)
     bias, before, after = tune_biases(probs_of(preds), preds["label"].to_numpy())
     assert after >= before
     assert report(preds, bias)["macro_f1"] == pytest.approx(after)
     assert np.allclose(apply_bias(probs_of(preds), np.zeros(18)).sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_json(trained_run, capsys):
     runs, name, _ = trained_run
     assert main(["evaluate", name, "--runs-root", str(runs), "--json"]) == 0
@@ -61,32 +65,35 @@ def test_evaluate_cli_json(trained_run, capsys):
     assert again["checkpoint"] == "epoch_001.pt" and 0 <= again["macro_f1"] <= 1
 
 
+@pytest.mark.slow
 def test_gradcam_maps(trained_run):
     from maskcls.models.cam import compute_cam, list_cam_methods
     from maskcls.train.config import RunConfig
-    from maskcls.infer.predict import build_model
+    from maskcls.infer.members import build_model
     from maskcls.data.imageio import load_preprocessed
-    from maskcls.train.rundir import RunDir, load_checkpoint
+    from maskcls.common.runfolder import RunFolder
+    from maskcls.common.checkpoints import load_checkpoint
     runs, name, _ = trained_run
-    ckpt = load_checkpoint(RunDir(runs, name).best_path)
+    ckpt = load_checkpoint(RunFolder(runs, name).best_path)
     cfg = RunConfig.from_dict(ckpt["config"])
     model = build_model(ckpt, cfg)
-    path = run_predictions(runs, name)["path"].iloc[0]
+    path = validation_predictions(runs, name)["path"].iloc[0]
     pixels = load_preprocessed(path, tuple(cfg.image_size))
     for method in list_cam_methods()[:3]:
-        a = compute_cam(model, pixels, cfg.augment_spec(), 0, method)
-        b = compute_cam(model, pixels, cfg.augment_spec(), 14, method)
+        a = compute_cam(model, pixels, cfg.augment_spec(), 0, method=method)
+        b = compute_cam(model, pixels, cfg.augment_spec(), 14, method=method)
         assert a.shape == pixels.shape[:2] and a.min() >= 0 and a.max() <= 1
         if method != "eigencam":  # EigenCAM is class-agnostic by design
             assert not np.allclose(a, b)
 
 
+@pytest.mark.slow
 def test_evaluate_page_cell_and_gradcam(trained_run, studio_demo):
     runs, name, _ = trained_run
     at = app_test("pages/evaluate.py", runs_root=str(runs))
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) >= 5
-    preds = run_predictions(runs, name)
+    preds = validation_predictions(runs, name)
     probs = probs_of(preds)
     wrong = preds["label"].to_numpy() != probs.argmax(1)
     true, pred = int(preds["label"][wrong].iloc[0]), int(probs[wrong].argmax(1)[0])
@@ -99,16 +106,16 @@ def test_evaluate_page_cell_and_gradcam(trained_run, studio_demo):
     assert any(c.startswith("predicted:") for c in captions) and any(c.startswith("true:") for c in captions)
 
 
+@pytest.mark.slow
 def test_evaluate_page_with_a_three_head_model_and_bad_runs(demo_root, studio_demo, tmp_path):
     from maskcls.train.config import RunConfig
-    from maskcls.train.driver import train_from_config
-    from test_training import TINY
+    from maskcls.train.driver import train_run
     runs = tmp_path / "runs"
     cfg = RunConfig.from_dict({**TINY, "data_root": str(demo_root), "cache_dir": str(tmp_path / "c"), "head": "multi"})
-    train_from_config(cfg, runs, "multi")
-    from maskcls.infer.evaluation import run_predictions
-    from maskcls.train.rundir import probs_of
-    first = run_predictions(runs, "multi")
+    train_run(cfg, runs, "multi")
+    from maskcls.infer.evaluation import validation_predictions
+    from maskcls.common.runfolder import probs_of
+    first = validation_predictions(runs, "multi")
     at = app_test("pages/evaluate.py", runs_root=str(runs))
     assert not at.exception
     at.selectbox(key="eval_true").set_value(int(first["label"].iloc[0])).run()
@@ -133,9 +140,9 @@ def test_evaluate_page_with_a_three_head_model_and_bad_runs(demo_root, studio_de
     assert not at.exception
     assert any("Cannot evaluate broken/best.pt" in e.value and "does not fit" in e.value for e in at.error)
     # a deleted image: a warning in the gallery, the page goes on
-    from maskcls.infer.evaluation import run_predictions
-    from maskcls.train.rundir import probs_of
-    preds = run_predictions(runs, "multi")
+    from maskcls.infer.evaluation import validation_predictions
+    from maskcls.common.runfolder import probs_of
+    preds = validation_predictions(runs, "multi")
     probs = probs_of(preds)
     from maskcls.infer.evaluation import cell_errors
     true, pred = int(preds["label"].iloc[0]), int(probs[0].argmax())
@@ -153,3 +160,46 @@ def test_evaluate_page_with_a_three_head_model_and_bad_runs(demo_root, studio_de
     finally:
         shutil.copy(tmp_path / "keep.jpg", victim)
     assert (runs / "broken" / "config.json").read_text() == cfg_text  # the page never rewrites a run's config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["missing", "truncated", "malicious"])
+def test_evaluate_refuses_an_unusable_named_checkpoint(tiny_run, tmp_path, capsys, damage):
+    runs, name = copy_run(tiny_run, tmp_path)
+    best = runs / name / "best.pt"
+    if damage == "missing":
+        best.unlink()
+    elif damage == "truncated":
+        best.write_bytes(best.read_bytes()[:500])
+    else:
+        torch.save({"format": "maskcls-checkpoint-1", "x": Payload()}, best)
+    code, out, err = run_cli(capsys, "evaluate", name, "--runs-root", str(runs), "--json")
+    assert code == 2 and "best.pt" in err and out == ""
+    assert {"missing": "does not exist", "truncated": "damaged", "malicious": "refused"}[damage] in err
+    at = app_test("pages/evaluate.py", runs_root=str(runs), eval_ckpt="best.pt")
+    assert not at.exception
+    if damage == "missing":  # the page offers only the checkpoints that are there
+        assert "best.pt" not in at.selectbox(key="eval_ckpt").options
+    else:
+        assert any("Cannot evaluate" in e.value and "best.pt" in e.value for e in at.error)
+
+
+def test_evaluate_says_where_its_figures_come_from(tiny_run, tmp_path, capsys):
+    runs, name = copy_run(tiny_run, tmp_path)
+    code, out, _ = run_cli(capsys, "evaluate", name, "--runs-root", str(runs), "--json")
+    best_epoch = load_checkpoint(runs / name / "best.pt")["epoch"]
+    assert code == 0 and json.loads(out)["source"].startswith(f"validation predictions saved when best.pt was "
+                                                               f"written (epoch {best_epoch})")
+    RunFolder(runs, name).write_status(predictions_epoch=99)  # saved predictions of another epoch: not used
+    code, out, _ = run_cli(capsys, "evaluate", name, "--runs-root", str(runs), "--json")
+    assert code == 0 and json.loads(out)["source"].startswith("predicted now with best.pt")
+
+
+@pytest.mark.parametrize("form", ["relative", "absolute", "trailing slash"])
+def test_evaluate_takes_a_run_folder_path(tiny_run, form, monkeypatch, capsys):
+    runs, name = tiny_run
+    monkeypatch.chdir(runs.parent)
+    ref = {"relative": f"runs/{name}", "absolute": str(runs / name), "trailing slash": f"runs/{name}/"}[form]
+    assert main(["evaluate", ref, "--json"]) == 0  # no --runs-root: the path says where the run is
+    out = json.loads(capsys.readouterr().out)
+    assert out["run"] == name and out["path"] == str((runs / name).resolve()) and 0 <= out["macro_f1"] <= 1

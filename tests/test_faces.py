@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import REPO
-from maskcls.data.faces import detect_boxes, face_crops, grow, load_detections
+from maskcls.data.faces import BoxRule, detect_boxes, face_crops, grow, load_detections
 
 ASTRONAUT = REPO / "tests" / "astronaut.jpg"  # NASA portrait of Eileen Collins (public domain), via scikit-image
 
@@ -50,6 +50,7 @@ def test_the_detector_finds_a_real_face_in_cluttered_frames(tmp_path):
             assert box[0] <= x <= box[2] and box[1] <= y <= box[3], (box, x, y)
 
 
+@pytest.mark.slow
 def test_the_demo_faces_are_found_at_varied_framing(tmp_path):
     """The demo's drawn people (issue 16): MTCNN finds most faces, masked ones included, every found box holds
     the drawn face's centre, and the framing varies from person to person as in phone photos."""
@@ -86,48 +87,85 @@ def test_boxes_are_cached_borrowed_within_a_person_and_grown_within_the_image(tm
     Image.new("RGB", (384, 512), (128, 128, 128)).save(blank)  # no face: borrows the person's box
     alone = tmp_path / "eval.jpg"
     Image.new("RGB", (384, 512), (90, 90, 90)).save(alone)  # no face, no person: centre fallback
-    boxes, sources = face_crops(paths + [str(blank), str(alone)], tmp_path / "cache", margin=0.2)
+    every = paths + [str(blank), str(alone)]
+    boxes, sources = face_crops(every, tmp_path / "cache", margin=0.2, rule=BoxRule(borrow=True, fallback="centre"))
     assert sources[:3] == ["detected"] * 3 and sources[3:] == ["borrowed", "fallback"]
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 384).all() and (boxes[:, 3] <= 512).all()
     assert len(load_detections(tmp_path / "cache")) == 5
+    assert all(load_detections(tmp_path / "cache")[p].looked_twice for p in every[3:])  # misses get a second look
+    held_out, why = face_crops(every, tmp_path / "cache", margin=0.2)  # the rule the eval set can follow
+    assert why == ["detected"] * 3 + ["fallback"] * 2 and held_out[3:].tolist() == [[0, 0, 384, 512]] * 2
+    assert (held_out[:3] == boxes[:3]).all()
     assert grow([10, 10, 20, 20], 1.0, 25, 25).tolist() == [0, 0, 25, 25]
 
 
-def test_faces_cli_reports_coverage_and_writes_the_csv(demo_root, tmp_path, capsys):
+@pytest.mark.slow
+def test_faces_cli_reports_training_and_eval_coverage_apart(demo_root, tmp_path, capsys):
     from maskcls.cli import main
     import pandas as pd
-    assert main(["faces", str(demo_root), "--json", "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
+    args = ["faces", str(demo_root), "--eval", "--json", "--cache-dir", str(tmp_path / "c"), "--quiet"]
+    assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["images"] == out["detected"] + out["borrowed"] + out["fallback"] > 0
+    for name in ("training", "validation", "eval"):
+        c = out[name]
+        assert c["images"] == c["detected"] + c["borrowed"] + c["fallback"] > 0
+        assert abs(c["detected_%"] + c["borrowed_%"] + c["fallback_%"] - 100) < 0.5
+    assert out["eval"]["borrowed"] == 0 and out["validation"]["borrowed"] == 0  # they cannot borrow
+    assert "warning" in out
     table = pd.read_csv(out["csv"])
-    assert list(table.columns) == ["path", "x0", "y0", "x1", "y1", "source"] and len(table) == out["images"]
-    assert main(["faces", str(demo_root), "--json", "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out)["seconds"] < 2  # the second call reads the cache
+    assert list(table.columns) == ["path", "set", "x0", "y0", "x1", "y1", "source"]
+    assert len(table) == out["training"]["images"] + out["eval"]["images"]
+    assert main(args) == 0  # a second call reads the cache (its time is a budget in `maskcls bench budgets`)
+    assert json.loads(capsys.readouterr().out)["eval"] == out["eval"]
     assert main(["faces", str(demo_root), "--margin", "3"]) == 2
     assert "--margin must be between 0 and 1" in capsys.readouterr().err
 
 
+def test_validation_and_eval_photos_follow_one_box_rule(tmp_path):
+    """A layout where validation photos could borrow a box and eval photos cannot: both are cut alike."""
+    from maskcls.train.config import RunConfig
+    person = tmp_path / "train" / "images" / "000001_female_Asian_45"
+    person.mkdir(parents=True)
+    found, _ = cluttered_frames(person, n=2, seed=5)
+    blank = Image.new("RGB", (384, 512), (128, 128, 128))
+    blank.save(person / "mask5.jpg")  # no face: a training rule with borrowing would lend it the person's box
+    (tmp_path / "eval" / "images").mkdir(parents=True)
+    blank.save(tmp_path / "eval" / "images" / "e1.jpg")  # the same photo as an eval image: nobody to borrow from
+    cfg = RunConfig(data_root=str(tmp_path), face_crop=True, face_borrow=True, cache_dir=str(tmp_path / "c"))
+    recipe = cfg.preprocess()
+    validation = [*found, str(person / "mask5.jpg")]
+    val_boxes, val_cover = recipe.boxes(validation, "held_out")
+    eval_boxes, eval_cover = recipe.boxes([str(tmp_path / "eval" / "images" / "e1.jpg")], "held_out")
+    train_boxes, train_cover = recipe.boxes(validation, "train")
+    assert train_cover["borrowed"] == 1 and val_cover["borrowed"] == 0  # training may borrow, validation never
+    assert val_boxes[-1].tolist() == eval_boxes[0].tolist() == [0, 0, 384, 512]  # one rule: the whole frame
+    assert (recipe.pixels(str(person / "mask5.jpg")) == recipe.pixels(str(tmp_path / "eval" / "images" / "e1.jpg"))
+            ).all()
+
+
+@pytest.mark.slow
 def test_the_crop_travels_from_training_to_evaluate_predict_and_grad_cam(demo_root, tmp_path):
     import torch
 
     from maskcls.common.settings import default_cache_dir
     from maskcls.data.cache import build_cache
     from maskcls.infer.ensemble import predict_submission
-    from maskcls.infer.evaluation import run_predictions
-    from maskcls.infer.predict import EvalInputs, Member
+    from maskcls.infer.evaluation import validation_predictions
+    from maskcls.infer.members import EvalInputs, Member
     from maskcls.models.cam import explain_image
-    from maskcls.train.driver import face_boxes, prepare_split, train_from_config
-    from maskcls.train.rundir import RunDir, load_checkpoint
-    from maskcls.infer.predict import build_model
-    from test_training import tiny
+    from maskcls.data.splits import prepare_split
+    from maskcls.train.driver import train_run
+    from maskcls.common.runfolder import RunFolder
+    from maskcls.common.checkpoints import load_checkpoint
+    from maskcls.infer.members import build_model
+    from conftest import tiny
     cfg = tiny(demo_root, tmp_path, face_crop=True, face_margin=0.25)
     runs = tmp_path / "runs"
-    assert train_from_config(cfg, runs, "crop")["state"] == "completed"
-    assert "face crop: " in RunDir(runs, "crop").log_tail(50)
-    train_rows, val_rows, _ = prepare_split(cfg)
-    paths = list(train_rows["path"]) + list(val_rows["path"])
-    boxes = face_boxes(cfg, paths, torch.device("cpu"))
-    trained = build_cache(paths, tuple(cfg.image_size), default_cache_dir(cfg), cfg.augment_spec().crop, boxes=boxes)
+    assert train_run(cfg, runs, "crop")["state"] == "completed"
+    log = RunFolder(runs, "crop").log_tail(50)
+    assert "face crop (training): " in log and "face crop (validation): " in log
+    train_rows, val_rows, _ = prepare_split(cfg.split_spec())
+    trained, _ = cfg.preprocess().cache([(list(train_rows["path"]), "train"), (list(val_rows["path"]), "held_out")])
     assert not trained.built  # the very cache training's passes read
     val_pixels = np.asarray(trained.array[len(train_rows):])
     plain = build_cache(list(val_rows["path"]), tuple(cfg.image_size), tmp_path / "plain", None)
@@ -135,32 +173,35 @@ def test_the_crop_travels_from_training_to_evaluate_predict_and_grad_cam(demo_ro
     # evaluate and predict: the eval-time inputs of the validation images are training's pixels
     inputs = EvalInputs(list(val_rows["path"]), torch.device("cpu"), default_cache_dir(cfg))
     assert np.array_equal(inputs.loader(cfg).data.numpy(), val_pixels)
-    frame = run_predictions(runs, "crop", "last.pt")  # predicted anew through those inputs
+    frame = validation_predictions(runs, "crop", "last.pt")  # predicted anew through those inputs
     assert frame.attrs["source"].startswith("predicted now") and len(frame) == len(val_rows)
     # Grad-CAM's input is the same pixels
-    ckpt = load_checkpoint(RunDir(runs, "crop").best_path)
+    ckpt = load_checkpoint(RunFolder(runs, "crop").best_path)
     views, _ = explain_image(build_model(ckpt, cfg), cfg, val_rows["path"].iloc[0], [(0, "x")])
     assert np.array_equal(views[0], val_pixels[0])
     # the eval set is predicted through the crop too (its boxes land in the same cache)
-    out = predict_submission(demo_root, runs, [Member("crop")], "soft", tmp_path / "sub.csv", "cpu",
+    out = predict_submission(demo_root, runs, [Member("crop")], "soft", tmp_path / "sub.csv", device="cpu",
                              cache_dir=default_cache_dir(cfg))
     assert out["rows"] > 0
     eval_paths = set(__import__("maskcls").index_data(demo_root).eval["path"])
     assert eval_paths <= set(load_detections(default_cache_dir(cfg)))
 
 
+@pytest.mark.slow
 def test_the_pages_show_the_face_crop(demo_root, tmp_path):
     from conftest import app_test
     from maskcls.common.settings import default_cache_dir
     from maskcls.data.index import index_data
     at = app_test("pages/data.py", data_root=str(demo_root))
-    paths = index_data(demo_root).train["path"].tolist()
+    index = index_data(demo_root)
+    paths = index.train["path"].tolist() + index.eval["path"].tolist()
     if len(load_detections(default_cache_dir(demo_root))) < len(paths):  # not searched yet: the button does it
         at.button(key="data_faces").click().run()
         at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    counts = {m.label: int(m.value.replace(",", "")) for m in at.metric if m.label in ("Detected", "Borrowed", "Fallback")}
-    assert sum(counts.values()) == len(paths) and counts["Detected"] > 0
+    table = next(d.value for d in at.dataframe if "fallback %" in d.value.columns).set_index("set")
+    assert table.loc["training", "images"] == len(index.train) and table.loc["eval", "images"] == len(index.eval)
+    assert (table[["detected %", "borrowed %", "fallback %"]].sum(axis=1) - 100).abs().max() < 0.5
     assert any("Green: detected" in c.value for c in at.caption)
     at = app_test("pages/augment.py", data_root=str(demo_root))
     at.toggle(key="aug_face").set_value(True).run()
@@ -193,3 +234,24 @@ def test_background_removal_greys_the_clutter_keeps_the_face_and_is_cached_like_
     at = app_test("pages/augment.py", data_root=str(demo_root))
     at.toggle(key="aug_bg").set_value(True).run()
     assert not at.exception and any(c.value.startswith("Background removal:") for c in at.caption)
+
+
+def test_a_damaged_box_cache_is_rebuilt_not_a_traceback(tmp_path):
+    from maskcls.data.faces import FACES_FILE
+    paths, _ = cluttered_frames(tmp_path, n=2, seed=3)
+    cache = tmp_path / "cache"
+    boxes, _ = face_crops(paths, cache)
+    f = cache / FACES_FILE
+    whole = f.read_bytes()
+    f.write_bytes(whole[: len(whole) // 2])  # truncated
+    with pytest.warns(UserWarning, match="face-box cache .* is damaged"):
+        again, _ = face_crops(paths, cache)
+    assert (again == boxes).all() and len(load_detections(cache)) == 2  # found again and stored whole
+    with np.load(f) as z:
+        planted = {k: z[k] for k in z.files}
+    planted["boxes"][0] = np.inf
+    with open(f, "wb") as fh:
+        np.savez(fh, **planted)
+    with pytest.warns(UserWarning, match="1 box\\(es\\) that are not numbers"):
+        again, _ = face_crops(paths, cache)
+    assert (again == boxes).all() and np.isfinite(load_detections(cache)[paths[0]].first).all()

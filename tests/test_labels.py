@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from maskcls.data.labels import AgeBounds, age_band, class_name, class_names, decode, encode
+from maskcls.data.labels import age_band, AgeBounds, class_name, class_names, decode, encode, short_class_names
 
 
 def test_all_18_classes_round_trip():
@@ -44,3 +44,9 @@ def test_bad_values_are_refused():
         decode(18)
     with pytest.raises(ValueError, match="lower"):
         AgeBounds(60, 30)
+
+
+# -- class names on class axes, clickable confusion cells ------------------------------------------------------
+def test_short_class_names_are_unique_and_readable():
+    short = short_class_names()
+    assert len(set(short)) == 18 and short[0] == "W/M/<30" and short[17] == "N/F/>=60"

@@ -1,4 +1,5 @@
 """Augment page in AppTest: sliders change the grid, bad values get messages, JSON import and save."""
+import pytest
 from conftest import app_test
 from maskcls.augment.spec import list_saved_specs
 
@@ -8,6 +9,7 @@ def grid(at):
     return at.get("image")[0].proto
 
 
+@pytest.mark.slow
 def test_slider_move_changes_the_grid(studio_demo, tmp_path):
     at = app_test("pages/augment.py", runs_root=str(tmp_path))
     assert not at.exception
@@ -20,6 +22,7 @@ def test_slider_move_changes_the_grid(studio_demo, tmp_path):
     assert before.imgs[0].url == after.imgs[0].url  # the original is unchanged
 
 
+@pytest.mark.slow
 def test_bad_values_get_a_message_next_to_the_control(studio_demo, tmp_path):
     at = app_test("pages/augment.py", runs_root=str(tmp_path))
     at.checkbox(key="aug_gaussian_blur_on").check().run()
@@ -32,6 +35,7 @@ def test_bad_values_get_a_message_next_to_the_control(studio_demo, tmp_path):
     assert any("larger than the image" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 def test_import_and_save(studio_demo, tmp_path):
     at = app_test("pages/augment.py", runs_root=str(tmp_path))
     at.text_area(key="aug_import_text").input("{broken").run()

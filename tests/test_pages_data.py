@@ -1,7 +1,11 @@
 """Home and Data pages in AppTest: demo data, a real root, and wrong roots."""
+import pytest
+import numpy as np
+
 from conftest import app_test
 
 
+@pytest.mark.slow
 def test_home_shows_demo_counts(studio_demo, tmp_path):
     at = app_test(runs_root=str(tmp_path))
     assert not at.exception
@@ -10,6 +14,7 @@ def test_home_shows_demo_counts(studio_demo, tmp_path):
     assert metrics["People"] == "600" and metrics["Eval images"] == "700"
 
 
+@pytest.mark.slow
 def test_home_wrong_root_is_a_message_not_a_traceback(studio_demo, tmp_path):
     at = app_test(data_root=str(tmp_path / "missing"), runs_root=str(tmp_path))
     assert not at.exception
@@ -18,6 +23,7 @@ def test_home_wrong_root_is_a_message_not_a_traceback(studio_demo, tmp_path):
     assert any("not in the competition layout" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 def test_data_page_on_demo(studio_demo, tmp_path):
     at = app_test("pages/data.py", runs_root=str(tmp_path))
     assert not at.exception
@@ -32,6 +38,7 @@ def test_data_page_on_demo(studio_demo, tmp_path):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_data_page_reports_skipped_files(real_layout, studio_demo, tmp_path):
     at = app_test("pages/data.py", data_root=str(real_layout), runs_root=str(tmp_path))
     assert not at.exception
@@ -39,7 +46,18 @@ def test_data_page_reports_skipped_files(real_layout, studio_demo, tmp_path):
     assert (table["reason"].str.contains("AppleDouble")).sum() == 2
 
 
+@pytest.mark.slow
 def test_age_bounds_flow_to_the_data_page(studio_demo, tmp_path):
     at = app_test("pages/data.py", runs_root=str(tmp_path), age_upper=58)
     assert not at.exception
     assert any(">=58" in str(o) for o in at.selectbox(key="data_class").options)
+
+
+@pytest.mark.slow
+def test_data_page_shows_what_the_drop_removes(studio_demo, tmp_path):
+    at = app_test("pages/data.py", runs_root=str(tmp_path))
+    at.number_input(key="data_borderline").set_value(3).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "dropped" in d.value.columns)
+    assert list(table.columns) == ["class", "name", "images", "dropped", "kept"] and table["dropped"].sum() > 0
+    assert np.all(table["kept"] == table["images"] - table["dropped"])

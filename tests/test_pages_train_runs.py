@@ -1,15 +1,17 @@
 """Train and Runs pages in AppTest: launch a job from the form, see it in the live table, compare runs."""
-import pytest
 import time
 
+import pytest
+
 from conftest import app_test
-from maskcls.runs import jobs
-from maskcls.train.rundir import RunDir
+from maskcls.common.runfolder import RunFolder
+from maskcls.orchestration import jobs
 
 
-def test_train_page_submits_a_job_and_lists_it(studio_demo, tmp_path):
+@pytest.mark.slow
+def test_train_page_submits_a_job_and_lists_it(demo_root, tmp_path):
     runs = tmp_path / "runs"
-    at = app_test("pages/train.py", runs_root=str(runs))
+    at = app_test("pages/train.py", runs_root=str(runs), data_root=str(demo_root))
     assert not at.exception
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_h").set_value(64)
@@ -22,13 +24,14 @@ def test_train_page_submits_a_job_and_lists_it(studio_demo, tmp_path):
     assert "from-page" in table["name"].tolist()
     assert table.set_index("name").at["from-page", "state"] in ("queued", "running", "completed")
     deadline = time.time() + 180
-    while jobs.job_info(RunDir(runs, "from-page")).state in ("queued", "running") and time.time() < deadline:
+    while jobs.job_info(RunFolder(runs, "from-page")).state in ("queued", "running") and time.time() < deadline:
         time.sleep(1)
-    assert jobs.job_info(RunDir(runs, "from-page")).state == "completed", RunDir(runs, "from-page").log_tail()
+    assert jobs.job_info(RunFolder(runs, "from-page")).state == "completed", RunFolder(runs, "from-page").log_tail()
     at.run()
     assert at.dataframe[0].value.set_index("name").at["from-page", "state"] == "completed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, value, why", [
     ("train_lr", -0.1, "lr must be > 0"),
     ("train_name", "bad/name", "invalid run name 'bad/name'"),
@@ -43,6 +46,7 @@ def test_train_page_refuses_a_bad_value_with_a_message(studio_demo, tmp_path, ke
     assert not (tmp_path / "runs").exists() or not [p for p in (tmp_path / "runs").iterdir() if p.name != ".locks"]
 
 
+@pytest.mark.slow
 def test_runs_page_compares_and_deletes(trained_run, studio_demo, tmp_path):
     import shutil
     runs, name, _ = trained_run
@@ -57,7 +61,10 @@ def test_runs_page_compares_and_deletes(trained_run, studio_demo, tmp_path):
     assert set(table["name"]) == {name, "other"} and table["best macro F1"].notna().all()
     diff = at.dataframe[1].value
     assert "lr" in diff.index
-    at.selectbox(key="runs_delete_pick").set_value("other").run()
-    at.checkbox(key="runs_delete_sure").check().run()
+    at.selectbox(key="runs_delete_pick_0").set_value("other").run()
+    at.checkbox(key="runs_delete_sure_other").check().run()
     at.button(key="runs_delete").click().run()
     assert not (copy / "other").exists() and (copy / name).exists()
+    assert any("Deleted other" in m.value for m in at.success)
+    assert at.selectbox(key="runs_delete_pick_1").value is None  # nothing armed for the next run
+    assert not [c for c in at.checkbox if c.key and c.key.startswith("runs_delete_sure")]

@@ -5,8 +5,8 @@ import tomllib
 import pytest
 
 from conftest import REPO
-from maskcls.augment.spec import load_saved_spec, save_spec, AugmentSpec
-from maskcls.train.rundir import RunDir
+from maskcls.augment.spec import AugmentSpec, load_saved_spec, save_spec
+from maskcls.common.runfolder import RunFolder
 
 
 def tracked_python():
@@ -53,13 +53,13 @@ def test_server_listens_on_localhost_by_default():
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "..", ".hidden", "x\x00y", "semi;colon"])
 def test_typed_names_cannot_escape_their_roots(tmp_path, bad):
     with pytest.raises(ValueError):
-        RunDir(tmp_path, bad)
+        RunFolder(tmp_path, bad)
     with pytest.raises(ValueError):
         save_spec(tmp_path, bad, AugmentSpec())
     with pytest.raises(ValueError):
         load_saved_spec(tmp_path, bad)
     with pytest.raises(ValueError):
-        RunDir(tmp_path, "ok").checkpoint(bad)
+        RunFolder(tmp_path, "ok").checkpoint(bad)
     # nothing was written anywhere: not in the root, not beside it, not where the name points
     assert sorted(p.name for p in tmp_path.rglob("*")) in ([], ["specs"]), list(tmp_path.rglob("*"))
     assert not (tmp_path.parent / "x").exists() and not (tmp_path.parent / "b").exists()

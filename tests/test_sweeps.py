@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, app_test, free_port
+from conftest import app_test, free_port, REPO, TINY, wait_until
 from maskcls.cli import main
-from maskcls.runs import sweeps
+from maskcls.common.checkpoints import load_checkpoint
+from maskcls.common.runfolder import RunFolder
+from maskcls.orchestration import sweeps
 from maskcls.train.config import RunConfig
-from maskcls.train.rundir import RunDir, load_checkpoint
-
-from test_training import TINY
 
 SPACE = {"lr": {"type": "log_float", "low": 3e-4, "high": 1e-2},
          "loss": {"type": "categorical", "choices": ["ce", "focal"]}}
@@ -33,15 +32,7 @@ def write(path: Path, obj) -> str:
     return str(path)
 
 
-def wait_for(predicate, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
+@pytest.mark.slow
 def test_a_four_trial_sweep_from_the_cli(demo_root, tmp_path, capsys):
     runs = str(tmp_path / "runs")
     cfg = write(tmp_path / "base.json", base(demo_root, tmp_path).to_dict())
@@ -55,7 +46,7 @@ def test_a_four_trial_sweep_from_the_cli(demo_root, tmp_path, capsys):
     for t in trials:
         assert set(t["params"]) == {"lr", "loss"} and 3e-4 <= t["params"]["lr"] <= 1e-2
         assert t["state"] in ("completed", "pruned") and 0 <= t["best_f1"] <= 1
-        run = RunDir(runs, t["run"])
+        run = RunFolder(runs, t["run"])
         assert t["run"] == f"s4-t{t['trial']:03d}" and run.read_status()["sweep"] == "s4"
         assert RunConfig.from_dict(run.read_config()).lr == pytest.approx(t["params"]["lr"])
     for t in trials:  # ordinary runs
@@ -72,6 +63,7 @@ def test_a_four_trial_sweep_from_the_cli(demo_root, tmp_path, capsys):
     assert not at.exception and not at.error, [e.value for e in at.error]
 
 
+@pytest.mark.slow
 def test_a_clearly_worse_trial_is_pruned_with_its_checkpoint_loadable(demo_root, tmp_path):
     runs = tmp_path / "runs"
     cfg = base(demo_root, tmp_path, epochs=3, limit_batches=0, lr=3e-3)
@@ -82,10 +74,26 @@ def test_a_clearly_worse_trial_is_pruned_with_its_checkpoint_loadable(demo_root,
     table = sweeps.trials_table(runs, "p").set_index("trial")
     assert table.loc[0, "state"] == "completed" and table.loc[0, "epochs_run"] == 3
     assert table.loc[1, "state"] == "pruned" and table.loc[1, "epochs_run"] == 1
-    run = RunDir(runs, table.loc[1, "run"])
+    run = RunFolder(runs, table.loc[1, "run"])
     assert run.state()["state"] == "pruned" and "pruned after epoch 1" in run.log_tail()
     ckpt = load_checkpoint(run.best_path)
     assert ckpt["epoch"] == 1 and load_checkpoint(run.last_path)["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_a_trial_is_listed_as_running_from_its_start(demo_root, tmp_path):
+    """`sweep status` (the snapshot) shows a trial before its first epoch ends: a poll between two trials never
+    reads as "every trial ended"."""
+    runs = tmp_path / "runs"
+    sweeps.create_sweep(runs, "r", base(demo_root, tmp_path), SPACE, sampler="random", pruner="none", total=1)
+    seen = []
+
+    def log(message: str) -> None:
+        if message.startswith("trial 0 ->"):
+            seen.append(sweeps.trials_table(runs, "r")[["trial", "state"]].to_dict("records"))
+    sweeps.run_worker(runs, "r", 1, log=log)
+    assert seen == [[{"trial": 0, "state": "running"}]], seen
+    assert list(sweeps.trials_table(runs, "r")["state"]) == ["completed"]
 
 
 def _two_workers(demo_root, tmp_path, storage: str = ""):
@@ -94,7 +102,7 @@ def _two_workers(demo_root, tmp_path, storage: str = ""):
                         storage=storage, total=4)
     a = sweeps.start_worker(runs, "two", 3)
     b = sweeps.start_worker(runs, "two", 3)
-    wait_for(lambda: all(w["state"] not in ("queued", "running") for w in sweeps.list_workers(runs, "two")), 240,
+    wait_until(lambda: all(w["state"] not in ("queued", "running") for w in sweeps.list_workers(runs, "two")), 240,
              "both workers to end")
     workers = sweeps.list_workers(runs, "two")
     assert [w["state"] for w in workers] == ["completed", "completed"], [a.log_tail(), b.log_tail()]
@@ -103,23 +111,24 @@ def _two_workers(demo_root, tmp_path, storage: str = ""):
     assert len(set(table["run"])) == 4  # no trial run twice
     ran = sorted(sum((w["trials_run"] for w in workers), []))
     assert ran == [0, 1, 2, 3], ran  # each trial by exactly one worker
-    assert all(RunDir(runs, r).state()["state"] == "completed" for r in table["run"])
+    assert all(RunFolder(runs, r).state()["state"] == "completed" for r in table["run"])
     # a worker killed mid-trial: that trial fails, the study goes on with the other worker
     sweeps.create_sweep(runs, "two", base(demo_root, tmp_path, epochs=200, limit_batches=0), SPACE,
                         sampler="random", pruner="none", storage=storage, total=6, resume=True)
     doomed = sweeps.start_worker(runs, "two", 1)
-    wait_for(lambda: RunDir(runs, "two-t004").read_status().get("epoch", 0) >= 1, 120, "trial 4 to train")
-    os.killpg(doomed.read_status()["pgid"], signal.SIGKILL)
+    wait_until(lambda: RunFolder(runs, "two-t004").read_status().get("epoch", 0) >= 1, 120, "trial 4 to train")
+    os.killpg(doomed.read_status()["pid"], signal.SIGKILL)
     sweeps.create_sweep(runs, "two", base(demo_root, tmp_path), SPACE, sampler="random", pruner="none",
                         storage=storage, total=6, resume=True)
     sweeps.run_worker(runs, "two", 1, log=lambda m: None)
     table = sweeps.trials_table(runs, "two").set_index("trial")
     assert table.loc[4, "state"] == "failed" and "lost" in table.loc[4, "error"]
     assert table.loc[5, "state"] == "completed"
-    assert RunDir(runs, "two-t004").state()["state"] == "failed"
-    assert load_checkpoint(RunDir(runs, "two-t004").last_path)["epoch"] >= 1  # what it wrote stays loadable
+    assert RunFolder(runs, "two-t004").state()["state"] == "failed"
+    assert load_checkpoint(RunFolder(runs, "two-t004").last_path)["epoch"] >= 1  # what it wrote stays loadable
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(demo_root, tmp_path):
     _two_workers(demo_root, tmp_path)
     assert (tmp_path / "runs" / "sweeps" / "optuna.db").is_file()
@@ -170,6 +179,7 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_postgresql_study(demo_root, tmp_path, postgres_url, monkeypatch):
     monkeypatch.setenv(sweeps.PASSWORD_ENV, PG_PASSWORD)  # as on each machine of a team: the URL is stored without it
     _two_workers(demo_root, tmp_path, storage=postgres_url)
@@ -177,6 +187,7 @@ def test_two_workers_share_one_postgresql_study(demo_root, tmp_path, postgres_ur
     assert PG_PASSWORD not in (tmp_path / "runs" / "sweeps" / "two" / "sweep.json").read_text()
 
 
+@pytest.mark.slow
 def test_a_storage_password_is_never_stored_nor_on_a_command_line(demo_root, tmp_path, postgres_url, monkeypatch):
     monkeypatch.delenv(sweeps.PASSWORD_ENV, raising=False)
     monkeypatch.delenv("PGPASSWORD", raising=False)
@@ -186,15 +197,18 @@ def test_a_storage_password_is_never_stored_nor_on_a_command_line(demo_root, tmp
     stored = sweeps.load_sweep(runs, "pw").storage
     assert PG_PASSWORD not in (runs / "sweeps" / "pw" / "sweep.json").read_text() and "maskcls@127.0.0.1" in stored
     with pytest.raises(sweeps.SweepError, match="cannot open the sweep storage") as refused:
-        sweeps.trials_table(runs, "pw")  # the stored URL alone does not get in
+        sweeps.trials_table(runs, "pw", live=True)  # the stored URL alone does not get in
     assert PG_PASSWORD not in str(refused.value)
+    assert "Give the password on each machine in MASKCLS_STORAGE_PASSWORD" in str(refused.value)
     worker = sweeps.start_worker(runs, "pw", 1, storage=postgres_url)
     argv = Path(f"/proc/{worker.read_status()['pid']}/cmdline").read_bytes().decode()
-    assert PG_PASSWORD not in argv and stored in argv  # what `ps` shows
-    wait_for(lambda: worker.read_status()["state"] not in ("queued", "running"), 240, "the worker")
+    assert PG_PASSWORD not in argv and "maskcls.worker" in argv  # what `ps` shows
+    status = (worker.path / "status.json").read_text()
+    assert PG_PASSWORD not in status and stored in status  # what teammates read
+    wait_until(lambda: worker.read_status()["state"] not in ("queued", "running"), 240, "the worker")
     assert worker.read_status()["state"] == "completed", worker.log_tail()  # the password reached it by environment
     monkeypatch.setenv(sweeps.PASSWORD_ENV, PG_PASSWORD)
-    assert sweeps.trials_table(runs, "pw")["state"].tolist() == ["completed"]
+    assert sweeps.trials_table(runs, "pw", live=True)["state"].tolist() == ["completed"]
 
 
 def test_storage_urls_are_split_completed_and_shown_without_their_password(monkeypatch):
@@ -219,6 +233,10 @@ def test_storage_urls_are_split_completed_and_shown_without_their_password(monke
     ({"lr": {"type": "float", "low": 0.2, "high": 0.1}}, "low must be below high"),
     ({"image_size": {"type": "categorical", "choices": [1]}}, "'image_size' cannot be swept"),
     ({"device": {"type": "categorical", "choices": ["cpu"]}}, "'device' cannot be swept"),
+    ({"epochs": {"type": "int", "low": 1, "high": 4, "step": 0.5}}, "an int range steps by whole numbers of at least 1, got step 0.5"),
+    ({"epochs": {"type": "int", "low": 1, "high": 4, "step": 1.5}}, "got step 1.5"),
+    ({"epochs": {"type": "int", "low": 1, "high": 4, "step": 0}}, "step must be a number above 0"),
+    ({"lr": {"type": "float", "low": 0.1, "high": 0.2, "step": 0.5}}, "step 0.5 is larger than the range"),
     ({}, "the search space is empty"),
     ([1, 2], "must be a JSON object"),
 ])
@@ -254,6 +272,7 @@ def _button(at, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+@pytest.mark.slow
 def test_the_sweeps_page_shows_trials_figures_and_hands_the_best_to_train(demo_root, tmp_path):
     runs = tmp_path / "runs"
     sweeps.create_sweep(runs, "page", base(demo_root, tmp_path, epochs=2), SPACE, sampler="random")
@@ -299,6 +318,7 @@ def test_a_sweep_is_created_from_the_train_forms_values_on_the_page(demo_root, t
     assert at.selectbox(key="sweep_pick").value == "fromui"
 
 
+@pytest.mark.slow
 def test_a_grid_sweep_walks_each_combination_once(demo_root, tmp_path):
     runs = tmp_path / "runs"
     made = sweeps.create_sweep(runs, "g", base(demo_root, tmp_path), {
@@ -323,3 +343,89 @@ def test_a_damaged_sweep_file_is_named_not_dumped(demo_root, tmp_path, capsys):
     assert "sweep 'd':" in err and "is damaged" in err and "Traceback" not in err
     at = app_test("pages/sweeps.py", runs_root=str(runs), data_root=str(demo_root))
     assert not at.exception
+
+
+@pytest.fixture
+def silent_host():
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held, stop = [], threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                continue
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join(5)
+    for c in held:
+        c.close()
+    srv.close()
+
+
+@pytest.mark.slow
+def test_a_storage_that_never_answers_times_out_naming_its_host(demo_root, tmp_path, capsys, monkeypatch,
+                                                              silent_host):
+    from conftest import app_test
+    monkeypatch.setenv(sweeps.TIMEOUT_ENV, "2")
+    url = f"postgresql://team@127.0.0.1:{silent_host}/sweeps"
+    runs = tmp_path / "runs"
+    t0 = time.time()
+    assert main(["sweep", "create", "mute", "--data", str(demo_root), "--space", write(tmp_path / "s.json", SPACE),
+                 "--storage", url, "--runs-root", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert time.time() - t0 < 30
+    assert f"cannot reach the sweep storage {url} (host 127.0.0.1:{silent_host}): no answer within 2 s" in err
+    # a sweep stored with that URL (its server went silent since): the page says so instead of hanging
+    folder = runs / "sweeps" / "mute"
+    folder.mkdir(parents=True)
+    (folder / "sweep.json").write_text(json.dumps({"name": "mute", "base": {}, "space": SPACE, "storage": url}))
+    at = app_test("pages/sweeps.py", runs_root=str(runs), data_root=str(demo_root))
+    assert any("cannot reach the sweep storage" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_worker_whose_every_trial_failed_says_so_quietly(demo_root, tmp_path, capfd):
+    runs = str(tmp_path / "runs")
+    space = {"batch_size": {"type": "categorical", "choices": [100000]}}  # larger than the data: every trial fails
+    sweeps.create_sweep(runs, "doomed", base(demo_root, tmp_path), space, sampler="random", pruner="none", total=2)
+    capfd.readouterr()
+    assert main(["sweep", "run", "doomed", "--trials", "2", "--quiet", "--runs-root", runs]) == 1
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "failed because of the following error" not in out + err
+    assert "every trial this worker ran failed; `maskcls sweep status doomed` shows why" in err
+    assert "(2 failed)" in out
+    table = sweeps.trials_table(runs, "doomed")
+    assert set(table["state"]) == {"failed"} and table["error"].str.contains("batch_size 100000").all()
+
+
+def test_the_sweeps_page_shows_a_lost_trial_and_leaves_the_study_alone(demo_root, tmp_path):
+    """A trial whose worker died reads as lost on the page; only a worker or `sweep reap` fails it."""
+    import socket
+
+    from optuna.trial import TrialState
+    runs = tmp_path / "runs"
+    sweep = sweeps.create_sweep(runs, "lost", base(demo_root, tmp_path), SPACE, sampler="random", pruner="none")
+    study = sweeps.open_study(runs, sweep)
+    trial = study.ask()
+    dead = next(p for p in range(400_000, 500_000) if not os.path.exists(f"/proc/{p}"))
+    for key, value in (("run", "lost-t000"), ("host", socket.gethostname()), ("worker_pid", dead),
+                       ("worker_start", 1)):
+        trial.set_user_attr(key, value)
+    before = [(t.number, t.state) for t in sweeps.open_study(runs, sweep).get_trials()]
+    at = app_test("pages/sweeps.py", runs_root=str(runs), data_root=str(demo_root), sweep_pick="lost")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = next(d.value for d in at.dataframe if "trial" in d.value.columns)
+    assert table["state"].tolist() == ["lost"] and "worker ended mid-trial" in table["error"].iloc[0]
+    assert [(t.number, t.state) for t in sweeps.open_study(runs, sweep).get_trials()] == before  # nothing written
+    assert before == [(0, TrialState.RUNNING)]
+    assert main(["sweep", "reap", "lost", "--runs-root", str(runs)]) == 0  # the explicit command does fail it
+    assert [t.state for t in sweeps.open_study(runs, sweep).get_trials()] == [TrialState.FAIL]

@@ -1,12 +1,14 @@
-"""What this machine can train on: the CPU and each CUDA GPU, with names and free memory."""
+"""What this machine can train on: the CPU and each CUDA GPU, with names and free memory.
+
+torch is imported inside each function: listing jobs or runs must not pay its import.
+"""
 from __future__ import annotations
 
 import os
 
-import torch
-
 
 def list_devices() -> list[dict]:
+    import torch
     out = [{"device": "cpu", "name": f"CPU ({os.cpu_count()} cores)", "free_gb": None, "total_gb": None}]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -17,11 +19,13 @@ def list_devices() -> list[dict]:
 
 
 def has_gpu() -> bool:
+    import torch
     return torch.cuda.is_available()
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto"):
     """'auto' -> the first GPU if there is one, else the CPU; a GPU asked for on a machine without one is refused."""
+    import torch
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -32,5 +36,5 @@ def resolve_device(name: str = "auto") -> torch.device:
 def device_of(device: str) -> str:
     """The device a job queues on, for a config's `device` (auto / cpu / cuda / cuda:N): 'cpu' or 'cuda:N'."""
     if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
+        return "cuda:0" if has_gpu() else "cpu"
     return "cuda:0" if device == "cuda" else device

@@ -5,7 +5,7 @@
 | MASKCLS_RUNS | the runs root (CLI and studio alike) | the checkout's checkpoints/ when run from one, else ./checkpoints |
 | MASKCLS_CACHE | generated demo data and other caches | ~/.cache/maskcls |
 | MASKCLS_DATA | the studio's data root | "" (the generated demo) |
-| MASKCLS_THREADS | CPU threads a training job may use (set by the job runner) | all cores |
+| MASKCLS_THREADS | CPU threads a training job may use (set by the job runner: its share of the cores, never more than the value the runner itself was given) | all cores |
 | MASKCLS_NVJPEG | 1: on CUDA, decode JPEGs on the GPU (nvJPEG) for the cache and eval prediction | unset: Pillow workers |
 | MASKCLS_PREFETCH | 1: on CUDA, the cached loader prepares the next batch on a side stream | unset: off |
 | MASKCLS_CUDNN_BENCHMARK | 0: no cuDNN autotuning in prediction passes | unset: on |
@@ -27,6 +27,14 @@ def default_runs_root() -> str:
         return env
     repo_runs = REPO / "checkpoints"
     return str(repo_runs) if repo_runs.is_dir() else os.path.abspath("checkpoints")
+
+
+def check_runs_root(path: str) -> str:
+    """A runs root must be a folder (or not exist yet): a file there would fail every write with 'File exists'."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"runs root {path!r} is a file, expected a folder to hold run folders (or a path that does not "
+                         f"exist yet)")
+    return path
 
 
 def default_data_root() -> str:

@@ -65,7 +65,7 @@ def _decode_chunk(args) -> list[tuple[int, str]]:
     return failed
 
 
-def _decode_on_device(tmp, shape, paths, size, crop, device, progress, batch: int = 256) -> list[tuple[int, str]]:
+def _decode_on_device(tmp, shape, paths, size, crop, *, device, progress, batch: int = 256) -> list[tuple[int, str]]:
     """The build's decode step on a GPU: batches of JPEGs through nvJPEG into the memmap."""
     from maskcls.data.gpudecode import decode_paths
     arr = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=shape)
@@ -79,7 +79,7 @@ def _decode_on_device(tmp, shape, paths, size, crop, device, progress, batch: in
     return failed
 
 
-def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.PathLike, crop: list | None = None,
+def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.PathLike, crop: list | None = None, *,
                 workers: int | None = None, progress=None, device=None, boxes: np.ndarray | None = None,
                 background: bool = False) -> ImageCache:
     """Load the cache for (paths, size, crop) from `cache_dir`, building it first if needed.
@@ -115,7 +115,7 @@ def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.Pat
         workers = workers or min(os.cpu_count() or 1, 16)
         done = 0
         if gpu_decode_available(device) and boxes is None and not background:
-            failed = _decode_on_device(tmp, shape, paths, size, crop, device, progress)
+            failed = _decode_on_device(tmp, shape, paths, size, crop, device=device, progress=progress)
         elif workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(workers) as pool:
                 for job, res in zip(jobs, pool.map(_decode_chunk, jobs)):

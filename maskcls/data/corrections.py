@@ -16,6 +16,7 @@ from maskcls.common.fileio import check_name, inside, write_text
 from maskcls.data.labels import GENDER_KEYS, parse_gender
 
 COLUMNS = ["id", "gender", "age", "swap_mask", "note"]
+MAX_AGE = 120
 
 # Community-reported corrections for the real competition data (opt-in preset "community").
 COMMUNITY_CSV = """id,gender,age,swap_mask,note
@@ -52,10 +53,21 @@ def _validate(table: pd.DataFrame, source: str) -> pd.DataFrame:
                 parse_gender(row["gender"])
             except ValueError as e:
                 raise ValueError(f"{source}, line {line}: {e}") from None
-        if row["age"].strip() and not row["age"].strip().isdigit():
-            raise ValueError(f"{source}, line {line}: age must be a whole number, got {row['age']!r}")
+        age = row["age"].strip()
+        if age and not (age.isdigit() and 0 <= int(age) <= MAX_AGE):
+            raise ValueError(f"{source}, line {line}: age must be a whole number from 0 to {MAX_AGE}, got {row['age']!r}")
         if row["swap_mask"].strip() not in ("", "0", "1"):
             raise ValueError(f"{source}, line {line}: swap_mask must be 0 or 1, got {row['swap_mask']!r}")
+        if not row["id"].strip():
+            raise ValueError(f"{source}, line {line}: id is empty; expected a person id such as 000001")
+    ids = out["id"].str.strip()
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        i = int(repeated.index[0])
+        first = int(ids[ids == repeated.iloc[0]].index[0])
+        raise ValueError(f"{source}, line {i + 2}: id {repeated.iloc[0]} repeats line {first + 2}; give each person "
+                         f"one row")
+    out["id"] = ids
     return out
 
 
@@ -69,12 +81,20 @@ def load_corrections(source: str | os.PathLike) -> pd.DataFrame:
 
 
 def apply_corrections(train: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:
-    """Return a copy of the train table with gender/age overrides and incorrect<->normal swaps applied."""
+    """Return a copy of the train table with gender/age overrides and incorrect<->normal swaps applied.
+
+    `attrs["corrections"]` says what happened: rows, applied, and each id that matches no person (with the likely
+    id when a spreadsheet stripped its leading zeros), so a silent no-op never passes for a correction.
+    """
     out = train.copy()
     out["corrected"] = False
-    for row in corrections.itertuples(index=False):
-        hit = out["person_id"] == str(row.id)
+    people = set(out["person_id"].astype(str))
+    unmatched = []
+    for line, row in enumerate(corrections.itertuples(index=False), start=2):
+        pid = str(row.id).strip()
+        hit = out["person_id"] == pid
         if not hit.any():
+            unmatched.append({"line": line, "id": pid, "reason": unmatched_reason(pid, people)})
             continue
         if str(row.gender).strip():
             out.loc[hit, "gender"] = GENDER_KEYS.index(str(row.gender).strip().lower())
@@ -84,7 +104,31 @@ def apply_corrections(train: pd.DataFrame, corrections: pd.DataFrame) -> pd.Data
             m = out.loc[hit, "mask"]
             out.loc[hit, "mask"] = m.where(~m.isin([1, 2]), 3 - m)
         out.loc[hit, "corrected"] = True
+    out.attrs["corrections"] = {"rows": len(corrections), "applied": len(corrections) - len(unmatched),
+                                "unmatched": unmatched}
     return out
+
+
+def unmatched_reason(pid: str, people: set[str]) -> str:
+    """Why a correction's id matched nobody, with the id it most likely meant."""
+    head, _, tail = pid.partition("-")
+    if head.isdigit() and len(head) < 6:
+        padded = head.zfill(6) + (f"-{tail}" if tail else "")
+        if padded in people:
+            return f"no person has id {pid!r}; {padded!r} does (a spreadsheet may have stripped the leading zeros)"
+    return f"no person has id {pid!r} in this data root"
+
+
+def corrections_summary(info: dict | None) -> str | None:
+    """One line for logs and pages: rows applied and ids matched by no person."""
+    if not info:
+        return None
+    text = f"label corrections: {info['applied']} of {info['rows']} row(s) applied"
+    if info["unmatched"]:
+        text += (f"; {len(info['unmatched'])} id(s) match no person: "
+                 + "; ".join(f"line {u['line']}: {u['reason']}" for u in info["unmatched"][:5])
+                 + (" …" if len(info["unmatched"]) > 5 else ""))
+    return text
 
 
 def to_csv_text(table: pd.DataFrame) -> str:

@@ -5,7 +5,6 @@ import fcntl
 import hashlib
 import json
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.common.fileio import read_json, write_text
+from maskcls.common.jobfolder import ACTIVE, JobFolder
 from maskcls.common.settings import cache_home
 from maskcls.data.demo_faces import MASK_COLORS, draw_photo, make_person
 from maskcls.data.labels import GENDER_KEYS, MASK_FILES, age_band, encode
@@ -146,7 +146,7 @@ def resolve_listing(from_listing, eval_ids) -> tuple[Path, Path | None]:
     return Path(from_listing), Path(eval_ids) if eval_ids else None
 
 
-def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100, seed: int = 0,
+def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100, seed: int = 0, *,
                from_listing: str | os.PathLike | None = None, eval_ids: str | os.PathLike | None = None,
                workers: int | None = None, progress=None, photo: bool = False) -> dict:
     """Generate the dataset under `out`; returns counts and seconds. `progress(done, total)` is optional.
@@ -216,7 +216,26 @@ def demo_folder(**kwargs) -> Path:
 
 PROGRESS_FILE = "generation.json"  # done / total people, generator runs, people drawn; written as it goes
 LOCK_FILE = ".generate.lock"  # held by the one process generating into the folder
-SPAWN_FILE = ".generator.pid"  # [pid, kernel start time] of the detached generator the studio started
+
+
+class DemoGeneration(JobFolder):
+    """The studio's first-start demo generation as a detached job in the demo folder itself (status.json, log.txt
+    beside train/ and eval/): a page switch, a reload or a second tab neither restarts nor duplicates it."""
+
+    kind = "demo generation"
+    worker = "demo"
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder)
+        self.name = self.path.name
+
+    @classmethod
+    def at(cls, path) -> "DemoGeneration":
+        return cls(path)
+
+    def work(self) -> None:
+        st = self.read_status()
+        generate_demo(self.path, people=int(st["people"]), eval_people=int(st["eval_people"]), seed=int(st["seed"]))
 
 
 def demo_progress(folder: str | os.PathLike) -> dict:
@@ -226,18 +245,9 @@ def demo_progress(folder: str | os.PathLike) -> dict:
         state = read_json(folder / PROGRESS_FILE)
     except (FileNotFoundError, json.JSONDecodeError):
         state = {}
+    running = _lock_held(folder) or DemoGeneration(folder).state()["state"] in ACTIVE
     return {"done": 0, "total": 0, "runs": 0, "drawn": 0, **state, "complete": (folder / ".complete").exists(),
-            "running": _lock_held(folder) or _spawned_alive(folder)}
-
-
-def _spawned_alive(folder: Path) -> bool:
-    """The generator this folder's last start spawned still runs (it may not hold the lock yet)."""
-    from maskcls.common.procs import is_alive
-    try:
-        pid, start = read_json(folder / SPAWN_FILE)
-    except (FileNotFoundError, ValueError, TypeError):
-        return False
-    return is_alive(pid, start)
+            "running": running}
 
 
 def _lock_held(folder: Path) -> bool:
@@ -290,22 +300,15 @@ def generate_demo(folder: str | os.PathLike, progress=None, **kwargs) -> bool:
 
 
 def start_demo_generation(folder: str | os.PathLike | None = None, **kwargs) -> Path:
-    """Start a detached generator for the studio's demo unless one runs or the folder is complete.
-
-    The page that calls this only watches generation.json: a page switch, a reload or a second browser
-    tab neither restarts nor duplicates the work.
-    """
-    from maskcls.common.procs import proc_start, spawn_detached
+    """Start the detached generation of the studio's demo unless one runs or the folder is complete. The page
+    that calls this only watches generation.json."""
     params = {**STUDIO_DEMO, **kwargs}
     folder = Path(folder) if folder else demo_folder(**params)
     state = demo_progress(folder)
     if state["complete"] or state["running"]:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    pid = spawn_detached([sys.executable, "-m", "maskcls", "demo-data", str(folder), "--people", str(params["people"]),
-                          "--eval-people", str(params["eval_people"]), "--seed", str(params["seed"]), "--locked",
-                          "--quiet"], folder / "generation.log")
-    write_text(folder / SPAWN_FILE, json.dumps([pid, proc_start(pid)]))
+    DemoGeneration(folder).start(people=params["people"], eval_people=params["eval_people"], seed=params["seed"])
     return folder
 
 

@@ -103,9 +103,10 @@ def _rgb(a) -> tuple:
     return tuple(int(v) for v in np.clip(a, 0, 255))
 
 
-def _shade(img: Image.Image, cx: float, cy: float, fw: float, fh: float, gain: float, tint) -> Image.Image:
+def _shade(img: Image.Image, face: tuple, gain: float, tint) -> Image.Image:
     """Light a drawn face like a photo (darker towards the face's edge, eye sockets and the nose's sides in
     shadow), then the camera's exposure `gain` and colour `tint` over the whole frame."""
+    cx, cy, fw, fh = face
     x0, y0 = int(max(0, cx - 0.75 * fw)), int(max(0, cy - 0.75 * fh))
     x1, y1 = int(min(img.width, cx + 0.75 * fw)), int(min(img.height, cy + 0.75 * fh))
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -136,19 +137,21 @@ def draw_photo_and_face(p: Person, mask: int, rng: np.random.Generator, mask_col
     s = k * p.scale * rng.uniform(0.96, 1.04)
     cx, cy = k * (p.cx + rng.normal(0, 6)), k * (p.cy + rng.normal(0, 6))
     fw, fh = 150 * s * p.jaw, 200 * s
-    _draw_head(ImageDraw.Draw(img), p, cx, cy, fw, fh, s)
+    face = (cx, cy, fw, fh)  # centre x, centre y, width, height
+    _draw_head(ImageDraw.Draw(img), p, face, s)
     if mask != 2:
         color = np.array(mask_color or MASK_COLORS[rng.integers(len(MASK_COLORS))], float)
-        _draw_mask(img, mask, color, rng, cx, cy, fw, fh)
+        _draw_mask(img, mask, color, rng, face)
     # camera: small rotation and lighting change; the upscale from RENDER softens the drawing like a lens
     img = img.rotate(rng.normal(0, 4), resample=Image.BILINEAR, center=(cx, cy), fillcolor=_rgb(p.bg_top))
-    img = _shade(img, cx, cy, fw, fh, rng.uniform(0.82, 1.15), rng.normal(0, 3.0, 3))
+    img = _shade(img, face, rng.uniform(0.82, 1.15), rng.normal(0, 3.0, 3))
     img = img.filter(ImageFilter.GaussianBlur(BLUR)).resize((W, H), Image.BICUBIC)
     return img, (cx / k, cy / k, fw / k, fh / k)
 
 
-def _draw_head(d: ImageDraw.ImageDraw, p: Person, cx: float, cy: float, fw: float, fh: float, s: float) -> None:
-    """Shoulders, hair, face, ears, the age and gender cues, eyes, nose and mouth."""
+def _draw_head(d: ImageDraw.ImageDraw, p: Person, face: tuple, s: float) -> None:
+    """Shoulders, hair, face, ears, the age and gender cues, eyes, nose and mouth; `face` = (cx, cy, fw, fh)."""
+    cx, cy, fw, fh = face
     skin, hair = _rgb(p.skin), _rgb(p.hair)
     # shoulders; long hair falls behind the neck and down to the shoulders
     d.ellipse([cx - 1.25 * fw, cy + 0.75 * fh, cx + 1.25 * fw, cy + 2.2 * fh], fill=p.shirt)
@@ -189,10 +192,10 @@ def _draw_head(d: ImageDraw.ImageDraw, p: Person, cx: float, cy: float, fw: floa
     d.ellipse([cx - 0.15 * fw, cy + 0.24 * fh, cx + 0.15 * fw, cy + 0.31 * fh], fill=lips)
 
 
-def _draw_mask(img: Image.Image, mask: int, color: np.ndarray, rng: np.random.Generator,
-               cx: float, cy: float, fw: float, fh: float) -> None:
+def _draw_mask(img: Image.Image, mask: int, color: np.ndarray, rng: np.random.Generator, face: tuple) -> None:
     """A mask that follows the lower face (the cheeks' outline stays visible), with pleats and ear straps:
     over the nose (worn), under the nose or on the chin (incorrect)."""
+    cx, cy, fw, fh = face
     if mask == 0:
         top, bot = cy + rng.uniform(-0.01, 0.04) * fh, cy + 0.56 * fh
     elif rng.random() < 0.6:  # under the nose: nose visible

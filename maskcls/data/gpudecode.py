@@ -40,7 +40,7 @@ def _crop_resize(imgs: torch.Tensor, size: tuple[int, int], crop: list | None) -
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def _place(decoded: dict[int, torch.Tensor], paths: list[str], size, crop, out: np.ndarray, start: int,
+def _place(decoded: dict[int, torch.Tensor], paths: list[str], size, crop, *, out: np.ndarray, start: int,
            failed: list) -> None:
     """Size-check the decoded images, then crop/resize them grouped by source size: one resize and one
     device-to-host copy per group instead of one per image."""
@@ -58,7 +58,7 @@ def _place(decoded: dict[int, torch.Tensor], paths: list[str], size, crop, out: 
             out[[start + i for i in part]] = _crop_resize(torch.stack([decoded[i] for i in part]), size, crop).cpu().numpy()
 
 
-def decode_paths(paths: list[str], size: tuple[int, int], crop: list | None, device: torch.device | str,
+def decode_paths(paths: list[str], size: tuple[int, int], crop: list | None, device: torch.device | str, *,
                  out: np.ndarray | None = None, start: int = 0) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Decode `paths` into `out[start:start + n]` ((N, H, W, 3) uint8; made when None) with JPEGs decoded in one
     batch on `device`; returns (out, [(row, reason)] of images that could not be used)."""
@@ -86,7 +86,7 @@ def decode_paths(paths: list[str], size: tuple[int, int], crop: list | None, dev
                     decoded[i] = decode_jpeg(t, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
                 except RuntimeError:
                     cpu_rows.append(i)
-    _place(decoded, paths, size, crop, out, start, failed)
+    _place(decoded, paths, size, crop, out=out, start=start, failed=failed)
     for i in sorted(cpu_rows):
         try:
             out[start + i] = load_preprocessed(paths[i], size, crop)

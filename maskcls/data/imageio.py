@@ -49,6 +49,8 @@ def load_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Im
                 img.draft("RGB", size)  # DCT-domain downscale: much faster decode for small targets
             img.load()
         img = ImageOps.exif_transpose(img)
+        if img.mode in WIDE_MODES:
+            img = to_8_bit(img)
         if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -60,6 +62,18 @@ def load_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Im
         raise ImageError(path, "file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+
+
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16-bit and 32-bit single-channel images
+
+
+def to_8_bit(img: Image.Image) -> Image.Image:
+    """A 16/32-bit greyscale image scaled to 8 bits: PIL's own convert clips every value above 255 to white."""
+    a = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if img.mode.startswith("I;16") or (img.mode == "I" and a.max(initial=0) > 255) else 255.0
+    if img.mode == "F" and a.max(initial=0) <= 1.0:
+        top = 1.0
+    return Image.fromarray(np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
 
 
 def check_size(path: str | os.PathLike, width: int, height: int) -> None:

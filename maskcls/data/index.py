@@ -19,6 +19,7 @@ from maskcls.data.labels import DEFAULT_BOUNDS, GENDER_KEYS, MASK_FILES, AgeBoun
 
 FOLDER_RE = re.compile(r"^(?P<id>\d+(?:-\d+)?)_(?P<gender>male|female)_(?P<race>[A-Za-z]+)_(?P<age>\d{1,3})$")
 FOLDER_EXAMPLE = "<id>_<gender>_<race>_<age>, e.g. 000001_female_Asian_45"
+MAX_AGE = 120
 TRAIN_COLUMNS = ["path", "person_id", "folder", "file", "gender", "race", "age", "mask", "age_band", "label"]
 
 
@@ -55,6 +56,7 @@ class DataIndex:
             "missing": self.problems[self.problems["kind"] == "missing"][["path", "reason"]].to_dict("records"),
             "inconsistent": self.problems[self.problems["kind"].isin(["csv", "duplicate"])][["path", "reason"]
                                                                                            ].to_dict("records"),
+            "corrections": self.train.attrs.get("corrections"),
             "seconds": round(self.seconds, 3),
         }
 
@@ -79,8 +81,10 @@ def _check_root(root: Path) -> Path:
 def _scan_person(entry: os.DirEntry, verify: bool, rows: list, problems: list) -> None:
     """One person folder -> rows for its images, problems for anything else."""
     m = FOLDER_RE.match(entry.name)
-    if m is None:
-        problems.append((entry.path, "skipped", f"folder name does not parse: expected {FOLDER_EXAMPLE}"))
+    why = folder_problem(entry.name)
+    if m is None or why:
+        problems.append((entry.path, "skipped", f"folder name does not parse: {why or 'unexpected form'}; expected "
+                                                f"{FOLDER_EXAMPLE}"))
         return
     gender = GENDER_KEYS.index(m["gender"])
     age = int(m["age"])
@@ -114,6 +118,24 @@ def _scan_person(entry: os.DirEntry, verify: bool, rows: list, problems: list) -
     for stem in MASK_FILES:
         if stem not in seen:
             problems.append((os.path.join(entry.path, stem + ".*"), "missing", f"no usable {stem} image in this folder"))
+
+
+def folder_problem(name: str) -> str | None:
+    """Which part of a person folder's name is wrong, in words (None when every part is right)."""
+    parts = name.split("_")
+    if len(parts) != 4:
+        return f"{len(parts)} part(s) separated by '_', expected 4"
+    pid, gender, race, age = parts
+    if not re.fullmatch(r"\d+(?:-\d+)?", pid):
+        return f"id {pid!r} is not digits (e.g. 000001 or 001498-1)"
+    if gender not in GENDER_KEYS:
+        hint = " (lowercase, as the competition writes it)" if gender.lower() in GENDER_KEYS else ""
+        return f"gender {gender!r} is not 'male' or 'female'{hint}"
+    if not race.isalpha():
+        return f"race {race!r} is not a word of letters"
+    if not age.isdigit() or int(age) > MAX_AGE:
+        return f"age {age!r} is not a whole number from 0 to {MAX_AGE}"
+    return None
 
 
 def printable(path: str) -> str:
@@ -208,10 +230,14 @@ def index_data(root: str | os.PathLike, bounds: AgeBounds = DEFAULT_BOUNDS, corr
     if train.empty:
         raise DataRootError(f"{str(images)!r} holds no usable images: all {len(problems)} entries were skipped "
                             f"(first: {problems[0][0]}: {problems[0][2]})")
+    applied = None
     if corrections is not None and len(corrections):
         from maskcls.data.corrections import apply_corrections
         train = apply_corrections(train, corrections)
+        applied = train.attrs["corrections"]
+        problems += [(f"corrections line {u['line']}", "corrections", u["reason"]) for u in applied["unmatched"]]
     train = assign_labels(train, bounds)
+    train.attrs["corrections"] = applied
     report_shared_ids(train, problems)
     csv_path = root / "train" / "train.csv"
     if csv_path.exists():
@@ -225,5 +251,7 @@ def index_data(root: str | os.PathLike, bounds: AgeBounds = DEFAULT_BOUNDS, corr
 
 def with_bounds(index: DataIndex, bounds: AgeBounds) -> DataIndex:
     """The same index under other age bounds, without rescanning."""
-    return DataIndex(root=index.root, train=assign_labels(index.train, bounds), eval=index.eval,
+    train = assign_labels(index.train, bounds)
+    train.attrs["corrections"] = index.train.attrs.get("corrections")
+    return DataIndex(root=index.root, train=train, eval=index.eval,
                      problems=index.problems, bounds=bounds, seconds=index.seconds)

@@ -4,6 +4,8 @@ The image-level random split exists only to show how it leaks: the same face lan
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -87,3 +89,44 @@ def borderline_table(train: pd.DataFrame, bounds, window: int) -> pd.DataFrame:
     dropped = np.bincount(labels[drop], minlength=NUM_CLASSES)
     return pd.DataFrame({"class": range(NUM_CLASSES), "name": class_names(bounds), "images": images,
                          "dropped": dropped, "kept": images - dropped})
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Which people train and which validate a run (RunConfig.split_spec() builds it)."""
+
+    data_root: str
+    lower: int = 30  # age band bounds
+    upper: int = 60
+    corrections: str = "none"  # preset name or CSV path
+    val_ratio: float = 0.2
+    split_seed: int = 42
+    fold: int = -1  # -1: one split by val_ratio; k: fold k of n_folds
+    n_folds: int = 5
+    full_data: bool = False  # every person trains, nobody validates
+    drop_borderline: int = 0  # training leaves out people this many years below a bound
+
+
+def prepare_split(spec: SplitSpec):
+    """Index the data and split it by person; returns (train rows, validation rows, index). Training rows carry
+    attrs: `borderline_dropped` (images the borderline drop left out) and `emptied_classes` (classes it emptied)."""
+    from maskcls.data.corrections import load_corrections
+    from maskcls.data.index import index_data
+    from maskcls.data.labels import AgeBounds
+    bounds = AgeBounds(spec.lower, spec.upper)
+    corr = load_corrections(spec.corrections) if spec.corrections != "none" else None
+    index = index_data(spec.data_root, bounds, corr)
+    if spec.full_data:  # training + validation people: no held-out split
+        is_val = np.zeros(len(index.train), dtype=bool)
+    else:
+        is_val = split_by_person(index.train, spec.val_ratio, spec.split_seed, None if spec.fold < 0 else spec.fold,
+                                 spec.n_folds)
+        if not is_val.any():
+            raise ValueError(f"the split of {index.root} holds no validation people (val_ratio {spec.val_ratio}, "
+                             f"{index.train['person_id'].nunique()} people): raise val_ratio, or set full_data")
+    drop = borderline(index.train, bounds, spec.drop_borderline) & ~is_val  # validation keeps everyone
+    train = index.train[~is_val & ~drop].reset_index(drop=True)
+    train.attrs["borderline_dropped"] = int(drop.sum())
+    had = set(index.train.loc[~is_val, "label"])
+    train.attrs["emptied_classes"] = sorted(had - set(train["label"]))
+    return train, index.train[is_val].reset_index(drop=True), index

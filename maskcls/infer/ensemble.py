@@ -1,39 +1,28 @@
-"""Ensembles of checkpoints: weight soups, soft and hard voting, flip TTA, and the submission CSV."""
+"""Ensembles of checkpoints: soft and hard voting, weight soups, the greedy soup, flip TTA, and the submission.
+
+One registry of methods (`list_methods()`, names and help in maskcls.infer.methods): each takes the members and
+the shared inputs and returns the ensemble's probabilities, so the eval set, the validation table and the
+benchmarks all go through the same code.
+"""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from maskcls.common.settings import default_cache_dir
-from maskcls.infer.predict import (
-    EvalInputs,
-    Member,
-    build_model,
-    check_output,
-    demo_score,
-    eval_paths,
-    load_member,
-    member_config,
-    member_run,
-    predict_paths,
-    write_submission,
-)
+from maskcls.infer.members import EvalInputs, Member, build_model, load_member, member_config, member_run, predict_paths
+from maskcls.infer.methods import METHOD_HELP, METHODS
+from maskcls.infer.submission import check_output, demo_score, eval_paths, write_submission
 from maskcls.train.config import RunConfig
 from maskcls.train.metrics import macro_f1
 
-METHODS = ("soft", "hard", "soup", "greedy-soup")
-METHOD_HELP = {
-    "soft": "mean of the members' probabilities (weights optional)",
-    "hard": "majority of the members' votes; ties go to the highest mean probability",
-    "soup": "average the weights of checkpoints of one architecture, then predict once",
-    "greedy-soup": "soup that adds checkpoints best-first, keeping one only if validation macro F1 does not drop",
-}
 
-
+# -- combining probabilities and weights ----------------------------------------------------------------------
 def check_one_architecture(configs: list[RunConfig], labels: list[str]) -> None:
     """Weights can only be averaged within one architecture; say which member breaks that."""
     first = configs[0]
@@ -73,88 +62,140 @@ def hard_vote(probs: list[np.ndarray]) -> np.ndarray:
     return np.where(top, mean, -1.0).argmax(1)
 
 
-def _member_progress(progress, i: int, n: int):
-    """Map one member's decode progress into the ensemble's overall fraction."""
-    if progress is None:
-        return None
-    return lambda f, text: progress((i + 0.5 * f) / n, f"member {i + 1}/{n}: {text}")
+# -- the shared context ---------------------------------------------------------------------------------------
+@dataclass
+class Ensembling:
+    """What every method needs: where the runs are, the shared decoded inputs, and how to predict.
 
-
-def member_probabilities(runs_root, members: list[Member], paths: list[str] | EvalInputs, device: torch.device,
-                         cache_dir, tta: bool = False, progress=None, tuned: bool = False) -> list[np.ndarray]:
-    """Each member's (N, 18) probabilities; `tuned` applies a run's saved macro-F1 class biases.
-
-    `progress(fraction, text)` is told where the whole pass stands.
+    `labels`: the inputs' true classes when they are a validation set (then a greedy soup chooses on them).
     """
+
+    runs_root: str | Path
+    inputs: EvalInputs
+    tta: bool = False
+    tuned: bool = False
+    progress: Callable | None = None
+    labels: np.ndarray | None = None
+    info: dict = field(default_factory=dict)  # what a method reports besides its probabilities
+
+    def tell(self, fraction: float, text: str) -> None:
+        if self.progress:
+            self.progress(fraction, text)
+
+
+def _member_progress(ctx: Ensembling, i: int, n: int):
+    """Map one member's decode progress into the ensemble's overall fraction."""
+    if ctx.progress is None:
+        return None
+    return lambda f, text: ctx.progress((i + 0.5 * f) / n, f"member {i + 1}/{n}: {text}")
+
+
+def member_probabilities(ctx: Ensembling, members: list[Member]) -> list[np.ndarray]:
+    """Each member's (N, 18) probabilities; `ctx.tuned` applies a run's saved macro-F1 class biases."""
     from maskcls.infer.evaluation import apply_bias, load_bias
-    if tuned:
-        untuned = [m.run for m in members if load_bias(member_run(runs_root, m).root, member_run(runs_root, m).name)
-                   is None]
+    if ctx.tuned:
+        untuned = [m.run for m in members if load_bias(member_run(ctx.runs_root, m).root,
+                                                       member_run(ctx.runs_root, m).name) is None]
         if untuned:
             raise ValueError(f"--tuned: run(s) {', '.join(sorted(set(untuned)))} have no tuned class biases; fit them "
                              f"first with `maskcls evaluate RUN --tune` (or the Evaluate page), or leave --tuned off")
-    inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
     out = []
     for i, m in enumerate(members):
-        inputs.progress = _member_progress(progress, i, len(members))
-        ckpt, cfg = load_member(runs_root, m)
-        if progress:
-            progress(i / len(members), f"member {i + 1}/{len(members)}: {m.label}")
-        p = predict_paths(build_model(ckpt, cfg, m.label), cfg, inputs, tta)
-        run = member_run(runs_root, m)
-        bias = load_bias(run.root, run.name) if tuned else None
+        ctx.inputs.progress = _member_progress(ctx, i, len(members))
+        ckpt, cfg = load_member(ctx.runs_root, m)
+        ctx.tell(i / len(members), f"member {i + 1}/{len(members)}: {m.label}")
+        p = predict_paths(build_model(ckpt, cfg, m.label), cfg, ctx.inputs, ctx.tta)
+        run = member_run(ctx.runs_root, m)
+        bias = load_bias(run.root, run.name) if ctx.tuned else None
         out.append(apply_bias(p, bias) if bias is not None else p)
-        if progress:
-            progress((i + 1) / len(members), f"member {i + 1}/{len(members)} done")
+        ctx.tell((i + 1) / len(members), f"member {i + 1}/{len(members)} done")
     return out
 
 
-def ensemble_probabilities(runs_root, members: list[Member], method: str, paths: list[str] | EvalInputs,
-                           device: torch.device, cache_dir, tta: bool = False, progress=None,
-                           tuned: bool = False) -> np.ndarray:
-    """The ensemble's (N, 18) probabilities (for hard voting: one-hot of the vote).
+# -- the methods ----------------------------------------------------------------------------------------------
+MethodFn = Callable[[Ensembling, list[Member], "list[np.ndarray] | None"], np.ndarray]
+_METHODS: dict[str, MethodFn] = {}
 
-    greedy-soup first picks its members on the members' shared validation split.
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown ensemble method {method!r}; valid: {', '.join(METHODS)}")
-    if not members:
-        raise ValueError("an ensemble needs at least one member")
-    inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
-    if method == "greedy-soup":
-        members = greedy_members(runs_root, members, device, cache_dir, tta)[0]
-        method = "soup"
-    if method == "soup":
-        loaded = [load_member(runs_root, m) for m in members]
-        cfgs = [c for _, c in loaded]
-        state = soup_state([c["model"] for c, _ in loaded], [m.label for m in members], cfgs,
-                           [m.weight for m in members])
-        inputs.progress = _member_progress(progress, 0, 1)
-        out = predict_paths(build_model({"model": state}, cfgs[0], "soup"), cfgs[0], inputs, tta)
-        if progress:
-            progress(1.0, f"soup of {len(members)} checkpoint(s) done")
-        return out
-    probs = member_probabilities(runs_root, members, inputs, device, cache_dir, tta, progress, tuned)
-    if method == "soft":
-        return soft_vote(probs, [m.weight for m in members])
+
+def register(name: str):
+    """Register an ensemble method under `name` (its help text lives in maskcls.infer.methods)."""
+    def wrap(fn: MethodFn) -> MethodFn:
+        _METHODS[name] = fn
+        return fn
+    return wrap
+
+
+def list_methods() -> list[str]:
+    return list(_METHODS)
+
+
+def method(name: str) -> MethodFn:
+    if name not in _METHODS:
+        raise ValueError(f"unknown ensemble method {name!r}; valid: {', '.join(_METHODS)}")
+    return _METHODS[name]
+
+
+@register("soft")
+def _soft(ctx: Ensembling, members: list[Member], probs=None) -> np.ndarray:
+    probs = probs if probs is not None else member_probabilities(ctx, members)
+    return soft_vote(probs, [m.weight for m in members])
+
+
+@register("hard")
+def _hard(ctx: Ensembling, members: list[Member], probs=None) -> np.ndarray:
+    probs = probs if probs is not None else member_probabilities(ctx, members)
     return np.eye(18, dtype=np.float32)[hard_vote(probs)]
 
 
-def greedy_soup(runs_root, candidates: list[Member], paths: list[str] | EvalInputs, labels: np.ndarray, device, cache_dir,
-                tta: bool = False, progress=None, alone_probs: list[np.ndarray] | None = None
-                ) -> tuple[list[Member], float, pd.DataFrame]:
+@register("soup")
+def _soup(ctx: Ensembling, members: list[Member], probs=None) -> np.ndarray:
+    loaded = [load_member(ctx.runs_root, m) for m in members]
+    cfgs = [c for _, c in loaded]
+    state = soup_state([c["model"] for c, _ in loaded], [m.label for m in members], cfgs, [m.weight for m in members])
+    ctx.inputs.progress = _member_progress(ctx, 0, 1)
+    out = predict_paths(build_model({"model": state}, cfgs[0], "soup"), cfgs[0], ctx.inputs, ctx.tta)
+    ctx.tell(1.0, f"soup of {len(members)} checkpoint(s) done")
+    return out
+
+
+@register("greedy-soup")
+def _greedy(ctx: Ensembling, members: list[Member], probs=None) -> np.ndarray:
+    """Choose on the inputs when they are a validation set (then scores there are optimistic), else on the
+    members' shared validation split; then soup the chosen."""
+    if ctx.labels is not None:
+        chosen, best, steps = greedy_soup(ctx.runs_root, members, ctx.inputs, ctx.labels, tta=ctx.tta,
+                                          alone_probs=probs)
+        notes = ["the greedy soup chose its checkpoints on this validation split, so its score here is optimistic"]
+    else:
+        chosen, best, steps, notes = greedy_members(ctx.runs_root, members, ctx.inputs.device, ctx.inputs.cache_dir,
+                                                    tta=ctx.tta)
+    ctx.info.update(chosen=[m.label for m in chosen], greedy_val_f1=best, greedy_steps=steps,
+                    notes=ctx.info.get("notes", []) + notes)
+    return _soup(ctx, chosen)
+
+
+def ensemble_probabilities(runs_root, members: list[Member], method_name: str, inputs: EvalInputs, *,
+                           tta: bool = False, tuned: bool = False, progress=None) -> np.ndarray:
+    """The ensemble's (N, 18) probabilities over `inputs` (for hard voting: one-hot of the vote)."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    return method(method_name)(Ensembling(runs_root, inputs, tta, tuned, progress), members, None)
+
+
+# -- the greedy soup ------------------------------------------------------------------------------------------
+def greedy_soup(runs_root, candidates: list[Member], inputs: EvalInputs, labels: np.ndarray, *, tta: bool = False,
+                progress=None, alone_probs: list[np.ndarray] | None = None) -> tuple[list[Member], float, pd.DataFrame]:
     """Add checkpoints best-first; keep one only if validation macro F1 does not drop.
 
-    Each checkpoint is read once. `alone_probs` (each candidate's own validation probabilities, when the
-    caller has them) saves scoring the candidates one by one again. Returns the kept members, the soup's
-    macro F1 and one row per candidate saying what happened to it.
+    Each checkpoint is read once. `alone_probs` (each candidate's own validation probabilities, when the caller has
+    them) saves scoring the candidates one by one again. Returns the kept members, the soup's macro F1 and one row
+    per candidate saying what happened to it.
     """
     if not candidates:
         raise ValueError("a greedy soup needs at least one candidate checkpoint")
     loaded = {m.label: load_member(runs_root, m) for m in candidates}
     check_one_architecture([loaded[m.label][1] for m in candidates], [m.label for m in candidates])
     labels = np.asarray(labels)
-    inputs = paths if isinstance(paths, EvalInputs) else EvalInputs(paths, device, cache_dir)
 
     def soup_f1(members: list[Member]) -> float:
         cfgs = [loaded[m.label][1] for m in members]
@@ -183,12 +224,13 @@ def greedy_soup(runs_root, candidates: list[Member], paths: list[str] | EvalInpu
     return chosen, best, pd.DataFrame(steps)
 
 
-def greedy_members(runs_root, candidates: list[Member], device, cache_dir, tta: bool = False,
+def greedy_members(runs_root, candidates: list[Member], device, cache_dir, *, tta: bool = False,
                    progress=None) -> tuple[list[Member], float, pd.DataFrame, list[str]]:
     """Greedy soup selection on the candidates' shared validation split (notes flag other splits)."""
     val_rows, notes = shared_validation(runs_root, candidates)
-    chosen, best, steps = greedy_soup(runs_root, candidates, val_rows["path"].tolist(), val_rows["label"].to_numpy(),
-                                      device, cache_dir, tta, progress)
+    inputs = EvalInputs(val_rows["path"].tolist(), device, cache_dir)
+    chosen, best, steps = greedy_soup(runs_root, candidates, inputs, val_rows["label"].to_numpy(), tta=tta,
+                                      progress=progress)
     return chosen, best, steps, notes
 
 
@@ -197,7 +239,7 @@ SPLIT_KEYS = ("data_root", "val_ratio", "split_seed", "fold", "n_folds", "correc
 
 def shared_validation(runs_root, members: list[Member]) -> tuple[pd.DataFrame, list[str]]:
     """The validation rows of the first member's split, and a note for each member trained on another split."""
-    from maskcls.train.driver import prepare_split
+    from maskcls.data.splits import prepare_split
     cfgs = [member_config(runs_root, m) for m in members]
     ref = {k: getattr(cfgs[0], k) for k in SPLIT_KEYS}
     notes = []
@@ -206,42 +248,33 @@ def shared_validation(runs_root, members: list[Member]) -> tuple[pd.DataFrame, l
         if diff:
             notes.append(f"{m.label} was trained on another split ({', '.join(diff)} differ): its validation score "
                          f"may include images it trained on")
-    _, val_rows, _ = prepare_split(cfgs[0])
+    _, val_rows, _ = prepare_split(cfgs[0].split_spec())
     return val_rows, notes
 
 
-def score_members(runs_root, members: list[Member], method: str, device, cache_dir, tta: bool = False,
+# -- what the CLI, the pages and the jobs call ----------------------------------------------------------------
+def score_members(runs_root, members: list[Member], method_name: str, device, cache_dir, *, tta: bool = False,
                   progress=None) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     """One table: every member and the ensemble on the shared validation split (macro F1, accuracy)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown ensemble method {method!r}; valid: {', '.join(METHODS)}")
+    run_method = method(method_name)
     val_rows, notes = shared_validation(runs_root, members)
     y = val_rows["label"].to_numpy()
-    inputs = EvalInputs(val_rows["path"].tolist(), device, cache_dir)
-    probs = member_probabilities(runs_root, members, inputs, device, cache_dir, tta, progress)
-    rows = []
-    for m, p in zip(members, probs):
-        rows.append({"member": m.label, "model": member_config(runs_root, m).model, "macro_f1": macro_f1(y, p.argmax(1)),
-                     "accuracy": float((p.argmax(1) == y).mean())})
-    name = method
-    if method == "greedy-soup":
-        chosen, _, _ = greedy_soup(runs_root, members, inputs, y, device, cache_dir, tta, alone_probs=probs)
-        ens = ensemble_probabilities(runs_root, chosen, "soup", inputs, device, cache_dir, tta)
-        name = f"greedy-soup of {len(chosen)}/{len(members)}: {', '.join(m.label for m in chosen)}"
-        notes = notes + ["the greedy soup chose its checkpoints on this validation split, so its score here is "
-                         "optimistic"]
-    elif method == "soup":
-        ens = ensemble_probabilities(runs_root, members, "soup", inputs, device, cache_dir, tta)
-    elif method == "hard":
-        ens = np.eye(18, dtype=np.float32)[hard_vote(probs)]
-    else:
-        ens = soft_vote(probs, [m.weight for m in members])
+    ctx = Ensembling(runs_root, EvalInputs(val_rows["path"].tolist(), device, cache_dir), tta, progress=progress,
+                     labels=y)
+    probs = member_probabilities(ctx, members)
+    rows = [{"member": m.label, "model": member_config(runs_root, m).model, "macro_f1": macro_f1(y, p.argmax(1)),
+             "accuracy": float((p.argmax(1) == y).mean())} for m, p in zip(members, probs)]
+    ctx.progress = None
+    ens = run_method(ctx, members, probs)
+    name = method_name
+    if "chosen" in ctx.info:
+        name = f"greedy-soup of {len(ctx.info['chosen'])}/{len(members)}: {', '.join(ctx.info['chosen'])}"
     rows.append({"member": f"ensemble ({name}{', flip TTA' if tta else ''})", "model": "",
                  "macro_f1": macro_f1(y, ens.argmax(1)), "accuracy": float((ens.argmax(1) == y).mean())})
-    return pd.DataFrame(rows), notes, ens
+    return pd.DataFrame(rows), notes + ctx.info.get("notes", []), ens
 
 
-def predict_submission(data_root, runs_root, members: list[Member], method: str, out, device: torch.device,
+def predict_submission(data_root, runs_root, members: list[Member], method_name: str, out, *, device="auto",
                        tta: bool = False, tuned: bool = False, cache_dir=None, progress=None) -> dict:
     """Predict eval/info.csv with the ensemble and write the submission; shared by the CLI, studio and jobs.
 
@@ -251,24 +284,18 @@ def predict_submission(data_root, runs_root, members: list[Member], method: str,
     if isinstance(device, str):
         from maskcls.common.devices import resolve_device
         device = resolve_device(device)
+    run_method = method(method_name)
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
     t0 = time.perf_counter()
     check_output(out)
     info, paths = eval_paths(data_root)
-    cache_dir = default_cache_dir(data_root, cache_dir)
-    result: dict = {}
-    if method == "greedy-soup":
-        choose = (lambda f, text: progress(0.5 * f, f"choosing the soup on validation: {text}")) if progress else None
-        chosen, best, steps, notes = greedy_members(runs_root, members, device, cache_dir, tta, choose)
-        result.update(chosen=[m.label for m in chosen], greedy_val_f1=best, greedy_steps=steps, notes=notes)
-        members, method = chosen, "soup"
-        if progress:
-            outer = progress
-            progress = lambda f, text: outer(0.5 + 0.5 * f, text)  # noqa: E731  the second half: the soup itself
-    inputs = EvalInputs(paths, device, cache_dir)
-    probs = ensemble_probabilities(runs_root, members, method, inputs, device, cache_dir, tta, progress, tuned)
+    inputs = EvalInputs(paths, device, default_cache_dir(data_root, cache_dir))
+    ctx = Ensembling(runs_root, inputs, tta, tuned, progress)
+    probs = run_method(ctx, members, None)
     probs_path = write_submission(out, info["image_id"].tolist(), probs)
     seconds = time.perf_counter() - t0
-    return {**result, "csv": Path(out), "probs_csv": probs_path, "rows": len(info), "probs": probs,
+    return {**ctx.info, "csv": Path(out), "probs_csv": probs_path, "rows": len(info), "probs": probs,
             "score": demo_score(info, probs),
             "seconds": {"total": round(seconds, 2), "decode": round(inputs.decode_seconds, 2),
                         "models": round(seconds - inputs.decode_seconds, 2)}}
@@ -279,3 +306,8 @@ def class_distribution(train_labels: np.ndarray, predicted: np.ndarray) -> pd.Da
     t = np.bincount(np.asarray(train_labels, int), minlength=18)
     p = np.bincount(np.asarray(predicted, int), minlength=18)
     return pd.DataFrame({"training %": 100 * t / max(t.sum(), 1), "predicted %": 100 * p / max(p.sum(), 1)})
+
+
+__all__ = ["METHODS", "METHOD_HELP", "Ensembling", "class_distribution", "ensemble_probabilities", "greedy_members",
+           "greedy_soup", "hard_vote", "list_methods", "member_probabilities", "predict_submission", "score_members",
+           "soft_vote", "soup_state"]

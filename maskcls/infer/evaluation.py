@@ -10,15 +10,17 @@ import pandas as pd
 import torch
 
 from maskcls.common.fileio import write_json
-from maskcls.data.labels import GENDER_KEYS, AgeBounds, attribute_names, attribute_of, decode
+from maskcls.data.labels import GENDER_KEYS, AgeBounds, attribute_of
+from maskcls.infer.review import marginals
 from maskcls.train.config import RunConfig
 from maskcls.train.metrics import evaluate_predictions, macro_f1
-from maskcls.train.rundir import RunDir, load_checkpoint, predictions_frame, probs_of
+from maskcls.common.runfolder import RunFolder, predictions_frame, probs_of
+from maskcls.common.checkpoints import load_checkpoint
 
 BIAS_FILE = "class_bias.json"
 
 
-def run_predictions(runs_root, name: str, checkpoint: str = "best.pt", device: str = "cpu",
+def validation_predictions(runs_root, name: str, checkpoint: str = "best.pt", device: str = "cpu",
                     cache_dir=None) -> pd.DataFrame:
     """Validation predictions of a run's `checkpoint`; `frame.attrs["source"]` says where they come from.
 
@@ -26,7 +28,7 @@ def run_predictions(runs_root, name: str, checkpoint: str = "best.pt", device: s
     error, never figures from another file. For best.pt the predictions saved at its epoch are used; any
     other checkpoint (or saved predictions of another epoch) is predicted anew.
     """
-    run = RunDir.open(runs_root, name)
+    run = RunFolder.open(runs_root, name)
     if not run.exists():
         raise ValueError(f"no run named {name!r} in {runs_root}")
     ckpt = load_checkpoint(run.checkpoint(checkpoint))
@@ -38,10 +40,10 @@ def run_predictions(runs_root, name: str, checkpoint: str = "best.pt", device: s
             saved.attrs["source"] = f"validation predictions saved when best.pt was written (epoch {epoch})"
             return saved
     from maskcls.common.settings import default_cache_dir
-    from maskcls.infer.predict import EvalInputs, build_model, predict_paths
-    from maskcls.train.driver import prepare_split
+    from maskcls.infer.members import EvalInputs, build_model, predict_paths
+    from maskcls.data.splits import prepare_split
     cfg = RunConfig.from_dict(ckpt["config"])
-    _, val_rows, _ = prepare_split(cfg)
+    _, val_rows, _ = prepare_split(cfg.split_spec())
     if val_rows.empty:
         raise ValueError(f"run {name!r} has no validation images to evaluate")
     inputs = EvalInputs(val_rows["path"].tolist(), torch.device(device), cache_dir or default_cache_dir(cfg))
@@ -68,7 +70,7 @@ def cell_errors(preds: pd.DataFrame, true: int, pred: int, attribute: str = "cla
     if attribute == "class":
         t, q, p = labels, predicted, probs
     else:
-        t, q, p = attribute_of(labels, attribute), attribute_of(predicted, attribute), _attribute_probs(probs)[attribute]
+        t, q, p = attribute_of(labels, attribute), attribute_of(predicted, attribute), marginals(probs)[attribute]
     hit = (t == true) & (q == pred)
     keep = ["path", "person_id", "label"] + (["fold"] if "fold" in preds.columns else [])  # out-of-fold: who scored it
     out = preds.loc[hit, keep].copy()
@@ -78,60 +80,15 @@ def cell_errors(preds: pd.DataFrame, true: int, pred: int, attribute: str = "cla
     return out.sort_values("probability", ascending=False).reset_index(drop=True)
 
 
+def largest_error_cell(confusion) -> tuple[int, int]:
+    """(true, predicted) of the off-diagonal cell with the most images: where a look at the errors starts."""
+    m = np.asarray(confusion, dtype=float).copy()
+    np.fill_diagonal(m, -1)
+    t, p = np.unravel_index(int(m.argmax()), m.shape)
+    return int(t), int(p)
+
+
 # -- likely label errors ---------------------------------------------------------------------------------------
-def _attribute_probs(probs: np.ndarray) -> dict[str, np.ndarray]:
-    """Marginal probabilities per attribute from the 18-class ones: mask (N,3), gender (N,2), age (N,3)."""
-    p = probs.reshape(-1, 3, 2, 3)
-    return {"mask": p.sum((2, 3)), "gender": p.sum((1, 3)), "age": p.sum((1, 2))}
-
-
-def find_label_errors(preds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rank people and images by how strongly the model disagrees with their labels.
-
-    Confident-learning style: a label is suspect when the model gives another value of the attribute more
-    probability than the average it gives to images that truly carry that value (per-class thresholds).
-    People are scored by the mean disagreement over their images, per attribute (gender and age are
-    per person; a mask swap shows on the incorrect/normal pair).
-    """
-    probs = probs_of(preds)
-    labels = preds["label"].to_numpy()
-    m, g, a = decode(labels)
-    given = {"mask": m, "gender": g, "age": a}
-    marg = _attribute_probs(probs)
-    image_rows = []
-    for attr, p in marg.items():
-        y = given[attr]
-        k = p.shape[1]
-        thresholds = np.array([p[y == c, c].mean() if (y == c).any() else 1.0 for c in range(k)])
-        other = p.copy()
-        other[np.arange(len(y)), y] = -1
-        alt = other.argmax(1)
-        margin = other.max(1) - p[np.arange(len(y)), y]
-        flagged = other.max(1) >= thresholds[alt]
-        image_rows.append(pd.DataFrame({"path": preds["path"], "person_id": preds["person_id"], "attribute": attr,
-                                        "given": y, "suggested": alt, "disagreement": 1 - p[np.arange(len(y)), y],
-                                        "margin": margin, "flagged": flagged}))
-    images = pd.concat(image_rows, ignore_index=True)
-    per_person = images[images["attribute"] != "mask"].groupby(["person_id", "attribute"]).agg(
-        score=("disagreement", "mean"), given=("given", "first"),
-        suggested=("suggested", lambda s: int(s.mode().iloc[0])), flagged=("flagged", "mean"), images=("path", "size"))
-    mask_rows = images[(images["attribute"] == "mask") & images["given"].isin([1, 2]) & images["suggested"].isin([1, 2])]
-    swap = mask_rows.groupby("person_id").agg(score=("disagreement", "mean"), flagged=("flagged", "mean"),
-                                              images=("path", "size"))
-    swap = swap[swap["images"] >= 2].assign(attribute="mask swap", given=-1, suggested=-1)
-    people = pd.concat([per_person.reset_index(), swap.reset_index()], ignore_index=True)
-    people = people.sort_values("score", ascending=False).drop_duplicates("person_id").reset_index(drop=True)
-    people["suggestion"] = [suggestion_text(a, int(v)) for a, v in zip(people["attribute"], people["suggested"])]
-    flagged_images = images[images["flagged"]].sort_values("margin", ascending=False).reset_index(drop=True)
-    return people, flagged_images
-
-
-def suggestion_text(attribute: str, suggested: int) -> str:
-    if attribute == "mask swap":
-        return "incorrect_mask and normal look swapped"
-    return f"{attribute} looks like {attribute_names()[attribute][suggested]}"
-
-
 def band_age(band: int, bounds: AgeBounds | None = None) -> int:
     """An age that sits well inside an age band, for a correction that moves a person to that band."""
     b = bounds or AgeBounds()
@@ -139,7 +96,7 @@ def band_age(band: int, bounds: AgeBounds | None = None) -> int:
 
 
 def suggested_correction(suspect, bounds: AgeBounds | None = None) -> dict:
-    """A suspect row of `find_label_errors` as the corrections row that applies its suggestion."""
+    """A review-queue row (maskcls.infer.review) as the corrections row that applies its suggestion."""
     row = {"id": str(suspect.person_id), "gender": "", "age": "", "swap_mask": 0,
            "note": f"relabelled in the studio: {suspect.suggestion}"}
     if suspect.attribute == "gender":
@@ -149,30 +106,6 @@ def suggested_correction(suspect, bounds: AgeBounds | None = None) -> dict:
     else:
         row["swap_mask"] = 1
     return row
-
-
-def person_attribute_probs(preds: pd.DataFrame, person_id: str) -> pd.DataFrame:
-    """The model's mean probability of each attribute value over one person's photos (attribute, value, p)."""
-    rows = preds[preds["person_id"] == str(person_id)]
-    marg = _attribute_probs(probs_of(rows))
-    names = attribute_names()
-    return pd.DataFrame([{"attribute": a, "value": names[a][v], "probability": float(p[:, v].mean())}
-                         for a, p in marg.items() for v in range(p.shape[1])])
-
-
-def suspects_to_corrections(people: pd.DataFrame, ids: list[str], ages: dict[str, int] | None = None) -> pd.DataFrame:
-    """A corrections table (the format the data index applies on load) for the people the user marked."""
-    rows = []
-    for r in people[people["person_id"].isin(ids)].itertuples(index=False):
-        row = {"id": r.person_id, "gender": "", "age": "", "swap_mask": 0, "note": f"suspected {r.attribute}"}
-        if r.attribute == "gender":
-            row["gender"] = GENDER_KEYS[int(r.suggested)]
-        elif r.attribute == "mask swap":
-            row["swap_mask"] = 1
-        elif r.attribute == "age" and ages and r.person_id in ages:
-            row["age"] = ages[r.person_id]
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["id", "gender", "age", "swap_mask", "note"])
 
 
 # -- macro-F1 decision tuning ----------------------------------------------------------------------------------
@@ -205,14 +138,40 @@ def tune_biases(probs: np.ndarray, labels: np.ndarray, passes: int = 3,
     return bias, before, best
 
 
-def save_bias(runs_root, name: str, bias: np.ndarray, before: float, after: float, checkpoint: str) -> None:
-    write_json(RunDir.open(runs_root, name).path / BIAS_FILE, {"bias": [float(b) for b in bias], "macro_f1_before": before,
+def save_bias(runs_root, name: str, bias: np.ndarray, *, before: float, after: float, checkpoint: str) -> None:
+    """The run's macro-F1 class biases, with the F1 before and after, into class_bias.json."""
+    write_json(RunFolder.open(runs_root, name).path / BIAS_FILE, {"bias": [float(b) for b in bias], "macro_f1_before": before,
                                                           "macro_f1_after": after, "checkpoint": checkpoint})
 
 
 def load_bias(runs_root, name: str) -> np.ndarray | None:
-    path = RunDir.open(runs_root, name).path / BIAS_FILE
+    path = RunFolder.open(runs_root, name).path / BIAS_FILE
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
         return np.asarray(json.load(f)["bias"], dtype=np.float64)
+
+
+def eval_people(data_root) -> int:
+    """People in a data root's eval set (its listed images / 7), 0 when it has none."""
+    from pathlib import Path
+
+    from maskcls.data.index import scan_eval
+    try:
+        table = scan_eval(Path(data_root), [])
+    except OSError:
+        return 0
+    return round(len(table) / 7) if table is not None else 0
+
+
+def prediction_intervals(run: RunFolder, preds: pd.DataFrame) -> dict:
+    """The interval figures of `preds`: those stored at the run's best epoch when `preds` are that epoch's, else
+    computed now (a command's work, never a page draw's for a stored run)."""
+    from maskcls.train.intervals import run_intervals
+    stored = run.read_intervals()
+    epoch = run.read_status().get("predictions_epoch")
+    if stored and stored.get("epoch") == epoch and "saved when best.pt" in str(preds.attrs.get("source", "")):
+        return stored
+    cfg = RunConfig.from_dict(run.read_config())
+    return run_intervals(preds, eval_people=eval_people(cfg.data_root) if cfg.data_root else 0,
+                         epoch=epoch if "saved" in str(preds.attrs.get("source", "")) else None)

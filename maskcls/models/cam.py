@@ -88,7 +88,7 @@ def image_tensor(pixels: np.ndarray, spec: AugmentSpec) -> torch.Tensor:
     return normalize(torch.from_numpy(np.array(pixels)).permute(2, 0, 1), spec).unsqueeze(0)
 
 
-def compute_cam(model: MaskModel, pixels: np.ndarray, spec: AugmentSpec, target: int, method: str = "gradcam",
+def compute_cam(model: MaskModel, pixels: np.ndarray, spec: AugmentSpec, target: int, *, method: str = "gradcam",
                 head: str = "class", layer: str = "") -> np.ndarray:
     """A (H, W) map in [0, 1] for `target` (a class, or an index of `head`), at the image's size."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -111,25 +111,19 @@ def overlay(pixels: np.ndarray, grey: np.ndarray, weight: float = 0.5) -> np.nda
     return show_cam_on_image(pixels.astype(np.float32) / 255.0, grey, use_rgb=True, image_weight=weight)
 
 
-def explain_image(model: MaskModel, cfg, path: str, targets: list[tuple[int, str]], method: str = "gradcam",
+def explain_image(model: MaskModel, cfg, path: str, targets: list[tuple[int, str]], *, method: str = "gradcam",
                   head: str = "class") -> tuple[list[np.ndarray], list[str]]:
     """The image as the model sees it, then one overlay per (class, caption) in `targets`.
 
     With `head` = mask / gender / age (three-head models) each class is explained through that head's value.
     Pixels come from the same preprocessing as training's validation pass (size and crop from `cfg`).
     """
-    from maskcls.data.imageio import load_preprocessed
     from maskcls.data.labels import attribute_of
     spec = cfg.augment_spec()
-    box = None
-    if getattr(cfg, "face_crop", False):  # the crop the checkpoint trained on
-        from maskcls.common.settings import default_cache_dir
-        from maskcls.data.faces import face_crops
-        box = tuple(face_crops([path], default_cache_dir(cfg), cfg.face_margin)[0][0])
-    pixels = load_preprocessed(path, tuple(cfg.image_size), spec.crop, box, getattr(cfg, "remove_background", False))
+    pixels = cfg.preprocess().pixels(path, "held_out")  # the run's recipe, as its validation pass saw the photo
     views, captions = [pixels], ["input"]
     for cls, caption in targets:
         index = cls if head == "class" else int(attribute_of([cls], head)[0])
-        views.append(overlay(pixels, compute_cam(model, pixels, spec, int(index), method, head)))
+        views.append(overlay(pixels, compute_cam(model, pixels, spec, int(index), method=method, head=head)))
         captions.append(caption + ("" if head == "class" else f" ({head} head)"))
     return views, captions

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -17,7 +18,12 @@ CHOICES = {
     "optimizer": ("adam", "adamw", "sgd"),
     "scheduler": ("cosine", "step", "none"),
     "loader": ("cache", "pil"),
+    "face_fallback": ("whole", "centre"),
 }
+
+
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # maskcls.train.tracking implements them
+PATH_KEYS = ("data_root", "corrections", "weights_file", "cache_dir")  # stored absolute when a run is created
 
 
 class ConfigError(ValueError):
@@ -40,6 +46,9 @@ class RunConfig:
     image_size: list = field(default_factory=lambda: [128, 96])  # [height, width] the model sees
     face_crop: bool = False  # cut each image to its MTCNN face box (cached per image) before resizing, everywhere
     face_margin: float = 0.2  # the face box grows by this share of its size on every side
+    face_fallback: str = "whole"  # no face found: the whole frame ("whole") or a centre box ("centre")
+    face_borrow: bool = False  # training photos without a face take their person's box (eval photos cannot)
+    face_second_look: bool = True  # MTCNN at lower thresholds for the photos its first look missed
     remove_background: bool = False  # grey out the background (GrabCut seeded by the face) before cropping
     augment: typing.Any = "baseline"  # preset name or a full AugmentSpec dict
     # --- model ---
@@ -81,6 +90,11 @@ class RunConfig:
     gpus: int = 1  # >1: DistributedDataParallel under torchrun
     cache_dir: str = ""  # decoded-image cache; "" = <data_root>/.maskcls-cache
     limit_batches: int = 0  # stop each epoch after N batches (smoke tests); 0 = all
+    track: list = field(default_factory=list)  # trackers fed as it trains: "tensorboard", "mlflow", "wandb"
+    track_project: str = ""  # W&B project / MLflow experiment ("" = maskcls; WANDB_PROJECT wins for W&B)
+    track_uri: str = ""  # MLflow tracking URI ("" = MLFLOW_TRACKING_URI, else SQLite in <runs root>/mlflow/)
+    track_artifacts: bool = False  # also send the best checkpoint to MLflow / W&B (it is large)
+    track_group: str = ""  # the trackers' group ("" = from the run's name: NAME-foldK, NAME-sK, NAME-tNNN)
     keep_epochs: int = 10  # epoch_NNN.pt files kept (newest; weights only, for soups); 0 = all. best/last always stay
 
     # -------------------------------------------------------------------------------------------
@@ -133,9 +147,39 @@ class RunConfig:
                 v = [int(x) for x in v.split(",")]
             if isinstance(d[k], float) and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
-            if isinstance(d[k], str) and not isinstance(v, str):
-                v = raw
+            if isinstance(d[k], str) and not isinstance(v, str) and not (k == "augment" and isinstance(v, dict)):
+                v = raw  # a text key takes the text as typed (a name that looks like a number stays a name)
             d[k] = v
+        return RunConfig.from_dict(d)
+
+    def split_spec(self):
+        """Who trains and who validates (maskcls.data.splits.prepare_split takes it)."""
+        from maskcls.data.splits import SplitSpec
+        return SplitSpec(self.data_root, self.age_lower, self.age_upper, self.corrections, self.val_ratio,
+                         self.split_seed, self.fold, self.n_folds, self.full_data, self.drop_borderline)
+
+    def preprocess(self):
+        """The photo -> pixels recipe of this run (maskcls.data.preprocess): training, validation, prediction,
+        Grad-CAM and the Augment preview all use it."""
+        from maskcls.common.settings import default_cache_dir
+        from maskcls.data.faces import BoxRule
+        from maskcls.data.preprocess import Preprocess
+        held_out = BoxRule(borrow=False, fallback=self.face_fallback, second_look=self.face_second_look)
+        return Preprocess(size=(int(self.image_size[0]), int(self.image_size[1])), crop=self.augment_spec().crop,
+                          face_crop=self.face_crop, face_margin=self.face_margin,
+                          train_rule=BoxRule(self.face_borrow, self.face_fallback, self.face_second_look),
+                          held_out_rule=held_out, background=self.remove_background,
+                          cache_dir=str(default_cache_dir(self)))
+
+    def with_absolute_paths(self) -> "RunConfig":
+        """The same config with its paths made absolute, so a job started in another folder (or a run evaluated
+        from one) finds them; "" and correction presets stay as they are."""
+        from maskcls.data.corrections import list_presets
+        d = self.to_dict()
+        for key in PATH_KEYS:
+            value = d[key]
+            if value and not (key == "corrections" and value in list_presets()):
+                d[key] = os.path.abspath(os.path.expanduser(value))
         return RunConfig.from_dict(d)
 
     # -------------------------------------------------------------------------------------------
@@ -170,6 +214,11 @@ class RunConfig:
             raise ConfigError(f"full_data trains on every person, so it has no fold: set fold to -1, got {self.fold}")
         if not 0 < self.age_lower < self.age_upper:
             raise ConfigError(f"need 0 < age_lower < age_upper, got {self.age_lower}, {self.age_upper}")
+        widest = self.age_upper - self.age_lower - 1
+        if self.drop_borderline > widest:
+            raise ConfigError(f"drop_borderline {self.drop_borderline} would leave out the whole {self.age_lower}-"
+                              f"{self.age_upper - 1} age band (it is {widest + 1} years wide): use at most {widest}; "
+                              f"the winners used 3")
         if not (0 <= self.ema < 1):
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if not (0 <= self.smoothing < 1):
@@ -182,6 +231,9 @@ class RunConfig:
                 raise ConfigError(f"combo weights must name losses among ce, focal, smooth, f1; got {self.combo}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        bad = [t for t in self.track if t not in TRACKERS]
+        if bad or len(set(self.track)) != len(self.track):
+            raise ConfigError(f"track must list trackers among {', '.join(TRACKERS)} (each once), got {self.track!r}")
         self.augment_spec()  # raises with the spec field's name
         return self
 

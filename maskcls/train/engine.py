@@ -37,7 +37,7 @@ def autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
-def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, *,
                     scheduler, device: torch.device, amp: bool = True, grad_clip: float = 0.0, ema=None,
                     spec: AugmentSpec | None = None, mix_generator: torch.Generator | None = None,
                     limit_batches: int = 0, on_step=None, check_every: int = 25) -> dict:
@@ -95,7 +95,7 @@ def train_one_epoch(model: nn.Module, loader, loss_fn: nn.Module, optimizer: tor
 
 
 @torch.no_grad()  # not inference_mode: lazily made buffers must stay usable by training
-def predict(model: nn.Module, loader, device: torch.device, amp: bool = True, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict_batches(model: nn.Module, loader, device: torch.device, amp: bool = True, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (N, 18) and the row indices they belong to, in loader order.
 
     Flip TTA runs the image and its mirror as one double batch: one forward pass, fuller GPU.
@@ -123,7 +123,7 @@ def predict(model: nn.Module, loader, device: torch.device, amp: bool = True, tt
 
 def validate(model: nn.Module, loader, labels: np.ndarray, device: torch.device, amp: bool = True) -> tuple[dict, np.ndarray]:
     """Validation loss (cross entropy) and probabilities in row order of `labels`."""
-    probs, rows = predict(model, loader, device, amp)
+    probs, rows = predict_batches(model, loader, device, amp)
     ordered = np.zeros_like(probs)
     ordered[rows] = probs
     y = np.array(labels, dtype=np.int64)[: len(ordered)]

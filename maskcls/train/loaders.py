@@ -52,7 +52,7 @@ class CachedLoader:
     host-to-device copy or a sync.
     """
 
-    def __init__(self, array: np.ndarray | torch.Tensor, rows: np.ndarray, labels: np.ndarray, batch_size: int,
+    def __init__(self, array: np.ndarray | torch.Tensor, rows: np.ndarray, labels: np.ndarray, batch_size: int, *,
                  spec: AugmentSpec, train: bool, device: torch.device, weights: np.ndarray | None = None,
                  seed: int = 0, rank: int = 0, world: int = 1, channels_last: bool = False,
                  max_gpu_fraction: float = 0.4):
@@ -148,7 +148,7 @@ class ImageFiles(Dataset):
         return normalize(x, self.spec), int(self.labels[i]), i
 
 
-def baseline_loader(paths, labels, size, spec: AugmentSpec, train: bool, batch_size: int, workers: int,
+def baseline_loader(paths, labels, size, *, spec: AugmentSpec, train: bool, batch_size: int, workers: int,
                     weights: np.ndarray | None = None, seed: int = 0, pin: bool = False) -> DataLoader:
     ds = ImageFiles(paths, labels, size, spec, train)
     g = torch.Generator().manual_seed(seed)

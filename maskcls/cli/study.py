@@ -1,0 +1,121 @@
+"""Is it really better? Compare two runs or groups; the ablation ladder; send a run to a tracker."""
+from __future__ import annotations
+
+from maskcls.cli.common import add, config_from_args, emit, runs_root_of
+
+
+def register(sub, parents) -> None:
+    p = add(sub, "compare", cmd_compare, "B against A (runs, fold groups or repeat groups): the difference in macro "
+            "F1 with its interval over people, a p-value, per class, and one verdict line",
+            parents.of("runs_root", "json"))
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--resamples", type=int, default=2000)
+
+    ablate = sub.add_parser("ablate", help="the ablation ladder: create, run workers, status, list",
+                            description="the ablation ladder: create, run workers, status, list")
+    acts = ablate.add_subparsers(dest="action", required=True)
+    p = add(acts, "create", cmd_create, "a ladder of config changes over a base config",
+            parents.of("config", "runs_root", "json"))
+    p.add_argument("name")
+    p.add_argument("--base", dest="config", help="base run config JSON (defaults fill what it omits)")
+    p.add_argument("--steps", required=True, help='STEPS.json ({"mode": "cumulative" | "leave-one-out", "steps": '
+                   '[{"name": ..., "set": {...}}]}) or a shipped ladder: winners-2022')
+    p.add_argument("--seeds", type=int, default=1, help="runs per rung with seeds 1..K (default 1)")
+    p.add_argument("--folds", type=int, default=0, help="each rung a fold group of K folds (out-of-fold scores)")
+    p = add(acts, "run", cmd_run, "a worker: train the ladder's runs not yet claimed (several may run)",
+            parents.of("runs_root", "quiet"))
+    p.add_argument("name")
+    p.add_argument("--background", action="store_true", help="as a detached worker job")
+    p = add(acts, "status", cmd_status, "each rung's macro F1 and interval, each step's gain, p and verdict",
+            parents.of("runs_root", "json"))
+    p.add_argument("name")
+    add(acts, "list", cmd_list, "every ladder in the runs root", parents.of("runs_root", "json"))
+
+    p = add(sub, "export", cmd_export, "send an existing run (config, every epoch's metrics, the best confusion, the "
+            "summary) to a tracker", parents.of("runs_root", "json"))
+    p.add_argument("run", help="a run name or a run folder path")
+    p.add_argument("--to", required=True, choices=["tensorboard", "mlflow", "wandb"])
+    p.add_argument("--project", default="maskcls", help="W&B project / MLflow experiment")
+    p.add_argument("--uri", default="", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite in "
+                   "<runs root>/mlflow/)")
+    p.add_argument("--artifacts", action="store_true", help="also send the best checkpoint (large)")
+
+
+def cmd_compare(args) -> int:
+    from maskcls.orchestration.compare import compare_refs
+    if args.resamples < 100:
+        raise ValueError(f"--resamples must be at least 100, got {args.resamples}")
+    c = compare_refs(runs_root_of(args), args.a, args.b, resamples=args.resamples)
+    lines = [f"A = {c['a_is']}: macro F1 {c['macro_f1_a']:.4f}", f"B = {c['b_is']}: macro F1 {c['macro_f1_b']:.4f}",
+             ("paired: both validated on the same people" if c["paired"] else f"unpaired: {c['note']}"),
+             c["verdict"], "classes that moved most (B - A, 95 % interval):"]
+    lines += [f"  {r['class']:2d} {r['difference']:+.3f} [{r['interval'][0]:+.3f}, {r['interval'][1]:+.3f}]"
+              for r in c["per_class"][:6]]
+    emit(c, args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_create(args) -> int:
+    from maskcls.orchestration.ladder import create_ladder
+    cfg = config_from_args(args, args.config)
+    ladder = create_ladder(runs_root_of(args), args.name, cfg, args.steps, seeds=args.seeds, folds=args.folds)
+    emit({"ladder": ladder.name, "mode": ladder.mode, "rungs": [r for r, _ in ladder.rungs()],
+          "runs": [n for n, _ in ladder.planned()]}, args.json,
+         f"ladder {ladder.name}: {ladder.mode}, {len(ladder.rungs())} rungs, {len(ladder.planned())} runs; start a "
+         f"worker with `maskcls ablate run {ladder.name}`")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from maskcls.orchestration.ladder_worker import run_ladder, start_worker
+    runs_root = runs_root_of(args)
+    if args.background:
+        worker = start_worker(runs_root, args.name)
+        print(f"ladder {args.name}: worker {worker.name} started (`maskcls ablate status {args.name}`)")
+        return 0
+    from maskcls.common.progress import TerminalProgress
+    progress = TerminalProgress(args.quiet)
+    result = run_ladder(runs_root, args.name, progress=progress, log=(lambda m: None) if args.quiet else print)
+    progress.close()
+    states = list(result["trained"].values())
+    print(f"ladder {args.name}: this worker trained {len(states)} run(s)"
+          + (f" ({', '.join(f'{states.count(s)} {s}' for s in sorted(set(states)))})" if states else ""))
+    return 1 if states and all(s == "failed" for s in states) else 0
+
+
+def cmd_status(args) -> int:
+    from maskcls.orchestration.ladder_report import ladder_status
+    s = ladder_status(runs_root_of(args), args.name)
+    lines = [f"ladder {s['ladder']} ({s['mode']}, {s['seeds']} seed(s) per rung"
+             + (f", {s['folds']} folds" if s["folds"] else "") + ")"]
+    for r in s["rungs"]:
+        score = (f"{r['macro_f1']:.4f} [{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]" if r["done"] else
+                 ", ".join(f"{n} {st}" for n, st in r["runs"].items()))
+        lines.append(f"  rung {r['rung']} {r['step']:24s} {score}")
+    for st in s["steps"]:
+        if "gain" in st:
+            lines.append(f"  step {st['step']:24s} {st['verdict']:12s} {st['line']}")
+        else:
+            lines.append(f"  step {st['step']:24s} waiting for its runs")
+    emit(s, args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from maskcls.orchestration.ladder import list_ladders
+    names = list_ladders(runs_root_of(args))
+    emit(names, args.json, "\n".join(names) or "no ladders yet")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from maskcls.common.runfolder import RunFolder
+    from maskcls.train.tracking.export import export_run
+    run = RunFolder.open(runs_root_of(args), args.run)
+    if not run.exists():
+        raise ValueError(f"no run named {args.run!r} in {run.root}")
+    out = export_run(run, args.to, project=args.project, uri=args.uri, artifacts=args.artifacts)
+    emit(out, args.json, f"{out['run']}: {out['epochs']} epoch(s)" + (", the best confusion" if out["confusion"] else "")
+         + f" sent to {out['to']}" + (f" (group {out['group']})" if out["group"] else ""))
+    return 0

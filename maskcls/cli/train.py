@@ -1,0 +1,209 @@
+"""Training commands: train (a new run, a resume, all data, K folds), background jobs, the folds' results."""
+from __future__ import annotations
+
+import json
+
+from maskcls.cli.common import (add, config_from_args, default_run_name, emit, read_config_file, runs_root_of,
+                                tracker_list, when)
+
+
+def register(sub, parents) -> None:
+    p = add(sub, "train", cmd_train, "train a model as a run config says; writes the run folder",
+            parents.of("config", "runs_root", "quiet"))
+    p.add_argument("--config", help="run config JSON (see README); defaults fill what it omits")
+    p.add_argument("--name", help="run name (default: <model>-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN (a name or a run folder path) from its last.pt")
+    p.add_argument("--full-data", metavar="RUN", default=None, help="retrain RUN's config on training + validation "
+                   "people for RUN's best epoch count (no validation; the last epoch is the model)")
+    p.add_argument("--folds", type=int, default=None, metavar="K", help="train K person-level folds as runs "
+                   "NAME-fold1..K, then write NAME-oof.csv (out-of-fold predictions) in the runs root")
+    p.add_argument("--seeds", type=int, default=None, metavar="N", help="train the config with seeds 1..N as runs "
+                   "NAME-s1..N on the same split (a repeat group: mean, spread, interval)")
+
+    jobs = sub.add_parser("jobs", help="background training jobs: submit, list, cancel, logs",
+                          description="background training jobs: submit, list, cancel, logs")
+    acts = jobs.add_subparsers(dest="action", required=True)
+    p = add(acts, "submit", cmd_jobs_submit, "start a training job in the background; prints its run name",
+            parents.of("runs_root"))
+    p.add_argument("config", help="run config JSON")
+    p.add_argument("--name", help="run name (default: <model>-<time>)")
+    p.add_argument("--data", help="data root (overrides data_root)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--slots", type=int, default=1, help="jobs per device at once (default 1)")
+    p.add_argument("--folds", type=int, default=None, metavar="K", help="queue K fold runs NAME-fold1..K; the last "
+                   "to end writes NAME-oof.csv")
+    p.add_argument("--seeds", type=int, default=None, metavar="N", help="queue N seed runs NAME-s1..N")
+    p.add_argument("--track", type=tracker_list, default=None, metavar="LIST", help="trackers: tensorboard,mlflow,wandb")
+    add(acts, "list", cmd_jobs_list, "list jobs: name, state, device, progress, started, ended",
+        parents.of("runs_root", "json"))
+    p = add(acts, "cancel", cmd_jobs_cancel, "cancel a queued or running job", parents.of("runs_root"))
+    p.add_argument("name")
+    p = add(acts, "logs", cmd_jobs_logs, "print a job's log", parents.of("runs_root"))
+    p.add_argument("name")
+    p.add_argument("--lines", type=int, default=200)
+
+    p = add(sub, "folds", cmd_folds, "k-fold results: the out-of-fold table, its macro F1, class biases with a "
+            "cross-fitted gain", parents.of("runs_root", "json"))
+    p.add_argument("name", help="the NAME of `train --folds K --name NAME`")
+    p.add_argument("--save-bias", action="store_true", help="save the out-of-fold class biases into every fold run "
+                   "(then `predict --folds NAME --tuned` applies them)")
+
+
+def cmd_train(args) -> int:
+    """One mode per function: resume, all data, folds, or a new run."""
+    if args.resume:
+        return train_resume(args)
+    if args.full_data:
+        return train_full_data(args)
+    if args.folds is not None:
+        return train_folds(args)
+    if args.seeds is not None:
+        return train_seeds(args)
+    return train_new(args)
+
+
+def _summary(status: dict) -> int:
+    print(json.dumps({k: status.get(k) for k in ("state", "epoch", "best_f1")}))
+    return 0
+
+
+def _config(args):
+    cfg = config_from_args(args, args.config)
+    if not cfg.data_root:
+        raise ValueError("no data root: give --data ROOT or data_root in the config")
+    return cfg
+
+
+def train_new(args) -> int:
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.train.driver import train_run
+    cfg = _config(args)
+    return _summary(train_run(cfg, runs_root_of(args), args.name or default_run_name(cfg.model),
+                              progress=TerminalProgress(args.quiet)))
+
+
+def train_resume(args) -> int:
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.train.config import RunConfig
+    from maskcls.train.driver import train_run
+    given = [flag for flag, v in (("--config", args.config), ("--preset", args.preset), ("--data", args.data),
+                                   ("--set", args.set), ("--name", args.name), ("--full-data", args.full_data),
+                                   ("--folds", args.folds), ("--seeds", args.seeds)) if v]
+    if given:
+        raise ValueError(f"--resume continues a run with its own config.json, so {', '.join(given)} cannot apply; "
+                         f"to train with other settings start a new run: --config <run folder>/config.json "
+                         f"--set ... --name NEW")
+    return _summary(train_run(RunConfig(), runs_root_of(args), args.resume, resume=True,
+                              progress=TerminalProgress(args.quiet)))
+
+
+def train_full_data(args) -> int:
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.common.runfolder import RunFolder
+    from maskcls.train.driver import full_data_config, train_run
+    given = [flag for flag, v in (("--config", args.config), ("--preset", args.preset), ("--data", args.data),
+                                   ("--set", args.set), ("--folds", args.folds), ("--seeds", args.seeds)) if v]
+    if given:
+        raise ValueError(f"--full-data retrains RUN with RUN's own config.json, so {', '.join(given)} cannot apply; "
+                         f"to train other settings on all data start a new run with --set full_data=true")
+    runs_root = runs_root_of(args)
+    source = RunFolder.open(runs_root, args.full_data)
+    return _summary(train_run(full_data_config(source), runs_root, args.name or f"{source.name}-full",
+                              progress=TerminalProgress(args.quiet)))
+
+
+def train_folds(args) -> int:
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.orchestration.folds import train_folds as run_folds
+    if not args.name:
+        raise ValueError("--folds needs --name NAME: the folds become runs NAME-fold1..K")
+    result = run_folds(_config(args), runs_root_of(args), args.name, args.folds, progress=TerminalProgress(args.quiet),
+                       say=(lambda m: None) if args.quiet else print)
+    print(json.dumps(result))
+    return 0
+
+
+def train_seeds(args) -> int:
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.orchestration.repeats import train_repeats
+    if not args.name:
+        raise ValueError("--seeds needs --name NAME: the seeds become runs NAME-s1..N")
+    if args.folds is not None:
+        raise ValueError("--seeds and --folds cannot go together: repeat a fold group's config by hand")
+    result = train_repeats(_config(args), runs_root_of(args), args.name, args.seeds,
+                           progress=TerminalProgress(args.quiet), say=(lambda m: None) if args.quiet else print)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_jobs_submit(args) -> int:
+    from maskcls.orchestration import jobs
+    cfg = read_config_file(args.config)
+    if args.data:
+        cfg = cfg.with_overrides([f"data_root={args.data}"])
+    cfg = cfg.with_overrides(args.set)
+    if args.track is not None:
+        cfg = cfg.with_overrides([f"track={json.dumps(args.track)}"])
+    runs_root = runs_root_of(args)
+    if args.folds is not None or args.seeds is not None:
+        if not args.name:
+            raise ValueError("--folds and --seeds need --name NAME: the runs become NAME-fold1..K or NAME-s1..N")
+        if args.folds is not None and args.seeds is not None:
+            raise ValueError("--seeds and --folds cannot go together")
+        from maskcls.orchestration.repeats import submit_repeats
+        names = (jobs.submit_folds(cfg, runs_root, args.name, args.folds) if args.folds is not None else
+                 submit_repeats(cfg, runs_root, args.name, args.seeds))
+        print("\n".join(names))
+        return 0
+    print(jobs.submit(cfg, runs_root, args.name or default_run_name(cfg.model), args.slots).name)
+    return 0
+
+
+def cmd_jobs_list(args) -> int:
+    from maskcls.orchestration.jobs import list_jobs
+    rows = [j.as_dict() for j in list_jobs(runs_root_of(args))]
+    text = "\n".join(f"{r['name']:32s} {r['state']:10s} {r['device']:7s} {100 * r['progress']:5.1f}%  "
+                     f"{when(r['started'])}  {when(r['ended'])}" + (f"  {r['error']}" if r["error"] else "")
+                     for r in rows) or "no jobs"
+    emit(rows, args.json, text)
+    return 0
+
+
+def cmd_jobs_cancel(args) -> int:
+    from maskcls.common.runfolder import RunFolder
+    from maskcls.orchestration.jobs import cancel
+    run = RunFolder.open(runs_root_of(args), args.name)
+    info = cancel(run.root, run.name)
+    print(f"{info.name}: {info.state}" + "".join(f"\nnote: {n}" for n in info.notes))
+    return 0
+
+
+def cmd_jobs_logs(args) -> int:
+    from maskcls.common.runfolder import RunFolder
+    run = RunFolder.open(runs_root_of(args), args.name)
+    if not run.exists():
+        raise ValueError(f"no run named {args.name!r} in {run.root}")
+    if not run.log_path.exists():
+        raise ValueError(f"run {run.name!r} has no log.txt yet")
+    print(run.log_tail(args.lines))
+    return 0
+
+
+def cmd_folds(args) -> int:
+    from maskcls.orchestration import folds
+    runs_root = runs_root_of(args)
+    from maskcls.train.intervals import interval_of_frame
+    summary = folds.write_oof(runs_root, args.name)
+    oof = folds.read_oof(runs_root, args.name)
+    bias = folds.crossfit_bias(oof)
+    if args.save_bias:
+        folds.save_fold_bias(runs_root, args.name, bias)
+    ci = interval_of_frame(oof).as_dict()
+    out = {**summary, **{k: v for k, v in bias.items() if k != "bias"}, "bias": bias["bias"],
+           **{k: ci[k] for k in ("macro_f1_ci", "per_class_f1_ci", "people")}}
+    emit(out, args.json, f"{summary['oof']}: {summary['rows']} images, {summary['folds']} folds, out-of-fold macro "
+         f"F1 {bias['macro_f1']:.4f} [{ci['macro_f1_ci'][0]:.4f}, {ci['macro_f1_ci'][1]:.4f}] over {ci['people']} "
+         f"people\nclass biases: in-sample {bias['in_sample_f1']:.4f} "
+         f"({bias['in_sample_gain']:+.4f}, optimistic), cross-fitted {bias['crossfit_f1']:.4f} "
+         f"({bias['crossfit_gain']:+.4f})" + ("\nbiases saved into every fold run" if args.save_bias else ""))
+    return 0

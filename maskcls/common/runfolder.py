@@ -1,0 +1,248 @@
+"""A run is a folder under the runs root; every file in it is written atomically.
+
+checkpoints/<run>/ config.json status.json metrics.jsonl log.txt epoch_NNN.pt best.pt last.pt
+                   val_predictions.csv (best epoch: path, person_id, label, p0..p17)
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from maskcls.common.checkpoints import CheckpointError, load_checkpoint
+from maskcls.common.fileio import check_name, inside, read_json, write_csv, write_text
+from maskcls.common.jobfolder import JobFolder
+
+class RunFolder(JobFolder):
+    """One training run's folder; state, log and cancel come from JobFolder."""
+
+    kind = "run"
+    lock_names = (".job.lock", ".train.lock")  # the job process (queued or a sweep's trial), the trainer
+
+    def __init__(self, runs_root: str | os.PathLike, name: str):
+        self.name = check_name(name)
+        self.root = Path(runs_root)
+        self.path = inside(runs_root, self.name)
+
+    @classmethod
+    def open(cls, runs_root: str | os.PathLike, ref: str) -> "RunFolder":
+        """A run given by name (in `runs_root`) or by its folder's path, as a terminal user tab-completes it
+        (`checkpoints/my-run/`, `/abs/path/run`, `./run`)."""
+        path = run_folder_path(runs_root, ref)
+        if path is None:
+            return cls(runs_root, ref)
+        try:
+            return cls(path.parent, path.name)
+        except ValueError:
+            raise ValueError(f"run folder {ref!r}: its name {path.name!r} is not a valid run name (letters, digits, "
+                             f"'.', '_', '-')") from None
+
+    # files
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    predictions_path = property(lambda self: self.path / "val_predictions.csv")
+    best_path = property(lambda self: self.path / "best.pt")
+    last_path = property(lambda self: self.path / "last.pt")
+
+    def epoch_path(self, epoch: int) -> Path:
+        return self.path / f"epoch_{epoch:03d}.pt"
+
+    # metrics
+    def read_metrics(self) -> list[dict]:
+        """One dict per epoch; a torn line (a killed writer) or a line of the wrong shape is left out."""
+        rows = []
+        try:
+            text = self.metrics_path.read_text(encoding="utf-8", errors="replace")
+        except (FileNotFoundError, IsADirectoryError):
+            return rows
+        for line in text.splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and _numeric_epoch(row):
+                rows.append(row)
+        return rows
+
+    def append_metrics(self, row: dict) -> None:
+        rows = self.read_metrics() + [row]
+        write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def truncate_metrics(self, last_epoch: int) -> int:
+        """Drop rows of epochs after `last_epoch` (a resume from an earlier checkpoint); returns how many."""
+        rows = self.read_metrics()
+        keep = [r for r in rows if int(r.get("epoch", 0)) <= last_epoch]
+        if len(keep) != len(rows):
+            write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+        return len(rows) - len(keep)
+
+    def read_config(self) -> dict:
+        try:
+            return read_json(self.config_path)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{self.config_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+
+    # the trainer's lock: held by the one process that trains this folder, released by the kernel at its exit
+    lock_path = property(lambda self: self.path / ".train.lock")
+
+    def acquire_lock(self):
+        """An open file holding an exclusive flock on this run; a ValueError when another process trains it."""
+        f = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise ValueError(f"run {self.name!r} is being trained by another process right now; "
+                             f"wait for it or cancel it") from None
+        return f
+
+    def is_locked(self) -> bool:
+        if not self.lock_path.exists():
+            return False
+        try:
+            self.acquire_lock().close()
+            return False
+        except ValueError:
+            return True
+
+    # checkpoints and predictions
+    def list_checkpoints(self) -> list[str]:
+        names = sorted(p.name for p in self.path.glob("epoch_*.pt"))
+        return [n for n in ("best.pt", "last.pt") if (self.path / n).exists()] + names
+
+    def latest_good_checkpoint(self) -> tuple[Path, dict] | None:
+        """The newest checkpoint that loads: last.pt or the highest loadable epoch_NNN.pt, whichever is later
+        (a kill can leave last.pt unwritten or stale). Loads at most last.pt and the epoch files down to the
+        first good one."""
+        found = []
+        for group in (["last.pt"], sorted((p.name for p in self.path.glob("epoch_*.pt")), reverse=True)):
+            for name in group:
+                try:
+                    found.append((self.path / name, load_checkpoint(self.path / name)))
+                    break
+                except CheckpointError:
+                    continue
+        return max(found, key=lambda t: t[1]["epoch"]) if found else None
+
+    def checkpoint(self, name: str) -> Path:
+        return inside(self.path, check_name(name, "checkpoint name"))
+
+    def prune_epochs(self, keep: int) -> list[str]:
+        """Delete all but the newest `keep` epoch files (0 keeps all); best.pt and last.pt always stay."""
+        files = sorted(self.path.glob("epoch_*.pt"))
+        gone = files[:-keep] if keep > 0 else []
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return [p.name for p in gone]
+
+    def write_predictions(self, frame, epoch: int | None = None) -> None:
+        """The best epoch's validation predictions; `epoch` is recorded in status.json as `predictions_epoch`."""
+        write_csv(self.predictions_path, frame)
+        if epoch is not None:
+            self.write_status(predictions_epoch=epoch)
+
+    intervals_path = property(lambda self: self.path / "intervals.json")
+
+    def write_intervals(self, intervals: dict) -> None:
+        """The best epoch's macro F1 with its interval over people (maskcls.train.intervals.run_intervals), stored
+        beside its predictions so no page draw recomputes it."""
+        from maskcls.common.fileio import write_json
+        write_json(self.intervals_path, intervals)
+
+    def read_intervals(self) -> dict | None:
+        """intervals.json as written at the best epoch (None for a run from before, or one without validation)."""
+        try:
+            out = read_json(self.intervals_path)
+        except (FileNotFoundError, ValueError):
+            return None
+        return out if isinstance(out, dict) and "macro_f1_ci" in out else None
+
+    def read_predictions(self):
+        """The best epoch's validation predictions (a DataFrame), None before there are any."""
+        import pandas as pd
+        if not self.predictions_path.exists():
+            return None
+        return pd.read_csv(self.predictions_path, dtype={"person_id": str})
+
+
+METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds", "images_per_s")
+
+
+def _numeric_epoch(row: dict) -> bool:
+    """A metrics row whose figures are numbers (or null), so every table and curve can use it."""
+    for k in METRIC_KEYS:
+        v = row.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return False
+    return isinstance(row.get("epoch"), int)
+
+
+def run_folder_path(runs_root: str | os.PathLike, ref: str) -> Path | None:
+    """The folder `ref` names when it is a path rather than a bare run name (None for a bare name).
+
+    A path: it has a separator, starts with '.' or '~', or is not a run in `runs_root` but is a folder with a
+    config.json here.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise ValueError("a run name or run folder path is needed, got an empty one")
+    looks_like_path = os.sep in ref or (os.altsep and os.altsep in ref) or ref.startswith((".", "~"))
+    if not looks_like_path:
+        if (Path(runs_root) / ref).is_dir() or not (Path(ref) / "config.json").exists():
+            return None
+    path = Path(ref).expanduser().resolve()
+    if path.name in ("", "/"):
+        raise ValueError(f"run folder {ref!r} is not a run folder")
+    return path
+
+
+def create_run(runs_root: str | os.PathLike, name: str, config) -> "RunFolder":
+    """Create the run folder atomically with its config.json: one name, one run; an existing name is refused.
+
+    Every way of starting a run (CLI train, jobs submit, the studio) comes through here.
+    """
+    from maskcls.common.settings import check_runs_root
+    run = RunFolder(check_runs_root(str(runs_root)), name)
+    Path(runs_root).mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(run.path)
+    except FileExistsError:
+        raise ValueError(f"a run named {name!r} already exists in {runs_root}: choose another name, or continue it "
+                         f"with `maskcls train --resume {name}`") from None
+    write_text(run.config_path, config.with_absolute_paths().to_json())
+    return run
+
+
+def predictions_frame(paths, person_ids, labels, probs):
+    """path, person_id, label, p0..p17: the table every prediction file holds."""
+    import numpy as np
+    import pandas as pd
+    frame = pd.DataFrame({"path": list(paths), "person_id": list(person_ids), "label": np.asarray(labels, int)})
+    probs = np.asarray(probs, dtype=np.float32)
+    return pd.concat([frame, pd.DataFrame(probs, columns=[f"p{i}" for i in range(probs.shape[1])])], axis=1)
+
+
+def probs_of(frame):
+    """The (N, 18) float32 probabilities of a predictions table."""
+    import numpy as np
+    return frame[[f"p{i}" for i in range(18)]].to_numpy(np.float32)
+
+
+def is_run_folder(path: Path) -> bool:
+    """A run folder holds the config.json and status.json every run writes as it is created; a folder that
+    merely holds a config.json (someone's configs) is not one."""
+    return path.is_dir() and (path / "config.json").is_file() and (path / "status.json").is_file()
+
+
+def list_runs(runs_root: str | os.PathLike) -> list[RunFolder]:
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.iterdir()):
+        if is_run_folder(p):
+            try:
+                out.append(RunFolder(root, p.name))
+            except ValueError:
+                continue
+    return out

@@ -1,0 +1,149 @@
+"""The review queue: people whose labels a model that never trained on them disagrees with, worth a human look.
+
+Read from an out-of-fold table (best) or a run's validation predictions, one row per image. Gender and age are
+labels of the person, so each is judged over the person's photos together:
+- calibration, per attribute (confident learning): a photo "votes" for value v when the model gives v at least
+  the mean probability it gives v on photos that truly carry v; thresholds adapt to how sure the model is of
+  each value, so a shy class is not drowned by a confident one;
+- agreement: the share of the person's photos that vote for the suggested value;
+- score = agreement x the mean probability of the suggested value: high only when most photos agree, strongly.
+A person is flagged when most photos vote against the given value and for one other value. Age suggestions of
+people at a band bound (within the borderline distance, the bound itself included) go to their own list: the
+model's hesitation there is expected, not evidence of a wrong label. A swap of the incorrect_mask and normal
+photos is judged on that pair.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from maskcls.data.labels import AgeBounds, attribute_names, decode
+
+COLUMNS = ["person_id", "attribute", "given", "suggested", "given_name", "suggested_name", "score", "agreement",
+           "images", "age", "suggestion"]
+MIN_AGREEMENT = 0.5  # more than half of the person's photos must vote for the suggestion
+
+
+@dataclass
+class ReviewQueue:
+    """Flagged people, ranked: `main` (worth a look first) and `borderline` (age at a band bound)."""
+
+    main: pd.DataFrame
+    borderline: pd.DataFrame
+    scored: int  # people the predictions cover
+    distance: int  # borderline distance used (years below each bound, the bound itself always included)
+
+    @property
+    def flagged(self) -> int:
+        return len(self.main) + len(self.borderline)
+
+    def without(self, ids: set[str]) -> "ReviewQueue":
+        """The queue less the people already reviewed (accepted or rejected)."""
+        keep = lambda t: t[~t["person_id"].isin(ids)].reset_index(drop=True)  # noqa: E731
+        return ReviewQueue(keep(self.main), keep(self.borderline), self.scored, self.distance)
+
+
+def marginals(probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-attribute probabilities from the 18-class ones: mask (N, 3), gender (N, 2), age (N, 3)."""
+    p = probs.reshape(-1, 3, 2, 3)
+    return {"mask": p.sum((2, 3)), "gender": p.sum((1, 3)), "age": p.sum((1, 2))}
+
+
+def thresholds(p: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """Confident learning's per-value thresholds: the mean probability of v over photos labelled v."""
+    return np.array([p[given == v, v].mean() if (given == v).any() else 1.0 for v in range(p.shape[1])])
+
+
+def is_borderline(age: np.ndarray, bounds: AgeBounds, distance: int) -> np.ndarray:
+    """Ages within `distance` years below a band bound, or at the bound itself."""
+    age = np.asarray(age)
+    near = np.zeros(age.shape, bool)
+    for b in (bounds.lower, bounds.upper):
+        near |= (age >= b - max(distance, 1)) & (age <= b)
+    return near
+
+
+def _person_attribute(frame: pd.DataFrame, p: np.ndarray, given: np.ndarray, attr: str) -> pd.DataFrame:
+    """One row per person for a person-level attribute: suggested value, agreement, score; flagged rows only."""
+    t = thresholds(p, given)
+    n, k = p.shape
+    other = p.copy()
+    other[np.arange(n), given] = -1.0
+    votes = (p >= t[None, :]) & (other >= 0)  # (N, k): photo votes for each value other than its given one
+    table = pd.DataFrame({"person_id": frame["person_id"].to_numpy(), "given": given})
+    for v in range(k):
+        table[f"p{v}"] = p[:, v]
+        table[f"v{v}"] = votes[:, v]
+    per = table.groupby("person_id").agg(given=("given", "first"), images=("given", "size"),
+                                         **{f"p{v}": (f"p{v}", "mean") for v in range(k)},
+                                         **{f"v{v}": (f"v{v}", "mean") for v in range(k)})
+    mean_p = per[[f"p{v}" for v in range(k)]].to_numpy()
+    agree = per[[f"v{v}" for v in range(k)]].to_numpy()
+    g = per["given"].to_numpy()
+    masked = mean_p.copy()
+    masked[np.arange(len(per)), g] = -1.0
+    suggested = masked.argmax(1)
+    rows = np.arange(len(per))
+    out = pd.DataFrame({"person_id": per.index, "attribute": attr, "given": g, "suggested": suggested,
+                        "score": agree[rows, suggested] * mean_p[rows, suggested],
+                        "agreement": agree[rows, suggested], "images": per["images"].to_numpy()})
+    flagged = (out["agreement"] > MIN_AGREEMENT) & (mean_p[rows, suggested] > mean_p[rows, g])
+    return out[flagged.to_numpy()]
+
+
+def _mask_swaps(frame: pd.DataFrame, p: np.ndarray, given: np.ndarray) -> pd.DataFrame:
+    """People whose incorrect_mask and normal photos look swapped: both photos vote for the other's value."""
+    t = thresholds(p, given)
+    pair = np.isin(given, (1, 2))
+    swapped = 3 - given[pair]  # incorrect (1) <-> normal (2)
+    sp = p[pair, swapped]
+    table = pd.DataFrame({"person_id": frame["person_id"].to_numpy()[pair], "p": sp, "vote": sp >= t[swapped]})
+    per = table.groupby("person_id").agg(images=("p", "size"), p=("p", "mean"), agreement=("vote", "mean"))
+    per = per[(per["images"] >= 2) & (per["agreement"] == 1.0)]
+    return pd.DataFrame({"person_id": per.index, "attribute": "mask swap", "given": -1, "suggested": -1,
+                         "score": per["agreement"].to_numpy() * per["p"].to_numpy(),
+                         "agreement": per["agreement"].to_numpy(), "images": per["images"].to_numpy()})
+
+
+def review_queue(preds: pd.DataFrame, bounds: AgeBounds | None = None, distance: int = 1,
+                 ages: pd.Series | None = None) -> ReviewQueue:
+    """The ranked queue from predictions (path, person_id, label, p0..p17). `ages` (person_id -> age, from the
+    data index) places age suggestions near a bound in the borderline list."""
+    from maskcls.common.runfolder import probs_of
+    bounds = bounds or AgeBounds()
+    m, g, a = decode(preds["label"].to_numpy())
+    marg = marginals(probs_of(preds))
+    parts = [_person_attribute(preds, marg["gender"], g, "gender"), _person_attribute(preds, marg["age"], a, "age"),
+             _mask_swaps(preds, marg["mask"], m)]
+    people = pd.concat([x for x in parts if len(x)], ignore_index=True) if any(len(x) for x in parts) else \
+        pd.DataFrame(columns=COLUMNS)
+    people["age"] = people["person_id"].map(ages) if ages is not None else np.nan
+    names = attribute_names(bounds)
+    people["given_name"] = [names[x][int(v)] if x in names else "" for x, v in zip(people["attribute"], people["given"])]
+    people["suggested_name"] = [names[x][int(v)] if x in names else "" for x, v in
+                                zip(people["attribute"], people["suggested"])]
+    people["suggestion"] = [suggestion_text(x, n) for x, n in zip(people["attribute"], people["suggested_name"])]
+    people = people.sort_values("score", ascending=False, kind="stable")
+    near = (people["attribute"] == "age") & is_borderline(people["age"].fillna(-100).to_numpy(), bounds, distance)
+    main = people[~near].drop_duplicates("person_id").reset_index(drop=True)[COLUMNS]
+    border = people[near & ~people["person_id"].isin(main["person_id"])].reset_index(drop=True)[COLUMNS]
+    return ReviewQueue(main, border, int(preds["person_id"].nunique()), max(int(distance), 1))
+
+
+def suggestion_text(attribute: str, suggested_name: str) -> str:
+    if attribute == "mask swap":
+        return "incorrect_mask and normal look swapped"
+    return f"{attribute} looks like {suggested_name}"
+
+
+def person_probabilities(preds: pd.DataFrame, person_id: str) -> pd.DataFrame:
+    """The model's mean probability of each value over one person's photos: one row per attribute, one column
+    per value of that attribute (other cells blank, not 'None')."""
+    from maskcls.common.runfolder import probs_of
+    rows = preds[preds["person_id"] == str(person_id)]
+    marg = marginals(probs_of(rows))
+    names = attribute_names()
+    table = {a: {names[a][v]: f"{float(p[:, v].mean()):.2f}" for v in range(p.shape[1])} for a, p in marg.items()}
+    return pd.DataFrame.from_dict(table, orient="index").fillna("").rename_axis("attribute")

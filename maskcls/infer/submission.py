@@ -1,0 +1,72 @@
+"""The eval set's submission: the image list in info.csv order, the output check, the CSV pair, the demo score."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls.common.fileio import atomic_path
+from maskcls.train.metrics import macro_f1
+
+
+def eval_paths(data_root) -> tuple[pd.DataFrame, list[str]]:
+    """eval/info.csv in its order with image paths; a missing image is an error that names it."""
+    from maskcls.data.index import scan_eval
+    problems: list = []
+    table = scan_eval(Path(data_root), problems)
+    if table is None:
+        why = problems[0][2] if problems else "eval/info.csv not found"
+        raise ValueError(f"cannot predict the eval set of {data_root}: {why}")
+    if table.empty:
+        raise ValueError(f"cannot predict the eval set of {data_root}: eval/info.csv lists no images (only a header); "
+                         f"expected one ImageID per row")
+    missing = table.loc[~table["exists"], "image_id"].tolist()
+    if missing:
+        raise ValueError(f"{len(missing)} eval image(s) named in eval/info.csv are missing from eval/images: "
+                         f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
+    return table, table["path"].tolist()
+
+
+def check_output(out: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output path that is a folder or sits in a folder that cannot be written."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; expected a file name such as {str(out / 'submission.csv')!r}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} is not writable")
+    return out
+
+
+def write_submission(out: str | os.PathLike, image_ids: list[str], probs: np.ndarray) -> Path:
+    """`ImageID,ans` in info.csv order; the probabilities go beside it as <out>.probs.csv for blending.
+
+    The two files are a pair: both are written to temp files first and replaced only when both are whole, so
+    a failure (a full disk) leaves the previous pair, never a new CSV beside old probabilities.
+    """
+    if probs.size == 0 and len(image_ids):
+        raise ValueError("the ensemble produced no probabilities")
+    if not np.isfinite(probs).all():
+        raise ValueError(f"the ensemble's probabilities are not finite for {int((~np.isfinite(probs)).any(1).sum())} "
+                         f"image(s): nothing was written (check the members' weights and checkpoints)")
+    out = Path(out)
+    probs_path = out.with_suffix(".probs.csv")
+    frame = pd.DataFrame(probs, columns=[f"p{i}" for i in range(18)])
+    frame.insert(0, "ImageID", image_ids)
+    answers = pd.DataFrame({"ImageID": image_ids, "ans": probs.argmax(1).astype(int)})
+    with atomic_path(probs_path) as tmp_probs, atomic_path(out) as tmp_csv:
+        frame.to_csv(tmp_probs, index=False)
+        answers.to_csv(tmp_csv, index=False)
+    return probs_path
+
+
+def demo_score(table: pd.DataFrame, probs: np.ndarray) -> dict | None:
+    """Score against the demo's hidden labels (eval/labels.csv), when the data has them."""
+    if "label" not in table.columns or table["label"].isna().any():
+        return None
+    y = table["label"].astype(int).to_numpy()
+    return {"macro_f1": macro_f1(y, probs.argmax(1)), "accuracy": float((probs.argmax(1) == y).mean())}

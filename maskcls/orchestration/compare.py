@@ -1,0 +1,147 @@
+"""Comparing runs: one summary row per run (with its interval over people) and per repeat group, per-epoch curves,
+config differences, a paired comparison of two runs or groups, safe deletion."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from maskcls.orchestration.jobs import job_info
+from maskcls.common.runfolder import RunFolder, is_run_folder, list_runs
+
+
+def eta_seconds(info) -> float | None:
+    """Remaining seconds from elapsed time and progress (None until there is progress to go by)."""
+    if info.state != "running" or not info.started or info.progress <= 0:
+        return None
+    elapsed = time.time() - info.started
+    return elapsed * (1 - info.progress) / info.progress
+
+
+def run_row(run: RunFolder) -> dict:
+    info = job_info(run)
+    try:
+        cfg = run.read_config()
+    except (OSError, ValueError):
+        cfg = {}
+    metrics = run.read_metrics()
+    scored = [m for m in metrics if m.get("val_macro_f1") is not None]  # full-data runs have no validation
+    best = max(scored, key=lambda m: m["val_macro_f1"]) if scored else {}
+    aug = cfg.get("augment")
+    end = info.ended or (time.time() if info.state == "running" else None)
+    return {"name": run.name, "state": info.state, "model": cfg.get("model"), "head": cfg.get("head"),
+            "loss": cfg.get("loss"), "sampler": cfg.get("sampler"),
+            "augmentation": aug if isinstance(aug, str) else "custom spec",
+            "best macro F1": best.get("val_macro_f1"), **_interval_columns(run.read_intervals()),
+            "best accuracy": max((m["val_accuracy"] for m in scored), default=None),
+            "epochs": len(metrics), "of": cfg.get("epochs"), "device": info.device,
+            "duration s": round(end - info.started, 1) if (end and info.started) else None,
+            "started": pd.to_datetime(info.started, unit="s") if info.started else None, "error": info.error}
+
+
+def _interval_columns(intervals: dict | None) -> dict:
+    ci = (intervals or {}).get("macro_f1_ci") or [None, None]
+    return {"F1 low": ci[0], "F1 high": ci[1]}
+
+
+COLUMNS = ["name", "state", "model", "head", "loss", "sampler", "augmentation", "best macro F1", "F1 low", "F1 high",
+           "seed sd", "best accuracy", "epochs", "of", "device", "duration s", "started", "error"]
+
+
+def group_row(runs_root, name: str) -> dict:
+    """A repeat group as one row: the seeds' mean macro F1, their standard deviation, the interval of the mean."""
+    from maskcls.orchestration.repeats import repeat_runs, repeat_summary
+    runs = repeat_runs(runs_root, name)
+    cfg = runs[0].read_config()
+    base = {"name": f"{name} (repeat of {len(runs)})", "model": cfg.get("model"), "head": cfg.get("head"),
+            "loss": cfg.get("loss"), "sampler": cfg.get("sampler"), "of": cfg.get("epochs")}
+    try:
+        s = repeat_summary(runs_root, name)
+    except ValueError as e:
+        return {**base, "state": "running", "error": str(e)}
+    done = s["completed"] == s["seeds"]
+    return {**base, "state": "completed" if done else f"{s['completed']}/{s['seeds']} done",
+            "best macro F1": s["macro_f1_mean"], "F1 low": s["macro_f1_ci"][0], "F1 high": s["macro_f1_ci"][1],
+            "seed sd": s["macro_f1_sd"]}
+
+
+def runs_table(runs_root, groups: bool = True) -> pd.DataFrame:
+    """Every run, then (with `groups`) each repeat group as one row."""
+    rows = [run_row(r) for r in list_runs(runs_root)]
+    if groups:
+        from maskcls.orchestration.repeats import list_repeat_groups
+        rows += [group_row(runs_root, g) for g in list_repeat_groups(runs_root)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def prediction_set(runs_root, ref: str) -> tuple[list, str]:
+    """The validation predictions a comparison uses for `ref` and what they are: a fold group's out-of-fold table,
+    a repeat group's seeds, or a run's best epoch."""
+    from maskcls.orchestration.folds import list_oof, read_oof
+    from maskcls.orchestration.repeats import list_repeat_groups, repeat_predictions
+    if ref in list_oof(runs_root):
+        return [read_oof(runs_root, ref)], f"fold group {ref} (out of fold)"
+    if ref in list_repeat_groups(runs_root):
+        frames = repeat_predictions(runs_root, ref)
+        return frames, f"repeat group {ref} ({len(frames)} seeds)"
+    run = RunFolder.open(runs_root, ref)
+    if not run.exists():
+        raise ValueError(f"no run, fold group or repeat group named {ref!r} in {runs_root}")
+    frame = run.read_predictions()
+    if frame is None:
+        raise ValueError(f"run {run.name!r} has no validation predictions yet (state {run.state()['state']})")
+    return [frame], f"run {run.name}"
+
+
+def compare_refs(runs_root, a: str, b: str, **kw) -> dict:
+    """B against A (runs, fold groups or repeat groups): maskcls.train.comparison.compare_sets, with what each
+    side is."""
+    from maskcls.train.comparison import compare_sets
+    set_a, what_a = prediction_set(runs_root, a)
+    set_b, what_b = prediction_set(runs_root, b)
+    return {**compare_sets(set_a, set_b, names=(a, b), **kw), "a_is": what_a, "b_is": what_b}
+
+
+def curves_figure(runs_root, names: list[str]) -> go.Figure:
+    """Loss, accuracy and macro F1 per epoch, one line per run (and train vs val for loss)."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "validation accuracy", "validation macro F1"))
+    for name in names:
+        m = pd.DataFrame(RunFolder(runs_root, name).read_metrics())
+        if m.empty:
+            continue
+        m = m.reindex(columns=sorted(set(m.columns) | {"train_loss", "val_loss", "val_accuracy", "val_macro_f1"}))
+        fig.add_trace(go.Scatter(x=m["epoch"], y=m["train_loss"], name=f"{name} train", mode="lines+markers",
+                                 line=dict(dash="dot")), 1, 1)
+        fig.add_trace(go.Scatter(x=m["epoch"], y=m["val_loss"], name=f"{name} val", mode="lines+markers"), 1, 1)
+        fig.add_trace(go.Scatter(x=m["epoch"], y=m["val_accuracy"], name=f"{name}", mode="lines+markers",
+                                 showlegend=False), 1, 2)
+        fig.add_trace(go.Scatter(x=m["epoch"], y=m["val_macro_f1"], name=f"{name}", mode="lines+markers",
+                                 showlegend=False), 1, 3)
+    fig.update_layout(height=340, margin=dict(t=40, b=10))
+    fig.update_xaxes(title_text="epoch")
+    return fig
+
+
+def config_diff(runs_root, names: list[str]) -> pd.DataFrame:
+    """Rows = config keys whose values differ between the runs, columns = runs."""
+    cfgs = {n: RunFolder(runs_root, n).read_config() for n in names}
+    keys = sorted(set().union(*cfgs.values())) if cfgs else []
+    rows = {k: [str(cfgs[n].get(k)) for n in names] for k in keys}
+    diff = {k: v for k, v in rows.items() if len(set(v)) > 1}
+    return pd.DataFrame.from_dict(diff, orient="index", columns=names)
+
+
+def delete_run(runs_root, name: str) -> None:
+    """Remove a run folder; a queued or running job must be cancelled first."""
+    run = RunFolder(runs_root, name)
+    if not run.exists():
+        raise ValueError(f"no run named {name!r}")
+    if not is_run_folder(run.path):
+        raise ValueError(f"{str(run.path)!r} is not a run folder (no config.json and status.json): not deleted")
+    state = job_info(run).state
+    if state in ("queued", "running"):
+        raise ValueError(f"run {name!r} is {state}: cancel it before deleting")
+    shutil.rmtree(run.path)

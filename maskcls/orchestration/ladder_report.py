@@ -1,0 +1,64 @@
+"""What a ladder shows: each rung's macro F1 with its interval over people, and each step's paired gain with its
+interval, p-value and verdict (pays / no evidence / hurts), and the classes it moved most. Reads only."""
+from __future__ import annotations
+
+import numpy as np
+
+from maskcls.common.runfolder import RunFolder
+from maskcls.orchestration.ladder import Ladder, Rung, load_ladder
+from maskcls.train.comparison import compare_sets, set_scores, stacked_confusions
+from maskcls.train.intervals import percentile, resample_weights
+
+
+def rung_states(runs_root, ladder: Ladder) -> list[Rung]:
+    """Each rung with its runs' states and, for completed runs, their validation predictions (out of fold for
+    fold rungs)."""
+    from maskcls.orchestration.folds import read_oof
+    out = []
+    for i, (label, _) in enumerate(ladder.rungs()):
+        rung = Rung(i, label)
+        for name in ladder.run_names(i):
+            run = RunFolder(runs_root, name)
+            rung.runs[name] = run.state()["state"] if run.exists() else "planned"
+        if rung.done:
+            if ladder.folds:
+                rung.frames = [read_oof(runs_root, f"{ladder.name}-r{i}")]
+            else:
+                rung.frames = [RunFolder(runs_root, n).read_predictions() for n in rung.runs]
+                rung.frames = [f for f in rung.frames if f is not None]
+        out.append(rung)
+    return out
+
+
+def gain_verdict(comparison: dict) -> str:
+    lo, hi = comparison["interval"]
+    return "pays" if lo > 0 else "hurts" if hi < 0 else "no evidence"
+
+
+def ladder_status(runs_root, name: str, *, resamples: int = 2000) -> dict:
+    """Every rung: its runs, mean macro F1 and interval; every step: the paired gain, interval, p, verdict."""
+    ladder = load_ladder(runs_root, name)
+    rungs = rung_states(runs_root, ladder)
+    rows = []
+    for rung in rungs:
+        row = {"rung": rung.index, "step": rung.label, "runs": rung.runs, "done": rung.done, "macro_f1": None,
+               "interval": None}
+        if rung.done and rung.frames:
+            confs, _ = stacked_confusions(rung.frames, rung.frames[0]["path"].to_numpy())
+            row["macro_f1"] = float(set_scores(np.ones((1, confs.shape[1])), confs)[1][0])
+            boot = set_scores(resample_weights(confs.shape[1], resamples, 0), confs)[1]
+            row["interval"] = [float(x) for x in percentile(boot)]
+        rows.append(row)
+    steps = []
+    for rung in rungs[1:]:
+        ref = rungs[rung.index - 1] if ladder.mode == "cumulative" else rungs[0]
+        step = {"step": ladder.steps[rung.index - 1]["name"], "rung": rung.index, "set": ladder.steps[rung.index - 1]["set"]}
+        if rung.done and ref.done and rung.frames and ref.frames:
+            # cumulative: the rung over the one before; leave-one-out: the full recipe over the rung without the step
+            a, b = (ref, rung) if ladder.mode == "cumulative" else (rung, ref)
+            c = compare_sets(a.frames, b.frames, names=(a.label, b.label), resamples=resamples)
+            step.update(gain=c["difference"], interval=c["interval"], p_value=c["p_value"], paired=c["paired"],
+                        verdict=gain_verdict(c), moved=c["per_class"][:3], line=c["verdict"])
+        steps.append(step)
+    return {"ladder": name, "mode": ladder.mode, "seeds": ladder.seeds, "folds": ladder.folds, "rungs": rows,
+            "steps": steps, "complete": all(r.done for r in rungs)}

@@ -1,0 +1,43 @@
+"""A sweep's trials as plain records, and the snapshot workers keep of them (<runs_root>/sweeps/<NAME>/trials.json):
+`maskcls sweep status` reads the snapshot, so a poll answers without loading Optuna; `--live` reads the storage.
+Workers rewrite it after every epoch and trial (a whole, atomic file: the last writer's view is complete)."""
+from __future__ import annotations
+
+import socket
+import time
+
+from maskcls.common.fileio import read_json, write_json
+from maskcls.common.procs import is_alive
+
+TRIAL_STATES = {"complete": "completed", "fail": "failed"}  # Optuna's names -> the run states' vocabulary
+LOST = "lost: its worker ended mid-trial (killed?)"
+SNAPSHOT = "trials.json"
+
+
+def trial_record(t) -> dict:
+    """An Optuna FrozenTrial as a JSON-ready record."""
+    state = t.state.name.lower()
+    return {"trial": t.number, "state": TRIAL_STATES.get(state, state), "value": t.value,
+            "intermediate": {str(k): v for k, v in t.intermediate_values.items()},
+            "start": t.datetime_start.timestamp() if t.datetime_start else None,
+            "end": t.datetime_complete.timestamp() if t.datetime_complete else None,
+            "params": dict(t.params), "attrs": dict(t.user_attrs)}
+
+
+def worker_gone(attrs: dict) -> bool:
+    """A RUNNING trial of this machine whose worker process has ended (trials of other machines: the heartbeat's)."""
+    return attrs.get("host") == socket.gethostname() and not is_alive(attrs.get("worker_pid"), attrs.get("worker_start"))
+
+
+def write_snapshot(folder, study) -> None:
+    """Every trial of `study` into <folder>/trials.json."""
+    write_json(folder / SNAPSHOT, {"written": time.time(), "trials": [trial_record(t) for t in
+                                                                       study.get_trials(deepcopy=False)]})
+
+
+def read_snapshot(folder) -> list[dict] | None:
+    try:
+        data = read_json(folder / SNAPSHOT)
+    except (FileNotFoundError, ValueError):
+        return None
+    return data.get("trials") if isinstance(data, dict) and isinstance(data.get("trials"), list) else None

@@ -1,0 +1,41 @@
+"""A finished run sent to a tracker after the fact: its config, every epoch of metrics.jsonl, the best epoch's
+confusion (from its validation predictions) and its summary, so runs trained before a team chose a tracker join it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from maskcls.train.tracking import TRACKERS, Tracking, check_trackers
+from maskcls.train.tracking.base import TrackContext, group_of
+
+
+def export_run(run, to: str, *, project: str = "maskcls", uri: str = "", artifacts: bool = False,
+               wait: float = 300.0) -> dict:
+    """Replay `run` (a RunFolder) into tracker `to`; returns what was sent. Failures are raised, not just logged:
+    an export is a command, not a training run."""
+    from sklearn.metrics import confusion_matrix
+    check_trackers([to])
+    config = run.read_config()
+    rows = run.read_metrics()
+    if not rows:
+        raise ValueError(f"run {run.name!r} has no metrics.jsonl rows to export")
+    problems: list[str] = []
+    ctx = TrackContext(run.name, Path(run.path), Path(run.root), config, config.get("track_group") or group_of(run.name),
+                       project or "maskcls", uri, artifacts)
+    tracking = Tracking([to], ctx, problems.append)
+    for row in rows:
+        tracking.epoch(row)
+    preds = run.read_predictions()
+    status = run.read_status()
+    if preds is not None:
+        probs = preds[[f"p{i}" for i in range(18)]].to_numpy()
+        tracking.best(confusion_matrix(preds["label"], probs.argmax(1), labels=list(range(18))),
+                      int(status.get("predictions_epoch") or status.get("best_epoch") or rows[-1]["epoch"]))
+    tracking.close({"state": status.get("state", "completed"), "best_f1": status.get("best_f1"),
+                    "best_epoch": status.get("best_epoch"), "epochs": len(rows)},
+                   run.best_path if run.best_path.exists() else None, wait=wait)
+    if problems:
+        raise ValueError(f"export of {run.name!r} to {to}: " + "; ".join(problems))
+    return {"run": run.name, "to": to, "epochs": len(rows), "confusion": preds is not None, "group": ctx.group}
+
+
+__all__ = ["TRACKERS", "export_run"]

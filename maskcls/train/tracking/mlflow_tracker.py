@@ -1,0 +1,79 @@
+"""MLflow: a tracking URI from the config or MLFLOW_TRACKING_URI, else a SQLite file in <runs root>/mlflow/ (a local
+folder); a group is a parent run whose children are its runs; the best checkpoint only when asked (it is large)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from maskcls.train.tracking.base import TrackContext, Tracker, confusion_image, flat_config, scalars
+
+
+def tracking_uri(ctx: TrackContext) -> str:
+    if ctx.uri:
+        return ctx.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    folder = Path(ctx.runs_root).resolve() / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+class MlflowTracker(Tracker):
+    name = "mlflow"
+
+    def start(self, ctx: TrackContext) -> None:
+        # a server that went away must fail a call in seconds, not retry for minutes (the user's own settings win)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from mlflow.tracking import MlflowClient
+        self.ctx = ctx
+        uri = tracking_uri(ctx)
+        self.client = MlflowClient(uri)
+        exp = self.client.get_experiment_by_name(ctx.project)
+        if exp is None:
+            # a SQLite store keeps artifacts beside its file: MLflow's default is ./mlruns in whatever the cwd is
+            location = (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri() if uri.startswith("sqlite:///") \
+                else None
+            exp_id = self.client.create_experiment(ctx.project, artifact_location=location)
+        else:
+            exp_id = exp.experiment_id
+        tags = {"maskcls.run": ctx.run_name, "maskcls.run_dir": str(ctx.run_dir)}
+        if ctx.group:
+            tags["mlflow.parentRunId"] = self._parent(exp_id, ctx.group)
+            tags["maskcls.group"] = ctx.group
+        self.run_id = self.client.create_run(exp_id, run_name=ctx.run_name, tags=tags).info.run_id
+        from mlflow.entities import Param
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in flat_config(ctx.config).items()])
+
+    def _parent(self, exp_id: str, group: str) -> str:
+        """The group's parent run, made by its first member (a fold group, repeat group, sweep or ladder)."""
+        found = self.client.search_runs([exp_id], filter_string=f"tags.`maskcls.parent` = '{group}'", max_results=1)
+        if found:
+            return found[0].info.run_id
+        return self.client.create_run(exp_id, run_name=group, tags={"maskcls.parent": group}).info.run_id
+
+    def epoch(self, row: dict) -> None:
+        from mlflow.entities import Metric
+        import time
+        now = int(time.time() * 1000)
+        metrics = [Metric(k.replace("/", "_"), v, now, int(row["epoch"])) for k, v in scalars(row).items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def best(self, confusion, epoch: int) -> None:
+        from PIL import Image
+        with tempfile.TemporaryDirectory() as tmp:
+            table = Path(tmp) / "confusion.csv"
+            table.write_text("\n".join(",".join(str(int(v)) for v in r) for r in confusion) + "\n")
+            Image.fromarray(confusion_image(confusion)).save(Path(tmp) / "confusion.png")
+            self.client.log_artifacts(self.run_id, tmp, "best_epoch")
+
+    def finish(self, summary: dict, checkpoint) -> None:
+        for k, v in summary.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.client.log_metric(self.run_id, f"summary_{k}", float(v))
+        if checkpoint is not None and self.ctx.artifacts:
+            self.client.log_artifact(self.run_id, str(checkpoint), "checkpoint")
+        status = {"completed": "FINISHED", "pruned": "FINISHED", "cancelled": "KILLED"}.get(summary.get("state"),
+                                                                                          "FAILED")
+        self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,41 @@
+"""Tests of bench."""
+import json
+import shutil
+
+import pytest
+
+from maskcls.cli import main
+
+
+@pytest.mark.slow
+def test_bench_train_reports_the_models_own_limit(demo_root, tmp_path, capsys):
+    assert main(["bench", "train", "--data", str(demo_root), "--size", "64,48", "--batch", "16", "--steps", "3",
+                 "--warmup", "1", "--workers", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "c"),
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["limit_img_per_s"] > 0 and r["fast_to_limit"] == pytest.approx(r["fast_img_per_s"] / r["limit_img_per_s"],
+                                                                             abs=2e-3)
+    assert 0 < r["fast_to_limit"] <= 1.5 and r["baseline_to_limit"] > 0
+
+
+def test_bench_infer_reports_the_models_own_limit(demo_root, tmp_path, capsys):
+    assert main(["bench", "infer", "--data", str(demo_root), "--size", "64,48", "--batch", "16", "--workers", "1",
+                 "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["limit_img_per_s"] > 0 and 0 < r["fast_to_limit"] <= 1.5
+
+
+@pytest.mark.slow
+def test_bench_cache_checks_the_batched_pixels_on_the_cpu(demo_root, tmp_path, capsys):
+    root = tmp_path / "d"
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns(".maskcls-cache"))
+    assert main(["bench", "cache", "--data", str(root), "--size", "64,48", "--device", "cpu", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["cpu_seconds"] > 0 and r["pixel_mean_abs_diff"] <= 1.5 and "pixel check only" in r["device_decoder"]
+
+
+def test_budget_steps_are_named_and_a_wrong_name_is_refused(capsys):
+    from maskcls.cli import main
+    assert main(["bench", "budgets", "--only", "intervals,nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown budget step(s) nope" in err and "trackers" in err and "demo-cpu" in err

@@ -1,0 +1,58 @@
+"""Label corrections: every row either applies or is reported; impossible rows are refused by line."""
+import pytest
+
+from conftest import app_test
+from maskcls.cli import main
+from maskcls.data.corrections import load_corrections
+from maskcls.data.index import index_data
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "fix.csv"
+    path.write_text("id,gender,age,swap_mask,note\n" + text)
+    return path
+
+
+def test_ids_that_match_nobody_are_reported(demo_root, tmp_path, capsys):
+    path = write(tmp_path, "1,female,,0,zeros stripped\n999999,male,,0,nobody\n000002,,50,0,real\n")
+    index = index_data(demo_root, corrections=load_corrections(path))
+    info = index.train.attrs["corrections"]
+    assert info["rows"] == 3 and info["applied"] == 1
+    reasons = {u["id"]: u["reason"] for u in info["unmatched"]}
+    assert "'000001' does (a spreadsheet may have stripped the leading zeros)" in reasons["1"]
+    assert reasons["999999"] == "no person has id '999999' in this data root"
+    assert set(index.problems.loc[index.problems["kind"] == "corrections", "path"]) == {"corrections line 2",
+                                                                                       "corrections line 3"}
+    assert main(["scan", str(demo_root), "--corrections", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "label corrections: 1 of 3 row(s) applied; 2 id(s) match no person: line 2: no person has id '1'" in out
+    saved = tmp_path / "runs" / "corrections" / "fix.csv"  # where the sidebar lists named corrections files
+    saved.parent.mkdir(parents=True)
+    saved.write_text(path.read_text())
+    at = app_test("pages/data.py", data_root=str(demo_root), runs_root=str(tmp_path / "runs"),
+                  corrections=str(saved.resolve()))
+    assert any("2 id(s) match no person" in w.value.replace("\\", "") for w in at.warning), [w.value for w in at.warning]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("000001,,121,0,\n", "line 2: age must be a whole number from 0 to 120, got '121'"),
+    ("000001,,-1,0,\n", "line 2: age must be a whole number from 0 to 120, got '-1'"),
+    ("000001,female,,0,\n000002,,,1,\n000001,male,,0,\n", "line 4: id 000001 repeats line 2"),
+    (",female,,0,\n", "line 2: id is empty"),
+])
+def test_impossible_rows_are_refused_by_line(tmp_path, rows, message):
+    with pytest.raises(ValueError, match=message):
+        load_corrections(write(tmp_path, rows))
+
+
+def test_the_training_log_says_what_the_corrections_did(demo_root, tmp_path):
+    from maskcls.train.config import RunConfig
+    from maskcls.train.driver import train_run
+    from maskcls.common.runfolder import RunFolder
+    from conftest import TINY
+    path = write(tmp_path, "1,female,,0,\n")
+    cfg = RunConfig.from_dict({**TINY, "data_root": str(demo_root), "corrections": str(path),
+                               "cache_dir": str(tmp_path / "cache"), "limit_batches": 1})
+    train_run(cfg, tmp_path / "runs", "c")
+    log = RunFolder(tmp_path / "runs", "c").log_path.read_text()
+    assert "label corrections: 0 of 1 row(s) applied; 1 id(s) match no person: line 2: no person has id '1'" in log

@@ -1,0 +1,69 @@
+"""Tests of demo."""
+
+import pytest
+import numpy as np
+import pandas as pd
+
+from conftest import reference_lines
+from maskcls.cli import main
+from maskcls.data.demo import REAL_STRATA, write_demo
+from maskcls.data.index import FOLDER_RE, index_data
+
+
+def test_photo_like_demo_images_cost_what_photos_cost(tmp_path):
+    assert main(["demo-data", str(tmp_path / "drawn"), "--people", "4", "--eval-people", "0", "--quiet"]) == 0
+    assert main(["demo-data", str(tmp_path / "photo"), "--people", "4", "--eval-people", "0", "--photo",
+                 "--quiet"]) == 0
+    sizes = {kind: np.mean([p.stat().st_size for p in (tmp_path / kind / "train/images").rglob("*.jpg")])
+             for kind in ("drawn", "photo")}
+    assert sizes["photo"] >= 50_000 and sizes["photo"] >= 3 * sizes["drawn"], sizes  # a 384x512 photo: ~70 KB
+
+
+def test_demo_layout_is_the_competition_layout(demo_root):
+    folders = sorted((demo_root / "train/images").iterdir())
+    assert len(folders) == 60
+    for f in folders:
+        assert FOLDER_RE.match(f.name) and f.name.split("_")[2] == "Asian"
+        assert sorted(p.stem for p in f.iterdir()) == sorted(
+            ["mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal"])
+    csv = pd.read_csv(demo_root / "train/train.csv", dtype=str)
+    assert list(csv.columns) == ["id", "gender", "race", "age", "path"] and len(csv) == 60
+    info = pd.read_csv(demo_root / "eval/info.csv", dtype={"ImageID": str})
+    assert list(info.columns) == ["ImageID", "ans"] and (info["ans"] == 0).all() and len(info) == 15 * 7
+    labels = pd.read_csv(demo_root / "eval/labels.csv", dtype={"ImageID": str})
+    assert labels["ImageID"].tolist() == info["ImageID"].tolist() and labels["ans"].between(0, 17).all()
+    from PIL import Image
+    with Image.open(next(folders[0].iterdir())) as im:
+        assert im.size == (384, 512)
+    idx = index_data(demo_root)
+    assert idx.problems.empty and len(idx.train) == 420
+
+
+def test_demo_is_deterministic_for_a_seed(tmp_path):
+    a = write_demo(tmp_path / "a", people=4, eval_people=1, seed=7, workers=1)
+    b = write_demo(tmp_path / "b", people=4, eval_people=1, seed=7, workers=2)
+    c = write_demo(tmp_path / "c", people=4, eval_people=1, seed=8, workers=1)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert (tmp_path / "a/train/train.csv").read_text() != (tmp_path / "c/train/train.csv").read_text()
+    assert a["images"] == b["images"] == c["images"] == 28
+
+
+@pytest.mark.slow
+def test_demo_proportions_follow_the_real_data(studio_demo):
+    t = index_data(studio_demo).train
+    people = t.drop_duplicates("person_id")
+    strata = np.bincount(people["gender"] * 3 + people["age_band"], minlength=6) / len(people)
+    assert np.abs(strata - REAL_STRATA / REAL_STRATA.sum()).max() < 0.05
+    assert (t.groupby("person_id")["mask"].apply(lambda m: tuple(np.bincount(m, minlength=3))) == (5, 1, 1)).all()
+    assert people["age"].between(18, 60).all() and set(people.loc[people["age_band"] == 2, "age"]) == {60}
+
+
+def test_demo_from_the_real_listing(tmp_path):
+    listing = reference_lines("train_image_paths.txt")[:140]
+    (tmp_path / "l.txt").write_text("\n".join(listing))
+    write_demo(tmp_path / "d", from_listing=tmp_path / "l.txt", workers=2)
+    made = sorted(str(p.relative_to(tmp_path / "d")) for p in (tmp_path / "d/train/images").rglob("*.*"))
+    assert made == sorted(listing)

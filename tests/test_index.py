@@ -1,0 +1,190 @@
+"""The data index: the competition layout read into tables, its quirks reported, never fatal."""
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from maskcls.cli import main
+from maskcls.data.cache import build_cache
+from maskcls.data.corrections import load_corrections
+from maskcls.data.index import DataRootError, index_data, with_bounds
+from maskcls.data.labels import AgeBounds
+from maskcls.infer.submission import eval_paths
+
+
+def test_a_person_id_in_two_folders_with_different_labels_is_reported(real_layout):
+    problems = index_data(real_layout).problems
+    dup = problems[problems["kind"] == "duplicate"]
+    assert len(dup) == 1 and "003397" in dup["reason"].iloc[0] and "different age" in dup["reason"].iloc[0]
+
+
+def test_repeated_eval_image_ids_are_flagged(demo_root, tmp_path):
+    import shutil
+    root = tmp_path / "d"
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns(".maskcls-cache"))
+    info = pd.read_csv(root / "eval/info.csv", dtype=str)
+    pd.concat([info, info.head(2)]).to_csv(root / "eval/info.csv", index=False)
+    reasons = index_data(root).problems["reason"].tolist()
+    assert sum("listed 2 times in eval/info.csv" in r for r in reasons) == 2
+
+
+def test_data_root_error_does_not_list_a_strangers_folder(tmp_path, capsys):
+    (tmp_path / "secret-payroll.xlsx").write_text("x")
+    code, _, err = run_cli(capsys, "scan", str(tmp_path))
+    assert code == 2 and "secret-payroll" not in err and "<id>_<gender>_<race>_<age>" in err
+
+
+@pytest.fixture
+def data(demo_root, tmp_path):
+    root = tmp_path / "my data"  # a space in the root
+    shutil.copytree(demo_root / "train", root / "train")
+    shutil.copytree(demo_root / "eval", root / "eval")
+    return root
+
+
+def person(root, i=0):
+    return sorted((root / "train/images").iterdir())[i]
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+def test_empty_folder_and_wrong_layout(tmp_path):
+    with pytest.raises(DataRootError, match="not in the competition layout.*found an empty folder"):
+        index_data(tmp_path)
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(DataRootError, match=r"expected .*train/images.*found no train/images folder in it") as e:
+        index_data(tmp_path)
+    assert "photos" not in str(e.value)  # what a stranger's folder holds is not listed
+
+
+def test_bad_files_are_skipped_and_named_the_rest_is_indexed(data):
+    p0, p1 = person(data, 0), person(data, 1)
+    (p0 / "mask2.jpg").write_bytes(b"")  # zero bytes
+    (data / "train/images/000999_robot_Asian_40").mkdir()  # folder name does not parse
+    (p1 / "mask3 .jpg").write_bytes((p1 / "mask3.jpg").read_bytes())  # spaced name
+    odd = os.fsencode(str(p1)) + b"/mask\xff.jpg"  # a non-UTF-8 file name
+    with open(odd, "wb") as f:
+        f.write(b"\xff\xd8\xff")
+    idx = index_data(data)
+    reasons = {os.path.basename(p): r for p, r in zip(idx.skipped["path"], idx.skipped["reason"])}
+    assert "0 bytes" in reasons["mask2.jpg"]
+    assert "does not parse" in reasons["000999_robot_Asian_40"]
+    assert "unknown file name 'mask3 '" in reasons["mask3 .jpg"]
+    assert any(k.startswith("mask\ufffd") for k in reasons)  # shown, not crashing on the bytes
+    assert idx.train["folder"].nunique() == 60 and len(idx.train) == 60 * 7 - 1
+    idx.problems.to_csv(io.StringIO())  # printable everywhere
+    from maskcls.common.runfolder import RunFolder
+    run = RunFolder(data, "r")
+    run.path.mkdir()
+    run.log("skipped " + os.fsdecode(odd))
+
+
+def test_truncated_jpeg_is_reported_by_the_cache_and_training_goes_on(data, tmp_path):
+    paths = index_data(data).train["path"].tolist()[:10]
+    with open(paths[2], "r+b") as f:
+        f.truncate(200)
+    cache = build_cache(paths, (64, 48), tmp_path / "c", workers=1)
+    assert cache.ok.sum() == 9 and cache.problems[0][0] == paths[2] and "cannot decode" in cache.problems[0][1]
+
+
+def test_eval_info_missing_or_naming_absent_images(data):
+    (data / "eval/info.csv").unlink()
+    idx = index_data(data)
+    assert idx.eval is None and "info.csv is missing" in idx.problems["reason"].str.cat()
+    with pytest.raises(ValueError, match="info.csv is missing"):
+        eval_paths(data)
+
+
+REAL_CLASS_COUNTS = [2745, 2050, 415, 3660, 4085, 545, 549, 410, 83, 732, 817, 109, 549, 410, 83, 732, 817, 109]
+
+
+def test_real_layout_is_indexed_with_its_quirks(real_layout):
+    idx = index_data(real_layout)
+    assert idx.train["folder"].nunique() == 2700
+    assert len(idx.train) == 18900 - 1  # the corrupt mask3 is skipped
+    skipped = idx.skipped
+    assert len(skipped) == 3
+    assert skipped["reason"].str.contains("AppleDouble").sum() == 2
+    assert skipped["path"].str.endswith("000004_male_Asian_54/mask3.jpg").any()
+    missing = idx.problems[idx.problems["kind"] == "missing"]
+    assert list(missing["path"].str.contains("000004_male_Asian_54/mask3")) == [True]
+    ext = idx.train["file"].str.rsplit(".", n=1).str[1].value_counts()
+    assert ext["jpg"] == 18035 - 1 and ext["jpeg"] == 354 and ext["png"] == 511
+    assert (idx.train["person_id"] == "001498-1").sum() == 7
+    assert idx.train.loc[idx.train["person_id"] == "003397", "folder"].nunique() == 2
+    counts = np.bincount(idx.train["label"], minlength=18)
+    expected = np.array(REAL_CLASS_COUNTS)
+    expected[1] -= 1  # 000004 male 54 lost one wear image
+    assert counts.tolist() == expected.tolist()
+
+
+def test_age_bounds_flow_through_labels(real_layout):
+    idx = index_data(real_layout)
+    moved = with_bounds(idx, AgeBounds(30, 58))
+    old = (idx.train["age_band"] == 2).sum()
+    new = (moved.train["age_band"] == 2).sum()
+    assert new == old + 7 * (159 + 85)  # people aged 58 and 59 move to the top band
+
+
+def test_community_corrections_apply(real_layout):
+    idx = index_data(real_layout, corrections=load_corrections("community"))
+    t = idx.train
+    assert set(t.loc[t["person_id"] == "004432", "gender"]) == {1}
+    assert set(t.loc[t["person_id"] == "006359", "gender"]) == {0}
+    swapped = t[(t["person_id"] == "000020")].set_index("file")["mask"]
+    assert swapped["incorrect_mask.jpg"] == 2 and swapped["normal.jpg"] == 1 and swapped["mask1.jpg"] == 0
+
+
+def test_bad_corrections_name_the_line(tmp_path):
+    bad = tmp_path / "c.csv"
+    bad.write_text("id,gender\n000001,robot\n")
+    with pytest.raises(ValueError, match="line 2.*gender"):
+        load_corrections(bad)
+
+
+def test_eval_in_info_order_with_missing_reported(demo_root, tmp_path):
+    idx = index_data(demo_root)
+    info = (demo_root / "eval/info.csv").read_text().splitlines()[1:]
+    assert idx.eval["image_id"].tolist() == [line.split(",")[0] for line in info]
+    assert idx.eval["exists"].all() and idx.eval["label"].notna().all()
+
+
+@pytest.mark.parametrize("make,expect", [
+    (lambda p: p / "nope", "does not exist"),
+    (lambda p: p, "not in the competition layout"),
+    (lambda p: (p / "train/images").mkdir(parents=True) or p, "no person folders"),
+])
+def test_unusable_roots_say_why(tmp_path, make, expect):
+    with pytest.raises(DataRootError, match=expect):
+        index_data(make(tmp_path))
+
+
+def test_unparsable_folder_and_bad_files_are_reported(tmp_path, demo_root):
+    import shutil
+    root = tmp_path / "d"
+    shutil.copytree(demo_root / "train", root / "train")
+    first = sorted((root / "train/images").iterdir())[0]
+    shutil.copytree(first, root / "train/images/not_a_person")
+    (first / "normal.jpg").write_bytes(b"")
+    (first / "notes.txt").write_text("hello")
+    idx = index_data(root)
+    reasons = dict(zip(idx.skipped["path"].str.split("/train/images/").str[1], idx.skipped["reason"]))
+    assert "does not parse" in reasons["not_a_person"]
+    assert "0 bytes" in reasons[f"{first.name}/normal.jpg"]
+    assert "not an image" in reasons[f"{first.name}/notes.txt"]
+
+
+def test_scan_cli_json(real_layout, capsys):
+    assert main(["scan", str(real_layout), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"people", "images", "class_counts", "eval_images", "skipped", "seconds"} <= set(out)
+    assert out["people"] == 2700 and len(out["skipped"]) == 3
+
+
+def test_scan_cli_wrong_root(tmp_path, capsys):
+    assert main(["scan", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err

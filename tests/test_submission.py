@@ -1,0 +1,63 @@
+"""Tests of submission."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from maskcls.infer.submission import write_submission
+
+
+DISK_FULL = """
+import resource, sys
+import numpy as np
+sys.path.insert(0, '.')
+from maskcls.common.checkpoints import save_checkpoint
+from maskcls.infer.submission import write_submission
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # the disk is "full" past 20 kB
+try:
+    save_checkpoint(sys.argv[1] + '/big.pt', {'model': {'w': np.zeros(100_000, np.float32)}, 'epoch': 1})
+except OSError as e:
+    print('CKPT', e.strerror)
+try:
+    write_submission(sys.argv[1] + '/sub.csv', ['x%d' % i for i in range(2000)], np.full((2000, 18), 1 / 18, np.float32))
+except OSError as e:
+    print('SUB', e.strerror)
+"""
+
+
+def test_a_submission_with_non_finite_probabilities_is_refused(tmp_path):
+    probs = np.full((3, 18), 1 / 18, np.float32)
+    probs[1, 4] = np.nan
+    with pytest.raises(ValueError, match="not finite for 1 image"):
+        write_submission(tmp_path / "s.csv", ["a", "b", "c"], probs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_out_naming_a_folder_or_an_unwritable_place(demo_root, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "predict", "--data", str(demo_root), "--members", "x", "--out", str(tmp_path))
+    assert code == 2 and "is a folder" in err
+    code, _, err = run_cli(capsys, "predict", "--data", str(demo_root), "--members", "x", "--out",
+                           str(tmp_path / "nope" / "s.csv"))
+    assert code == 2 and "does not exist" in err
+    image = next((demo_root / "train/images").iterdir()) / "mask1.jpg"
+    code, _, err = run_cli(capsys, "augment", "preview", str(image), "--out", str(tmp_path))
+    assert code == 2 and "is a folder" in err
+
+
+@pytest.mark.slow
+def test_full_disk_names_the_file_and_keeps_the_previous_submission_pair(tmp_path):
+    (tmp_path / "sub.csv").write_text("ImageID,ans\nold,1\n")
+    (tmp_path / "sub.probs.csv").write_text("ImageID,p0\nold,1.0\n")
+    out = subprocess.run([sys.executable, "-c", DISK_FULL.replace("np.zeros(100_000, np.float32)",
+                                                                  "__import__('torch').zeros(100_000)"), str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True)
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert "could not write" in lines["CKPT"] and "big.pt" in lines["CKPT"], out
+    assert "file too large" in lines["CKPT"] and "inline_container" not in lines["CKPT"]
+    assert "could not write" in lines["SUB"] and "sub" in lines["SUB"]
+    assert (tmp_path / "sub.csv").read_text() == "ImageID,ans\nold,1\n"
+    assert (tmp_path / "sub.probs.csv").read_text() == "ImageID,p0\nold,1.0\n"
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
