@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from maskcls.common.fileio import check_name, inside
-from maskcls.common.jobfolder import JobFolder
+from maskcls.common.jobfolder import JobFolder, now
 
 
 class GroupWorker(JobFolder):
@@ -16,6 +16,13 @@ class GroupWorker(JobFolder):
 
     area = ""
     group_word = "group"
+
+    def finish(self, all_failed: bool, error: str, **fields) -> None:
+        """The worker's last status: failed (with `error`) when everything it ran failed, else just `fields`."""
+        if all_failed:
+            self.write_status(state="failed", ended=now(), pid=None, error=error, **fields)
+        else:
+            self.write_status(**fields)
 
     def __init__(self, runs_root, group: str, name: str):
         self.name = check_name(name, "worker name")

@@ -87,11 +87,8 @@ class LadderWorker(GroupWorker):
     def work(self) -> None:
         result = run_ladder(self.root, self.ladder, log=self.log)
         failed = [n for n, s in result["trained"].items() if s == "failed"]
-        if failed and len(failed) == len(result["trained"]):
-            self.write_status(state="failed", ended=now(), pid=None, trained=result["trained"],
-                              error=f"every run this worker trained failed: {', '.join(failed)}")
-        else:
-            self.write_status(trained=result["trained"])
+        self.finish(bool(failed) and len(failed) == len(result["trained"]),
+                    f"every run this worker trained failed: {', '.join(failed)}", trained=result["trained"])
 
 
 def start_worker(runs_root, name: str) -> LadderWorker:

@@ -175,12 +175,9 @@ class WorkerFolder(GroupWorker):
         result = run_worker(self.root, self.sweep, int(st.get("trials", 1)), st.get("storage") or None, log=self.log,
                             quiet=True)
         states = list(result["states"].values())
-        if states and all(s == "failed" for s in states):
-            self.write_status(state="failed", ended=now(), pid=None, trials_run=result["trials_run"],
-                              error=f"every trial this worker ran failed ({len(states)}): see `maskcls sweep status "
-                                    f"{self.sweep}`")
-        else:
-            self.write_status(trials_run=result["trials_run"])
+        self.finish(bool(states) and all(s == "failed" for s in states),
+                    f"every trial this worker ran failed ({len(states)}): see `maskcls sweep status {self.sweep}`",
+                    trials_run=result["trials_run"])
 
 
 def start_worker(runs_root, name: str, trials: int, storage: str | None = None) -> WorkerFolder:
