@@ -202,10 +202,15 @@ r[2].caption(f"**{q.flagged} flagged of {q.scored} people scored** ({len(q.main)
 if pending.empty:
     st.success("Nothing left to review here." if q.flagged else "No label looks wrong to this model.")
 else:
-    st.dataframe(pending.head(30)[["person_id", "suggestion", "score", "agreement", "images", "age"]], hide_index=True,
-                 width="stretch", key="eval_queue",
+    st.dataframe(pending.head(30)[["person_id", "suggestion", "score", "agreement", "typical", "images", "age"]],
+                 hide_index=True, width="stretch", key="eval_queue",
                  column_config={"score": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.2f"),
-                                "agreement": st.column_config.NumberColumn(format="%.2f")})
+                                "agreement": st.column_config.NumberColumn(
+                                    format="%.2f", help="share of the person's photos that prefer the suggestion"),
+                                "typical": st.column_config.NumberColumn(
+                                    format="%.2f", help="the model's mean probability of the suggestion for the ten "
+                                    "people with the same label and the closest ages: a suggestion the peers share "
+                                    "is the model's limit, not a label error")})
 by_person = preds.groupby("person_id")["path"].apply(list)
 for i, row in enumerate(pending.head(6).itertuples()):
     with st.expander(f"{row.person_id}: {row.suggestion} (score {row.score:.2f}, {row.agreement:.0%} of photos)",

@@ -209,7 +209,7 @@ def cmd_review(args) -> int:
     head = (f"{q.flagged} flagged of {q.scored} people scored ({len(q.main)} in the queue, {len(q.borderline)} "
             f"borderline ages within {q.distance} year(s) of a bound); {len(table)} pending in {review.file.name}; "
             f"from {review.source}")
-    shown = ["person_id", "attribute", "given_name", "suggested_name", "score", "agreement", "images", "age"]
+    shown = ["person_id", "attribute", "given_name", "suggested_name", "score", "agreement", "typical", "images", "age"]
     emit({"ref": args.ref, "source": review.source, "scored": q.scored, "flagged": q.flagged,
           "list": "borderline" if args.borderline else "main", "pending": table.to_dict("records"),
           "file": str(review.file)}, args.json,
