@@ -16,6 +16,13 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the suite runs on pytest-xdist workers (pyproject's addopts): they share the cores, so each trains with its
+    # share of the threads (set before anything imports torch); jobs the tests start inherit the cap
+    _SHARE = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)))
+    os.environ.setdefault("MASKCLS_THREADS", _SHARE)
+    os.environ.setdefault("OMP_NUM_THREADS", _SHARE)
+
 # the smallest run config that trains in seconds on the demo data: timm's test_resnet at 64x48, one epoch
 TINY = dict(model="test_resnet", pretrained=False, image_size=[64, 48], batch_size=16, epochs=1, lr=1e-3, workers=1)
 
@@ -87,12 +94,23 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
+def shared_dir(tmp_path_factory, name: str) -> Path:
+    """A folder all xdist workers of this session share (their base temps' parent), or a private one without
+    xdist: what one worker builds there (behind a lock) the others reuse."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / name
+        folder.mkdir(exist_ok=True)
+        return folder
+    return tmp_path_factory.mktemp(name)
+
+
 @pytest.fixture(scope="session")
 def studio_demo(tmp_path_factory) -> Path:
-    """The studio's own demo dataset, generated once into a private MASKCLS_CACHE for the whole session (the
-    variable is restored when the session ends: no test leaks it)."""
+    """The studio's own demo dataset, generated once into a private MASKCLS_CACHE for the whole session (shared by
+    the xdist workers: the second waits for the first's generation; the variable is restored when the session
+    ends: no test leaks it)."""
     from maskcls.data.demo import ensure_demo
-    cache = tmp_path_factory.mktemp("cache")
+    cache = shared_dir(tmp_path_factory, "cache")
     before = os.environ.get("MASKCLS_CACHE")
     os.environ["MASKCLS_CACHE"] = str(cache)
     try:
@@ -180,6 +198,20 @@ def trained_run(studio_demo, tmp_path_factory):
 
     Returns (runs_root, run name, flipped person ids).
     """
+    import json
+
+    from filelock import FileLock
+    base = shared_dir(tmp_path_factory, "trained")
+    with FileLock(str(base) + ".lock"):  # one xdist worker trains, the others wait and reuse it
+        done = base / "flipped.json"
+        if not done.exists():
+            flipped = _train_flipped_run(studio_demo, base)
+            done.write_text(json.dumps([str(p) for p in flipped]))
+    return base / "runs", "demo", json.loads(done.read_text())
+
+
+def _train_flipped_run(studio_demo: Path, base: Path) -> list:
+    """trained_run's run, trained into base/runs/demo; returns the flipped person ids."""
     import numpy as np
     import pandas as pd
 
@@ -187,7 +219,6 @@ def trained_run(studio_demo, tmp_path_factory):
     from maskcls.data.index import index_data
     from maskcls.data.splits import split_by_person
     from maskcls.train.driver import train_run
-    base = tmp_path_factory.mktemp("trained")
     from maskcls.data.corrections import load_corrections
     train = index_data(studio_demo).train
     genders = train.drop_duplicates("person_id").set_index("person_id")["gender"]
@@ -211,7 +242,7 @@ def trained_run(studio_demo, tmp_path_factory):
     cfg = create_config("demo-cpu", data_root=str(studio_demo), corrections=str(base / "flips.csv"),
                         image_size=[64, 48], epochs=6, cache_dir=str(base / "cache"))
     train_run(cfg, base / "runs", "demo")
-    return base / "runs", "demo", flipped
+    return flipped
 
 
 def wait_until(predicate, timeout: float = 120.0, what: str = "the condition", poll: float = 0.2):
@@ -300,12 +331,12 @@ def choose(page, box, option: str, tries: int = 5) -> None:
         wait_idle(page)
         box.click()
         item = page.get_by_role("option", name=option, exact=True)
-        try:
+        try:  # the list may close between seeing the option and clicking it: both are tried again
             item.wait_for(timeout=5000)
+            item.click(timeout=5000)
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
             continue
-        item.click()
         return
     shot(page, f"choose-{option}-failed")
     raise AssertionError(f"the option {option!r} never opened in {tries} clicks (screenshot choose-{option}-failed)")
