@@ -94,6 +94,24 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's file scheduling (`--dist=loadfile` in pyproject: a file's module fixtures are built once), with
+    every file that uses the shared trained run as one unit on one worker: the other worker never sits waiting for
+    that training."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+    trained = {p.name for p in Path(__file__).parent.glob("test_*.py") if "trained_run" in p.read_text()}
+
+    class TrainedRunTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return "trained-run" if Path(file).name in trained else file
+
+    return TrainedRunTogether(config, log)
+
+
 def shared_dir(tmp_path_factory, name: str) -> Path:
     """A folder all xdist workers of this session share (their base temps' parent), or a private one without
     xdist: what one worker builds there (behind a lock) the others reuse."""
