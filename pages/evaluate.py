@@ -8,7 +8,7 @@ from maskcls.models.cam import explain_image, list_cam_methods
 from maskcls.data.corrections import reviewed_ids
 from maskcls.infer.members import build_model
 from maskcls.infer.evaluation import cell_errors, eval_people, largest_error_cell, prediction_intervals, report, validation_predictions, save_bias, tune_biases
-from maskcls.infer.review import person_probabilities
+from maskcls.infer.review import NEIGHBOURS, person_probabilities
 from maskcls.orchestration import reviews
 from maskcls.data.imageio import ImageError, thumbnail
 from maskcls.data.labels import attribute_names, class_names, short_class_names
@@ -208,9 +208,9 @@ else:
                                 "agreement": st.column_config.NumberColumn(
                                     format="%.2f", help="share of the person's photos that prefer the suggestion"),
                                 "typical": st.column_config.NumberColumn(
-                                    format="%.2f", help="the model's mean probability of the suggestion for the ten "
-                                    "people with the same label and the closest ages: a suggestion the peers share "
-                                    "is the model's limit, not a label error")})
+                                    format="%.2f", help=f"the model's mean probability of the suggestion for the "
+                                    f"{NEIGHBOURS} people with the same label and the closest ages: a suggestion the "
+                                    "peers share is the model's limit, not a label error")})
 by_person = preds.groupby("person_id")["path"].apply(list)
 for i, row in enumerate(pending.head(6).itertuples()):
     with st.expander(f"{row.person_id}: {row.suggestion} (score {row.score:.2f}, {row.agreement:.0%} of photos)",

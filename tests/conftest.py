@@ -114,7 +114,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 def shared_dir(tmp_path_factory, name: str) -> Path:
     """A folder all xdist workers of this session share (their base temps' parent), or a private one without
-    xdist: what one worker builds there (behind a lock) the others reuse."""
+    xdist."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         folder = tmp_path_factory.getbasetemp().parent / name
         folder.mkdir(exist_ok=True)
@@ -216,20 +216,6 @@ def trained_run(studio_demo, tmp_path_factory):
 
     Returns (runs_root, run name, flipped person ids).
     """
-    import json
-
-    from filelock import FileLock
-    base = shared_dir(tmp_path_factory, "trained")
-    with FileLock(str(base) + ".lock"):  # one xdist worker trains, the others wait and reuse it
-        done = base / "flipped.json"
-        if not done.exists():
-            flipped = _train_flipped_run(studio_demo, base)
-            done.write_text(json.dumps([str(p) for p in flipped]))
-    return base / "runs", "demo", json.loads(done.read_text())
-
-
-def _train_flipped_run(studio_demo: Path, base: Path) -> list:
-    """trained_run's run, trained into base/runs/demo; returns the flipped person ids."""
     import numpy as np
     import pandas as pd
 
@@ -237,6 +223,7 @@ def _train_flipped_run(studio_demo: Path, base: Path) -> list:
     from maskcls.data.index import index_data
     from maskcls.data.splits import split_by_person
     from maskcls.train.driver import train_run
+    base = tmp_path_factory.mktemp("trained")
     from maskcls.data.corrections import load_corrections
     train = index_data(studio_demo).train
     genders = train.drop_duplicates("person_id").set_index("person_id")["gender"]
@@ -260,7 +247,7 @@ def _train_flipped_run(studio_demo: Path, base: Path) -> list:
     cfg = create_config("demo-cpu", data_root=str(studio_demo), corrections=str(base / "flips.csv"),
                         image_size=[64, 48], epochs=6, cache_dir=str(base / "cache"))
     train_run(cfg, base / "runs", "demo")
-    return flipped
+    return base / "runs", "demo", flipped
 
 
 def wait_until(predicate, timeout: float = 120.0, what: str = "the condition", poll: float = 0.2):
