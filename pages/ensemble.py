@@ -9,6 +9,7 @@ from maskcls.common.settings import default_cache_dir
 from maskcls.common.devices import resolve_device
 from maskcls.infer.ensemble import METHOD_HELP, METHODS, class_distribution, score_members
 from maskcls.infer.members import Member
+from maskcls.infer.submission import demo_interval_text, describe_demo_score
 from maskcls.orchestration.submissions import (SubmissionFolder, SubmissionRequest, cancel_submission, list_submissions, new_name,
     submit_here, read_submission, start_submission, suggest_background)
 from maskcls.common.runfolder import list_runs
@@ -114,7 +115,14 @@ def show_result(info: dict) -> None:
     for n in info.get("notes") or []:
         st.warning(n)
     if info.get("score"):
-        st.metric("Demo eval macro F1 (hidden labels)", f"{info['score']['macro_f1']:.4f}")
+        score = info["score"]
+        ci = score.get("macro_f1_ci")
+        st.metric("Demo eval macro F1 (hidden labels)", f"{score['macro_f1']:.4f}",
+                  help=describe_demo_score(score) + (
+                      ". A gap to the members' validation F1 inside this interval is who is in the eval set, "
+                      "not the model" if ci else ". This demo predates person ids in its truth: no interval"))
+        if ci:
+            st.caption(f"95 % interval over the {score['people']} eval people: {demo_interval_text(score)}")
     st.download_button("Download submission CSV", job.csv_path.read_text(), file_name="submission.csv",
                        mime="text/csv", key="ens_download", icon=":material/download:")
     dist = class_distribution(index.train["label"], sub["ans"].to_numpy())
@@ -131,11 +139,14 @@ def predictions_panel(polling: bool) -> None:
     table = pd.DataFrame([{"name": i["name"], "state": i.get("state"), "progress": i.get("progress", 0.0),
                            "stage": i.get("stage", ""), "method": i["method"] + (" + flip" if i["tta"] else ""),
                            "members": ", ".join(i["members"]),
-                           "demo F1": (i.get("score") or {}).get("macro_f1"), "error": i.get("error") or ""}
+                           "demo F1": (i.get("score") or {}).get("macro_f1"),
+                           "demo F1 95 %": demo_interval_text(i.get("score")), "error": i.get("error") or ""}
                           for i in infos])
     st.dataframe(table, hide_index=True, width="stretch", key="ens_jobs",
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
-                                "demo F1": st.column_config.NumberColumn(format="%.4f")})
+                                "demo F1": st.column_config.NumberColumn(format="%.4f"),
+                                "demo F1 95 %": st.column_config.TextColumn(
+                                    help="interval over the demo's eval people (resampled by person)")})
     names = [i["name"] for i in infos]
     current = st.session_state.get("ens_selected")
     pick = st.selectbox("Prediction", names, index=names.index(current) if current in names else 0, key="ens_pick")

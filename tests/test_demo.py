@@ -32,6 +32,9 @@ def test_demo_layout_is_the_competition_layout(demo_root):
     assert list(info.columns) == ["ImageID", "ans"] and (info["ans"] == 0).all() and len(info) == 15 * 7
     labels = pd.read_csv(demo_root / "eval/labels.csv", dtype={"ImageID": str})
     assert labels["ImageID"].tolist() == info["ImageID"].tolist() and labels["ans"].between(0, 17).all()
+    per_person = labels.groupby("person")["ans"]  # the truth names who is in each photo: 7 photos, one gender x age
+    assert per_person.size().eq(7).all() and per_person.ngroups == 15
+    assert per_person.apply(lambda a: len(set(a % 6))).eq(1).all()
     from PIL import Image
     with Image.open(next(folders[0].iterdir())) as im:
         assert im.size == (384, 512)
@@ -49,6 +52,16 @@ def test_demo_is_deterministic_for_a_seed(tmp_path):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     assert (tmp_path / "a/train/train.csv").read_text() != (tmp_path / "c/train/train.csv").read_text()
     assert a["images"] == b["images"] == c["images"] == 28
+
+
+def test_a_larger_eval_set_keeps_the_training_people(tmp_path):
+    """docs/performance.md scores runs of the studio demo on a 1,000-person eval set written with the same --people
+    and --seed: that only means anything if the training images are the same bytes."""
+    write_demo(tmp_path / "a", people=4, eval_people=1, seed=7, workers=1)
+    write_demo(tmp_path / "b", people=4, eval_people=3, seed=7, workers=1)
+    train = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a/train").rglob("*") if p.is_file())
+    assert len(train) == 29 and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in train)
+    assert len(pd.read_csv(tmp_path / "b/eval/labels.csv")) == 21
 
 
 @pytest.mark.slow

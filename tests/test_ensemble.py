@@ -94,7 +94,8 @@ def test_submission_matches_info_csv_row_for_row(real_eval_order, tmp_path, caps
     assert sub["ImageID"].tolist() == info["ImageID"].tolist() == ids
     assert sub["ans"].between(0, 17).all() and sub["ans"].dtype.kind == "i"
     assert (tmp_path / "sub.probs.csv").exists()
-    assert "score against the demo's hidden labels" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "score against the demo's hidden labels" in out and "95 % interval over the 100 eval people" in out
 
 
 def test_missing_eval_image_is_named(demo_root, tmp_path):

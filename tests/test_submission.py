@@ -4,10 +4,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import REPO, run_cli
-from maskcls.infer.submission import write_submission
+from maskcls.infer.submission import demo_score, describe_demo_score, write_submission
+from maskcls.train.intervals import macro_f1_interval
 
 
 DISK_FULL = """
@@ -61,3 +63,23 @@ def test_full_disk_names_the_file_and_keeps_the_previous_submission_pair(tmp_pat
     assert (tmp_path / "sub.csv").read_text() == "ImageID,ans\nold,1\n"
     assert (tmp_path / "sub.probs.csv").read_text() == "ImageID,p0\nold,1.0\n"
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_the_demo_score_has_an_interval_over_eval_people_not_images():
+    """Seven photos of one person are one draw: the interval resamples people, and an old demo whose truth names
+    no people gets no interval rather than an image-level one that is too narrow."""
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(40), 7)
+    labels = np.repeat(rng.integers(0, 18, 40), 7)
+    predicted = np.where(np.repeat(rng.random(40) < 0.8, 7), labels, (labels + 1) % 18)  # a person is right or wrong
+    probs = np.eye(18)[predicted]
+    table = pd.DataFrame({"label": labels, "person": people.astype(str)})
+    score = demo_score(table, probs)
+    lo, hi = score["macro_f1_ci"]
+    assert score["people"] == 40 and lo < score["macro_f1"] < hi
+    by_image = macro_f1_interval(labels, predicted, np.arange(len(labels))).ci
+    assert hi - lo > 1.5 * (by_image[1] - by_image[0])
+    assert "95 % interval over the 40 eval people" in describe_demo_score(score)
+    old = demo_score(table.drop(columns="person"), probs)
+    assert old["macro_f1"] == score["macro_f1"] and old["macro_f1_ci"] is None
+    assert describe_demo_score(old).startswith("macro F1") and "interval" not in describe_demo_score(old)

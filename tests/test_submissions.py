@@ -38,6 +38,7 @@ def test_background_prediction_writes_the_submission(demo_root, tmp_path):
     info = wait_for(job)
     assert info["state"] == "completed", job.log_path.read_text()
     assert info["progress"] == 1.0 and info["rows"] == len(pd.read_csv(demo_root / "eval/info.csv")) and info["score"] is not None
+    assert info["score"]["people"] == 15 and len(info["score"]["macro_f1_ci"]) == 2  # by person, stored with the job
     assert set(info["seconds"]) == {"total", "decode", "models"}
     sub = read_submission(job)
     ref = pd.read_csv(demo_root / "eval/info.csv", dtype={"ImageID": str})
@@ -103,6 +104,7 @@ def test_ensemble_page_runs_a_background_prediction(trained_run, studio_demo):
     at.run()
     assert not at.exception
     assert any(b.label == "Download submission CSV" for b in at.get("download_button")), "no download button"
+    assert any("interval over the 100 eval people" in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 def test_an_interrupted_in_page_prediction_is_not_left_running(demo_root, tmp_path, monkeypatch):

@@ -119,7 +119,7 @@ def cmd_predict(args) -> int:
     from maskcls.common.progress import TerminalProgress
     from maskcls.common.settings import default_cache_dir
     from maskcls.infer.ensemble import predict_submission, score_members
-    from maskcls.infer.submission import check_output
+    from maskcls.infer.submission import check_output, describe_demo_score
     check_output(args.out)
     progress = TerminalProgress(args.quiet)
     device = resolve_device(args.device)
@@ -144,8 +144,7 @@ def cmd_predict(args) -> int:
     print(f"wrote {r['csv']} ({r['rows']} rows) and {r['probs_csv']} in {s['total']:.1f}s (decoding "
           f"{s['decode']:.1f}s, models {s['models']:.1f}s)")
     if r["score"]:
-        print(f"score against the demo's hidden labels: macro F1 {r['score']['macro_f1']:.4f}, "
-              f"accuracy {r['score']['accuracy']:.4f}")
+        print(f"score against the demo's hidden labels: {describe_demo_score(r['score'])}")
     return 0
 
 

@@ -208,6 +208,8 @@ def scan_eval(root: Path, problems: list) -> pd.DataFrame | None:
     if labels.exists():
         truth = pd.read_csv(labels, dtype={"ImageID": str})
         out["label"] = out["image_id"].map(dict(zip(truth["ImageID"], truth["ans"]))).astype("Int64")
+        if "person" in truth.columns:  # demos generated since 2026-12-02
+            out["person"] = out["image_id"].map(dict(zip(truth["ImageID"], truth["person"].astype(str))))
     return out
 
 
