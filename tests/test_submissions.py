@@ -1,5 +1,6 @@
 """Eval-set predictions as background jobs: submit, progress, result, cancel, the page's background path."""
 import json
+import re
 import time
 
 import pandas as pd
@@ -139,6 +140,8 @@ def test_cli_background_prediction_and_listing(demo_root, tmp_path, capsys):
     assert main(["predictions", "--json", "--runs-root", str(tmp_path)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["name"], r["state"], r["method"], r["tta"]) for r in rows] == [("from-cli", "completed", "soft", True)]
+    assert main(["submissions", "--runs-root", str(tmp_path)]) == 0
+    assert re.search(r"from-cli .* demo F1 0\.\d{4} \[\d\.\d{3}-\d\.\d{3}\]", capsys.readouterr().out)
     assert main(["predictions", "--cancel", "from-cli", "--runs-root", str(tmp_path)]) == 2  # done: a clear refusal
     assert "not queued or running" in capsys.readouterr().err
 

@@ -175,11 +175,16 @@ def cmd_submissions_list(args) -> int:
         print("note: `--cancel NAME` is the old spelling; use `maskcls submissions cancel NAME`", file=sys.stderr)
         args.name = args.cancel
         return cmd_submissions_cancel(args)
+    from maskcls.infer.submission import demo_interval_text
     from maskcls.orchestration.submissions import list_submissions
     rows = list_submissions(runs_root_of(args))
+
+    def score(r: dict) -> str:  # the demo's score and its interval over eval people, as the page's table shows
+        s = r.get("score")
+        return f"  demo F1 {s['macro_f1']:.4f} [{demo_interval_text(s) or 'no interval'}]" if s else ""
     text = "\n".join(f"{r['name']:32s} {r.get('state', '?'):10s} {100 * r.get('progress', 0):5.1f}%  "
-                     f"{when(r.get('submitted'))}  {r.get('stage', '')}" + (f"  {r['error']}" if r.get("error") else "")
-                     for r in rows) or "no submissions"
+                     f"{when(r.get('submitted'))}  {r.get('stage', '')}" + score(r)
+                     + (f"  {r['error']}" if r.get("error") else "") for r in rows) or "no submissions"
     emit(rows, args.json, text)
     return 0
 
