@@ -9,7 +9,7 @@ from maskcls.common.settings import default_cache_dir
 from maskcls.common.devices import resolve_device
 from maskcls.infer.ensemble import METHOD_HELP, METHODS, class_distribution, score_members
 from maskcls.infer.members import Member
-from maskcls.infer.submission import demo_interval_text, describe_demo_score
+from maskcls.infer.demo_score import demo_interval_text, describe_demo_score
 from maskcls.orchestration.submissions import (SubmissionFolder, SubmissionRequest, cancel_submission, list_submissions, new_name,
     submit_here, read_submission, start_submission, suggest_background)
 from maskcls.common.runfolder import list_runs

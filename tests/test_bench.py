@@ -13,8 +13,11 @@ def test_bench_train_reports_the_models_own_limit(demo_root, tmp_path, capsys):
                  "--warmup", "1", "--workers", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "c"),
                  "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["limit_img_per_s"] > 0 and r["fast_to_limit"] == pytest.approx(r["fast_img_per_s"] / r["limit_img_per_s"],
-                                                                             abs=2e-3)
+    fast, limit = r["fast_img_per_s"], r["limit_img_per_s"]
+    # both rates are printed to 0.1 img/s and the ratio to 0.001, so on a slow machine the printed rates alone give
+    # the ratio only to within what their rounding allows
+    rounding = fast / limit * (0.05 / fast + 0.05 / limit) + 5e-4
+    assert limit > 0 and r["fast_to_limit"] == pytest.approx(fast / limit, abs=rounding + 1e-6)
     assert 0 < r["fast_to_limit"] <= 1.5 and r["baseline_to_limit"] > 0
 
 

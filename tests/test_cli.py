@@ -135,7 +135,8 @@ LIGHT = [["--help"], ["jobs", "list"], ["submissions"], ["predictions"], ["sweep
 
 
 def test_listing_commands_import_no_torch(tmp_path, demo_root):
-    """Listing and status answer without loading torch (their time is a budget in `maskcls bench budgets`)."""
+    """Listing and status answer without loading torch, scikit-learn or pandas (their time is a budget in `maskcls bench
+    budgets`)."""
     import subprocess
     import sys
     from conftest import REPO
@@ -144,7 +145,7 @@ def test_listing_commands_import_no_torch(tmp_path, demo_root):
     runs = tmp_path / "runs"
     create_sweep(runs, "s1", RunConfig(data_root=str(demo_root)), {"lr": {"type": "float", "low": 0.001, "high": 0.01}})
     probe = ("import sys\nfrom maskcls.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             "heavy = sorted(m for m in ('torch', 'torchvision', 'timm', 'sklearn') if m in sys.modules)\n"
+             "heavy = sorted(m for m in ('torch', 'torchvision', 'timm', 'sklearn', 'pandas') if m in sys.modules)\n"
              "print('HEAVY', heavy)\n")
     for args in LIGHT:
         extra = [] if args == ["--help"] else ["--runs-root", str(runs)]

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, run_cli
-from maskcls.infer.submission import demo_score, describe_demo_score, write_submission
+from maskcls.infer.demo_score import demo_score, describe_demo_score
+from maskcls.infer.submission import write_submission
 from maskcls.train.intervals import macro_f1_interval
 
 

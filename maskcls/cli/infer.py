@@ -119,7 +119,8 @@ def cmd_predict(args) -> int:
     from maskcls.common.progress import TerminalProgress
     from maskcls.common.settings import default_cache_dir
     from maskcls.infer.ensemble import predict_submission, score_members
-    from maskcls.infer.submission import check_output, describe_demo_score
+    from maskcls.infer.demo_score import describe_demo_score
+    from maskcls.infer.submission import check_output
     check_output(args.out)
     progress = TerminalProgress(args.quiet)
     device = resolve_device(args.device)
@@ -175,7 +176,7 @@ def cmd_submissions_list(args) -> int:
         print("note: `--cancel NAME` is the old spelling; use `maskcls submissions cancel NAME`", file=sys.stderr)
         args.name = args.cancel
         return cmd_submissions_cancel(args)
-    from maskcls.infer.submission import demo_interval_text
+    from maskcls.infer.demo_score import demo_interval_text
     from maskcls.orchestration.submissions import list_submissions
     rows = list_submissions(runs_root_of(args))
 

@@ -17,7 +17,8 @@ import pandas as pd
 from maskcls.common.settings import default_cache_dir
 from maskcls.infer.members import EvalInputs, Member, build_model, load_member, member_config, member_run, predict_paths
 from maskcls.infer.methods import METHOD_HELP, METHODS
-from maskcls.infer.submission import check_output, demo_score, eval_paths, write_submission
+from maskcls.infer.demo_score import demo_score
+from maskcls.infer.submission import check_output, eval_paths, write_submission
 from maskcls.train.config import RunConfig
 from maskcls.train.metrics import macro_f1
 
