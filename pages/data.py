@@ -11,7 +11,7 @@ from maskcls.data.labels import class_names
 from maskcls.common.devices import has_gpu
 from maskcls.common.settings import default_cache_dir
 from maskcls.data.faces import (FACES_FILE, SOURCES, boxed_thumbnail, coverage_warning, ensure_detections,
-                                face_crops, load_detections, rates)
+                                face_crops, rates, unsearched)
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def face_boxes(paths: tuple, cache_dir: str, margin: float, stamp: float):
@@ -67,8 +67,7 @@ st.subheader("Face crop")
 face_cache = default_cache_dir(index.root)
 paths = train["path"].tolist()
 eval_paths = index.eval["path"].tolist() if index.eval is not None else []
-known = load_detections(face_cache)
-missing = sum(p not in known for p in paths + eval_paths)
+missing = unsearched(paths + eval_paths, face_cache)
 margin = st.slider("Margin around the face box (share of its size, each side)", 0.0, 0.6, 0.2, 0.05,
                    key="data_face_margin")
 if missing:

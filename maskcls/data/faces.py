@@ -1,8 +1,8 @@
 """Face boxes for the face crop: MTCNN (facenet-pytorch) once per image, cached beside the decoded images.
 
 Detection runs once per image on a downscaled copy (faces fill much of these photos), batched, on the GPU when
-there is one, and is stored per path in <cache_dir>/faces.npz (keyed by path, size and mtime, so a changed
-file is detected again). A photo the first look misses gets a second look at lower thresholds (masked faces
+there is one, and is stored per photo in <cache_dir>/faces.npz (keyed by its path with folder links resolved,
+size and mtime: the same data reached through a linked folder keeps its boxes, a changed file is detected again). A photo the first look misses gets a second look at lower thresholds (masked faces
 score low in MTCNN's first stages); both are stored. The crop a run uses is derived from the stored detections
 by one rule (`face_crops`):
 - detected: MTCNN found a face in this photo (first look, or second when the rule takes it);
@@ -76,8 +76,28 @@ class Detection:
 NO_BOX = np.full(4, np.nan, np.float32)
 
 
+def stored_keys(paths) -> list[str]:
+    """The key each photo's detection is stored under: its path with the folder's links resolved, so a data root
+    reached through a symlink reuses the boxes (MTCNN takes minutes per thousand photos on a CPU). One realpath per
+    folder, not per photo: a page draw checks every photo."""
+    folders: dict[str, str] = {}
+    keys = []
+    for p in paths:
+        folder, name = os.path.split(str(p))
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        keys.append(os.path.join(folders[folder], name))
+    return keys
+
+
+def unsearched(paths, cache_dir) -> int:
+    """How many of `paths` have no stored detection yet (the Data page offers to find them)."""
+    found = load_detections(cache_dir)
+    return sum(k not in found for k in stored_keys(paths))
+
+
 def load_detections(cache_dir) -> dict[str, Detection]:
-    """path -> its Detection, as stored in <cache_dir>/faces.npz ({} when there is none; a damaged file is
+    """stored key (`stored_keys`) -> its Detection, as stored in <cache_dir>/faces.npz ({} when there is none; a damaged file is
     named in a warning and detected again)."""
     f = Path(cache_dir) / FACES_FILE
     if not f.is_file():
@@ -155,9 +175,10 @@ def detect_boxes(paths: list[str], device="cpu", batch: int = 32, progress=None,
 
 
 def ensure_detections(paths: list[str], cache_dir, device="cpu", progress=None) -> dict[str, Detection]:
-    """The stored detections of `paths`, looking (and storing) the ones missing or changed, and taking the
-    second look for each photo the first look missed."""
+    """The stored detections (by `stored_keys`) with those of `paths` looked for (and stored) where missing or
+    changed, taking the second look for each photo the first look missed."""
     found = load_detections(cache_dir)
+    paths = stored_keys(paths)
     todo = [p for p in paths if p not in found or found[p].stamp != _stamp(p)]
     if todo:
         for p, b in zip(todo, detect_boxes(todo, device, progress=progress)):
@@ -191,6 +212,7 @@ def face_crops(paths: list[str], cache_dir, margin: float = 0.2, device="cpu", p
 def choose_boxes(found: dict[str, Detection], paths: list[str], margin: float, rule: BoxRule
                  ) -> tuple[np.ndarray, list[str]]:
     """The crop boxes of `paths` from stored detections (every path must be in `found`), by `rule`."""
+    keys = stored_keys(paths)
     by_person: dict[str, list[np.ndarray]] = {}
     if rule.borrow:
         for p, d in found.items():
@@ -198,13 +220,13 @@ def choose_boxes(found: dict[str, Detection], paths: list[str], margin: float, r
             if not np.isnan(b).any():
                 by_person.setdefault(person_key(p), []).append(b)
     boxes, sources = np.zeros((len(paths), 4), np.int32), []
-    for i, p in enumerate(paths):
+    for i, (p, key) in enumerate(zip(paths, keys)):
         w, h = image_size(p)
-        raw = found[p].box(rule.second_look)
+        raw = found[key].box(rule.second_look)
         if not np.isnan(raw).any():
             box, source, grow_by = raw, "detected", margin
-        elif person_key(p) in by_person:
-            box, source, grow_by = np.median(np.stack(by_person[person_key(p)]), 0), "borrowed", margin
+        elif person_key(key) in by_person:
+            box, source, grow_by = np.median(np.stack(by_person[person_key(key)]), 0), "borrowed", margin
         elif rule.fallback == "centre":  # the middle of the frame, where phone photos often put the face
             box, source, grow_by = np.array([0.2 * w, 0.15 * h, 0.8 * w, 0.75 * h]), "fallback", margin
         else:  # the whole frame: what the model sees without the crop
@@ -241,7 +263,7 @@ def cached_coverage_warning(train_paths: list[str], eval_paths: list[str], cache
     """coverage_warning from the boxes already cached, detecting nothing (a page draw stays quick); None while
     some photo has not been looked at."""
     found = load_detections(cache_dir)
-    if not eval_paths or any(p not in found for p in list(train_paths) + list(eval_paths)):
+    if not eval_paths or any(k not in found for k in stored_keys(list(train_paths) + list(eval_paths))):
         return None
     _, train_sources = choose_boxes(found, list(train_paths), margin, rule)
     _, eval_sources = choose_boxes(found, list(eval_paths), margin, rule)
