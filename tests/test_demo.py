@@ -64,6 +64,38 @@ def test_a_larger_eval_set_keeps_the_training_people(tmp_path):
     assert len(pd.read_csv(tmp_path / "b/eval/labels.csv")) == 21
 
 
+def test_demo_data_never_writes_over_a_dataset_or_another_demo(tmp_path, capsys):
+    """A demo written into a real data root would overwrite its train.csv and eval/info.csv and mix drawn people
+    into it; resumed with other parameters it would mix two demos. Both are refused and nothing is touched; the
+    same demo resumes."""
+    real = tmp_path / "real"
+    (real / "train/images/000001_female_Asian_45").mkdir(parents=True)
+    (real / "eval/images").mkdir(parents=True)
+    (real / "train/train.csv").write_text("id,gender,race,age,path\n000001,female,Asian,45,000001_female_Asian_45\n")
+    (real / "eval/info.csv").write_text("ImageID,ans\ncbc5c6e168e63498590db46022617123f1fe1268.jpg,0\n")
+    before = {p: p.read_bytes() if p.is_file() else None for p in real.rglob("*")}
+    assert main(["demo-data", str(real), "--people", "2", "--eval-people", "1", "--quiet"]) == 2
+    assert "is not empty (eval, train) and holds no maskcls demo; expected a new or empty folder" in \
+        capsys.readouterr().err
+    assert {p: p.read_bytes() if p.is_file() else None for p in real.rglob("*")} == before
+
+    demo = tmp_path / "demo"
+    assert main(["demo-data", str(demo), "--people", "2", "--eval-people", "1", "--quiet"]) == 0
+    assert '"drawn_people": 3' in capsys.readouterr().out
+    assert main(["demo-data", str(demo), "--people", "2", "--eval-people", "1", "--quiet"]) == 0  # resumes
+    assert '"drawn_people": 0' in capsys.readouterr().out
+    files = sorted(demo.rglob("*"))
+    assert main(["demo-data", str(demo), "--people", "3", "--eval-people", "1", "--seed", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a demo generated with generator" in err and "people 2, eval_people 1, seed 0" in err
+    assert "people 3, eval_people 1, seed 4" in err and sorted(demo.rglob("*")) == files
+    assert index_data(demo).problems.empty and len(index_data(demo).train) == 14
+
+    (tmp_path / "a-file").write_text("x")
+    assert main(["demo-data", str(tmp_path / "a-file"), "--quiet"]) == 2
+    assert "is a file; expected a new or empty folder" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_demo_proportions_follow_the_real_data(studio_demo):
     t = index_data(studio_demo).train

@@ -14,7 +14,7 @@ def register(sub, parents) -> None:
     p.add_argument("--age-bounds", default="30,60", help="lower,upper age band bounds (default 30,60)")
 
     p = add(sub, "demo-data", cmd_demo, "write a synthetic dataset in the competition layout (resumes into a partly "
-            "written folder)", parents.of("quiet"))
+            "written folder of the same demo; refuses a folder holding anything else)", parents.of("quiet"))
     p.add_argument("out", help="folder to write the dataset into")
     p.add_argument("--people", type=int, default=300)
     p.add_argument("--eval-people", type=int, default=100)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskcls.common.fileio import read_json, write_text
+from maskcls.common.fileio import read_json, write_json, write_text
 from maskcls.common.jobfolder import ACTIVE, JobFolder
 from maskcls.common.settings import cache_home
 from maskcls.data.demo_faces import MASK_COLORS, draw_photo, make_person
@@ -146,6 +146,46 @@ def resolve_listing(from_listing, eval_ids) -> tuple[Path, Path | None]:
     return Path(from_listing), Path(eval_ids) if eval_ids else None
 
 
+GENERATOR_VERSION = 5  # bump when the drawings change: the studio then generates a fresh demo
+DEMO_MARK = ".maskcls-demo.json"  # what the folder's demo is generated with, written before its first image
+STUDIO_JOB_FILES = {"generation.json", ".generate.lock", "status.json", "log.txt"}  # the studio's generation job
+
+
+def _plan_text(plan: dict | None) -> str:
+    if not plan:
+        return "unreadable parameters"
+    return ", ".join(f"{k} {v}" for k, v in plan.items())
+
+
+def claim_folder(root: Path, plan: dict) -> None:
+    """Refuse to write a demo over anything but the same demo, then mark the folder with `plan`.
+
+    A demo written into a real dataset would overwrite its train.csv and eval/info.csv and mix drawn people into
+    its person folders; resumed with other parameters it would mix two demos. So the folder must be new, empty
+    (but for the studio's own job files) or marked with this same plan; a resume then knows what it resumes."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"demo folder {str(root)!r} is a file; expected a new or empty folder")
+    mark = root / DEMO_MARK
+    if mark.is_file():
+        try:
+            found = read_json(mark)
+        except (OSError, ValueError):
+            found = None
+        if found != plan:
+            raise ValueError(f"{root} holds a demo generated with {_plan_text(found)}; asked for {_plan_text(plan)}. "
+                             f"Writing it there would mix the two: choose another folder, or delete this one first")
+        return
+    others = sorted(p.name for p in root.iterdir() if p.name not in STUDIO_JOB_FILES) if root.is_dir() else []
+    legacy_studio = (root / "generation.json").exists()  # the studio's demo from before folders were marked
+    if others and not legacy_studio:
+        shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
+        raise ValueError(f"{root} is not empty ({shown}) and holds no maskcls demo; expected a new or empty folder. "
+                         f"A demo written there would overwrite a dataset's train.csv and eval/info.csv and mix its "
+                         f"people in (a demo from an older maskcls is not marked either: generate a new folder)")
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(mark, plan)
+
+
 def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100, seed: int = 0, *,
                from_listing: str | os.PathLike | None = None, eval_ids: str | os.PathLike | None = None,
                workers: int | None = None, progress=None, photo: bool = False) -> dict:
@@ -156,11 +196,15 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
     if from_listing:
         from_listing, eval_ids = resolve_listing(from_listing, eval_ids)
         train, evals = plan_from_listing(from_listing, eval_ids, seed)
+        plan = {"listing": str(Path(from_listing).resolve()), "eval_ids": str(Path(eval_ids).resolve()) if eval_ids
+                else None}
     else:
         if people < 1 or eval_people < 0:
             raise ValueError(f"need people >= 1 and eval_people >= 0, got {people} and {eval_people}")
         train, evals = plan_demo(people, eval_people, seed)
+        plan = {"people": people, "eval_people": eval_people}
     root = Path(out)
+    claim_folder(root, {"generator": GENERATOR_VERSION, **plan, "seed": seed, "photo": bool(photo)})
     for spec in train:
         (root / "train" / "images" / spec.folder).mkdir(parents=True, exist_ok=True)
     (root / "eval" / "images").mkdir(parents=True, exist_ok=True)
@@ -205,7 +249,6 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
             "images_per_s": round(7 * drawn / max(seconds, 1e-9), 1)}
 
 
-GENERATOR_VERSION = 5  # bump when the drawings change: the studio then generates a fresh demo
 STUDIO_DEMO = {"people": 600, "eval_people": 100, "seed": 0}  # what the studio generates on first start
 
 
