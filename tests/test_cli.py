@@ -151,3 +151,22 @@ def test_listing_commands_import_no_torch(tmp_path, demo_root):
         extra = [] if args == ["--help"] else ["--runs-root", str(runs)]
         out = subprocess.run([sys.executable, "-c", probe, *args, *extra], capture_output=True, text=True, cwd=REPO)
         assert "HEAVY []" in out.stdout, (args, out.stdout[-500:], out.stderr[-2000:])
+
+
+def test_a_file_where_a_folder_belongs_is_named_before_any_work(demo_root, tmp_path, capsys, monkeypatch):
+    """A cache or runs path that is (or runs through) a file: the terminal names it and what belongs there, and the
+    face search fails before MTCNN looks at a photo."""
+    import os
+    from maskcls.common.jobfolder import error_text
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(OSError) as exists:
+        os.makedirs(a_file)
+    with pytest.raises(OSError) as below:
+        os.makedirs(a_file / "below")
+    assert error_text(exists.value) == f"{a_file} is a file; expected a folder there"
+    assert error_text(below.value) == f"{a_file / 'below'}: part of this path is a file; expected a folder there"
+    from maskcls.data import faces
+    monkeypatch.setattr(faces, "detect_boxes", lambda *a, **k: pytest.fail("MTCNN ran before the cache was checked"))
+    assert main(["faces", str(demo_root), "--cache-dir", str(a_file), "--quiet"]) == 2
+    assert f"maskcls faces: error: {a_file} is a file; expected a folder there" in capsys.readouterr().err

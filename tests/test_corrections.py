@@ -45,6 +45,20 @@ def test_impossible_rows_are_refused_by_line(tmp_path, rows, message):
         load_corrections(write(tmp_path, rows))
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"\xbc\x8f\x00\xff binary", "is not UTF-8 text"),
+    (b"", "is empty"),
+    (b'root:x:0:0\n"unterminated,\n', "is not a CSV table"),
+])
+def test_a_file_that_is_no_corrections_table_is_named_with_what_was_expected(tmp_path, capsys, content, message):
+    path = tmp_path / "fix.csv"
+    path.write_bytes(content)
+    assert main(["scan", str(tmp_path), "--corrections", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"corrections {str(path)!r} {message}" in err and "expected a CSV with columns id, gender, age" in err, err
+    assert "Traceback" not in err
+
+
 def test_the_training_log_says_what_the_corrections_did(demo_root, tmp_path):
     from maskcls.train.config import RunConfig
     from maskcls.train.driver import train_run

@@ -44,6 +44,10 @@ def now() -> float:
 
 def error_text(e: BaseException) -> str:
     """A failure in words for status.json and the terminal: our own errors as they are, others with their type."""
+    if isinstance(e, FileExistsError) and e.filename and os.path.isfile(e.filename):  # mkdir met a file
+        return f"{e.filename} is a file; expected a folder there"
+    if isinstance(e, NotADirectoryError) and e.filename:
+        return f"{e.filename}: part of this path is a file; expected a folder there"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror + (f": {e.filename}" if e.filename else "")
     if isinstance(e, ValueError) or type(e).__name__ in ("TrainingError", "ConfigError"):

@@ -77,7 +77,14 @@ def load_corrections(source: str | os.PathLike) -> pd.DataFrame:
         return _validate(pd.read_csv(io.StringIO(PRESETS[str(source)]), dtype=str), f"preset {source}")
     if not os.path.isfile(source):
         raise ValueError(f"corrections {str(source)!r}: not a preset ({', '.join(PRESETS)}) and no such file")
-    return _validate(pd.read_csv(source, dtype=str, keep_default_na=False), str(source))
+    try:
+        table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        reason = "empty" if isinstance(e, pd.errors.EmptyDataError) else \
+            "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else f"not a CSV table: {e}".strip()
+        raise ValueError(f"corrections {str(source)!r} is {reason}; expected a CSV with columns {', '.join(COLUMNS)} "
+                         f"(id required), one row per person") from None
+    return _validate(table, str(source))
 
 
 def apply_corrections(train: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:

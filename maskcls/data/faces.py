@@ -177,6 +177,7 @@ def detect_boxes(paths: list[str], device="cpu", batch: int = 32, progress=None,
 def ensure_detections(paths: list[str], cache_dir, device="cpu", progress=None) -> dict[str, Detection]:
     """The stored detections (by `stored_keys`) with those of `paths` looked for (and stored) where missing or
     changed, taking the second look for each photo the first look missed."""
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)  # a cache path that cannot hold the boxes fails before MTCNN
     found = load_detections(cache_dir)
     paths = stored_keys(paths)
     todo = [p for p in paths if p not in found or found[p].stamp != _stamp(p)]
