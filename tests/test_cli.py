@@ -28,6 +28,11 @@ def test_full_data_refuses_settings_it_cannot_apply(tmp_path, capsys, extra, fla
     assert code == 2 and f"--full-data retrains RUN with RUN's own config.json, so {flags} cannot apply" in err
 
 
+def test_full_data_of_a_run_that_does_not_exist_names_it(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--full-data", "nope", "--runs-root", tmp_path)
+    assert code == 2 and f"no run named 'nope' in {tmp_path}" in err
+
+
 def test_relative_paths_are_stored_absolute(demo_root, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(demo_root.parent)
     runs = tmp_path / "runs"
