@@ -112,3 +112,7 @@ def test_demo_from_the_real_listing(tmp_path):
     write_demo(tmp_path / "d", from_listing=tmp_path / "l.txt", workers=2)
     made = sorted(str(p.relative_to(tmp_path / "d")) for p in (tmp_path / "d/train/images").rglob("*.*"))
     assert made == sorted(listing)
+    ids = reference_lines("eval_image_ids.txt")[:14]
+    (tmp_path / "eval_image_ids.txt").write_text("\n".join(ids))  # beside the listing: taken without being named
+    write_demo(tmp_path / "e", from_listing=tmp_path / "l.txt", workers=1)
+    assert pd.read_csv(tmp_path / "e/eval/info.csv", dtype=str)["ImageID"].tolist() == ids

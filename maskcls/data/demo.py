@@ -186,6 +186,19 @@ def claim_folder(root: Path, plan: dict) -> None:
     write_json(mark, plan)
 
 
+def _plan(people: int, eval_people: int, seed: int, from_listing, eval_ids
+          ) -> tuple[list[PersonSpec], list[PersonSpec], dict]:
+    """The training and eval people to draw, and what identifies the plan in the folder's mark."""
+    if from_listing:
+        from_listing, eval_ids = resolve_listing(from_listing, eval_ids)
+        train, evals = plan_from_listing(from_listing, eval_ids, seed)
+        return train, evals, {"listing": str(Path(from_listing).resolve()),
+                              "eval_ids": str(Path(eval_ids).resolve()) if eval_ids else None}
+    if people < 1 or eval_people < 0:
+        raise ValueError(f"need people >= 1 and eval_people >= 0, got {people} and {eval_people}")
+    return (*plan_demo(people, eval_people, seed), {"people": people, "eval_people": eval_people})
+
+
 def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100, seed: int = 0, *,
                from_listing: str | os.PathLike | None = None, eval_ids: str | os.PathLike | None = None,
                workers: int | None = None, progress=None, photo: bool = False) -> dict:
@@ -193,16 +206,7 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
 
     `photo` renders photo-like images (texture, sensor noise, phone JPEG settings: maskcls.data.photo)."""
     t0 = time.perf_counter()
-    if from_listing:
-        from_listing, eval_ids = resolve_listing(from_listing, eval_ids)
-        train, evals = plan_from_listing(from_listing, eval_ids, seed)
-        plan = {"listing": str(Path(from_listing).resolve()), "eval_ids": str(Path(eval_ids).resolve()) if eval_ids
-                else None}
-    else:
-        if people < 1 or eval_people < 0:
-            raise ValueError(f"need people >= 1 and eval_people >= 0, got {people} and {eval_people}")
-        train, evals = plan_demo(people, eval_people, seed)
-        plan = {"people": people, "eval_people": eval_people}
+    train, evals, plan = _plan(people, eval_people, seed, from_listing, eval_ids)
     root = Path(out)
     claim_folder(root, {"generator": GENERATOR_VERSION, **plan, "seed": seed, "photo": bool(photo)})
     for spec in train:
@@ -234,8 +238,8 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
             image_id = os.path.basename(rel)
             rows.append(image_id)
             truth[image_id], person[image_id] = encode(MASK_FILES[stem], s.gender, band), i + 1
-    if from_listing and eval_ids:
-        order = read_lines(eval_ids)
+    if plan.get("eval_ids"):  # a listing's eval ids (given, or found beside it): info.csv keeps their order
+        order = read_lines(plan["eval_ids"])
     else:
         order = list(np.random.default_rng(seed + 1).permutation(rows)) if rows else []
     write_text(root / "eval" / "info.csv", pd.DataFrame({"ImageID": order, "ans": 0}).to_csv(index=False))
