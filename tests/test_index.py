@@ -146,6 +146,25 @@ def test_bad_corrections_name_the_line(tmp_path):
         load_corrections(bad)
 
 
+@pytest.mark.parametrize("content, reason", [
+    (b"\xff\xfe\x00 binary", "not UTF-8 text"),
+    (b"", "empty"),
+    (b"foo,bar\n1,2\n", "no 'ImageID' or 'ans' column"),
+    (b"ImageID,ans,person\nx.jpg,99,1\n", "1 row(s) hold no class 0-17 in 'ans' (e.g. '99' on line 2)"),
+    (b"ImageID,ans\nx.jpg,abc\ny.jpg,3\n", "(e.g. 'abc' on line 2)"),
+])
+def test_a_damaged_hidden_truth_is_reported_and_the_data_still_used(demo_root, tmp_path, capsys, content, reason):
+    """eval/labels.csv only scores the demo: damaged, it must not stop a scan, a run or a prediction."""
+    root = tmp_path / "d"
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns(".maskcls-cache"))
+    (root / "eval/labels.csv").write_bytes(content)
+    idx = index_data(root)
+    assert len(idx.train) == 420 and idx.eval["exists"].all() and "label" not in idx.eval.columns
+    found = idx.problems.loc[idx.problems["path"] == str(root / "eval/labels.csv"), "reason"].tolist()
+    assert len(found) == 1 and reason in found[0] and "get no demo score" in found[0], found
+    assert main(["scan", str(root)]) == 0 and reason in capsys.readouterr().out
+
+
 def test_eval_in_info_order_with_missing_reported(demo_root, tmp_path):
     idx = index_data(demo_root)
     info = (demo_root / "eval/info.csv").read_text().splitlines()[1:]

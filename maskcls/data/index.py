@@ -204,12 +204,33 @@ def scan_eval(root: Path, problems: list) -> pd.DataFrame | None:
     out = pd.DataFrame({"image_id": ids, "path": [str(images / i) for i in ids], "exists": ids.isin(present)})
     for p in out.loc[~out["exists"], "path"].head(200):
         problems.append((p, "missing", "named in eval/info.csv but not found in eval/images"))
-    labels = root / "eval" / "labels.csv"  # demo data only: the hidden truth
-    if labels.exists():
-        truth = pd.read_csv(labels, dtype={"ImageID": str})
-        out["label"] = out["image_id"].map(dict(zip(truth["ImageID"], truth["ans"]))).astype("Int64")
-        if "person" in truth.columns:  # demos generated since 2026-12-02
-            out["person"] = out["image_id"].map(dict(zip(truth["ImageID"], truth["person"].astype(str))))
+    return add_hidden_truth(out, root / "eval" / "labels.csv", problems)
+
+
+def add_hidden_truth(out: pd.DataFrame, labels: Path, problems: list) -> pd.DataFrame:
+    """The demo's hidden truth (eval/labels.csv: ImageID, ans, person) as `label` and `person` columns. A damaged
+    file is reported and left out: it only scores the demo, so it never stops the data from being used."""
+    if not labels.exists():
+        return out
+    try:
+        truth = pd.read_csv(labels, dtype=str, keep_default_na=False)
+        missing = [c for c in ("ImageID", "ans") if c not in truth.columns]
+        if missing:
+            raise ValueError(f"no {' or '.join(repr(c) for c in missing)} column (columns: {list(truth.columns)})")
+        ans = pd.to_numeric(truth["ans"], errors="coerce")
+        bad = ans.isna() | ~ans.between(0, 17) | (ans % 1 != 0)
+        if bad.any():
+            raise ValueError(f"{int(bad.sum())} row(s) hold no class 0-17 in 'ans' (e.g. "
+                             f"{truth.loc[bad, 'ans'].iloc[0]!r} on line {int(bad.idxmax()) + 2})")
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "empty" \
+            if isinstance(e, pd.errors.EmptyDataError) else str(e).strip()
+        problems.append((str(labels), "csv", f"cannot read the demo's hidden truth eval/labels.csv ({reason}); "
+                                             f"predictions of the eval set get no demo score"))
+        return out
+    out["label"] = out["image_id"].map(dict(zip(truth["ImageID"], ans.astype(int)))).astype("Int64")
+    if "person" in truth.columns:  # demos generated since 2026-12-02
+        out["person"] = out["image_id"].map(dict(zip(truth["ImageID"], truth["person"].replace("", None))))
     return out
 
 
