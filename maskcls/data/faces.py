@@ -2,8 +2,9 @@
 
 Detection runs once per image on a downscaled copy (faces fill much of these photos), batched, on the GPU when
 there is one, and is stored per photo in <cache_dir>/faces.npz (keyed by its path with folder links resolved,
-size and mtime: the same data reached through a linked folder keeps its boxes, a changed file is detected again). A photo the first look misses gets a second look at lower thresholds (masked faces
-score low in MTCNN's first stages); both are stored. The crop a run uses is derived from the stored detections
+size and mtime: the same data reached through a linked folder keeps its boxes, a changed file is detected
+again). A photo the first look misses gets a second look at lower thresholds (masked faces score low in MTCNN's
+first stages); both are stored. The crop a run uses is derived from the stored detections
 by one rule (`face_crops`):
 - detected: MTCNN found a face in this photo (first look, or second when the rule takes it);
 - borrowed: it did not, but found one in the same person's other photos (the seven photos share a framing),
@@ -97,8 +98,8 @@ def unsearched(paths, cache_dir) -> int:
 
 
 def load_detections(cache_dir) -> dict[str, Detection]:
-    """stored key (`stored_keys`) -> its Detection, as stored in <cache_dir>/faces.npz ({} when there is none; a damaged file is
-    named in a warning and detected again)."""
+    """stored key (`stored_keys`) -> its Detection, as stored in <cache_dir>/faces.npz ({} when there is none; a
+    damaged file is named in a warning and detected again)."""
     f = Path(cache_dir) / FACES_FILE
     if not f.is_file():
         return {}

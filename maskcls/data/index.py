@@ -230,7 +230,7 @@ def add_hidden_truth(out: pd.DataFrame, labels: Path, problems: list) -> pd.Data
         return out
     out["label"] = out["image_id"].map(dict(zip(truth["ImageID"], ans.astype(int)))).astype("Int64")
     if "person" in truth.columns:  # demos generated since 2026-12-02
-        out["person"] = out["image_id"].map(dict(zip(truth["ImageID"], truth["person"].replace("", None))))
+        out["person"] = out["image_id"].map(dict(zip(truth["ImageID"], truth["person"].mask(truth["person"] == ""))))
     return out
 
 
