@@ -50,6 +50,21 @@ def test_out_naming_a_folder_or_an_unwritable_place(demo_root, tmp_path, capsys)
     assert code == 2 and "is a folder" in err
 
 
+@pytest.mark.parametrize("target, message", [
+    ("eval/info.csv", "would overwrite the data's own eval/info.csv"),
+    ("eval/labels.csv", "would overwrite the data's own eval/labels.csv"),
+    ("train/train.csv", "would overwrite the data's own train/train.csv"),
+    ("eval/images/s.csv", "is inside the data's eval/images folder"),
+])
+def test_out_never_overwrites_the_data(demo_root, capsys, target, message):
+    """The submission and info.csv share their columns: `--out DATA/eval/info.csv` would replace the eval list."""
+    before = {p: p.read_bytes() for p in (demo_root / "eval").glob("*.csv")}
+    code, _, err = run_cli(capsys, "predict", "--data", str(demo_root), "--members", "x", "--out",
+                           str(demo_root / target))
+    assert code == 2 and message in err and "such as" in err and "eval/submission.csv" in err, err
+    assert {p: p.read_bytes() for p in (demo_root / "eval").glob("*.csv")} == before
+
+
 @pytest.mark.slow
 def test_full_disk_names_the_file_and_keeps_the_previous_submission_pair(tmp_path):
     (tmp_path / "sub.csv").write_text("ImageID,ans\nold,1\n")

@@ -289,7 +289,7 @@ def predict_submission(data_root, runs_root, members: list[Member], method_name:
     if not members:
         raise ValueError("an ensemble needs at least one member")
     t0 = time.perf_counter()
-    check_output(out)
+    check_output(out, data_root)
     info, paths = eval_paths(data_root)
     inputs = EvalInputs(paths, device, default_cache_dir(data_root, cache_dir))
     ctx = Ensembling(runs_root, inputs, tta, tuned, progress)

@@ -28,11 +28,26 @@ def eval_paths(data_root) -> tuple[pd.DataFrame, list[str]]:
     return table, table["path"].tolist()
 
 
-def check_output(out: str | os.PathLike) -> Path:
-    """Refuse, before any work, an output path that is a folder or sits in a folder that cannot be written."""
+DATA_FILES = ("eval/info.csv", "eval/labels.csv", "train/train.csv")  # the data's own tables, never an output
+DATA_FOLDERS = ("eval/images", "train/images")
+
+
+def check_output(out: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
+    """Refuse, before any work, an output path that is a folder, sits in a folder that cannot be written, or would
+    overwrite the data itself (the submission and info.csv share their columns: one typo replaces the eval list)."""
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a folder; expected a file name such as {str(out / 'submission.csv')!r}")
+    if data_root is not None:
+        root, target = Path(data_root).resolve(), out.resolve()
+        for rel in DATA_FILES:
+            if target == root / rel:
+                raise ValueError(f"--out {str(out)!r} would overwrite the data's own {rel}; expected a new file name "
+                                 f"such as {str(root / 'eval' / 'submission.csv')!r}")
+        for rel in DATA_FOLDERS:
+            if (root / rel) in target.parents:
+                raise ValueError(f"--out {str(out)!r} is inside the data's {rel} folder, which holds only images; "
+                                 f"expected a file name such as {str(root / 'eval' / 'submission.csv')!r}")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} does not exist")
