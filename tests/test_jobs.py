@@ -152,6 +152,24 @@ def test_jobs_submit_with_a_missing_data_root_is_refused(tmp_path, capsys):
     assert code == 2 and "is not a folder" in err and not (tmp_path / "runs" / "j").exists()
 
 
+def test_jobs_submit_builds_the_config_as_train_does(demo_root, tmp_path, capsys):
+    """`jobs submit --preset P --data D --set K=V` (no JSON file) queues the config `train` would run (one function
+    builds both); a bad preset is refused by name."""
+    from maskcls.train.config import create_config
+    runs = tmp_path / "runs"
+    sets = [f"{k}={json.dumps(v)}" for k, v in {**TINY, "cache_dir": str(tmp_path / "cache")}.items()]
+    code, out, err = run_cli(capsys, "jobs", "submit", "--preset", "demo-cpu", "--data", str(demo_root), "--name", "p",
+                             "--runs-root", str(runs), *[a for kv in sets for a in ("--set", kv)])
+    assert code == 0 and out.strip() == "p", err
+    wait_job(runs, "p", {"completed"})
+    want = create_config("demo-cpu", data_root=str(demo_root), **TINY, cache_dir=str(tmp_path / "cache")).to_dict()
+    assert RunFolder(runs, "p").read_config() == want
+    (tmp_path / "over.json").write_text(json.dumps({"lr": 0.005}))
+    code, _, err = run_cli(capsys, "jobs", "submit", str(tmp_path / "over.json"), "--preset", "nope", "--runs-root",
+                           str(runs))
+    assert code == 2 and "unknown config preset 'nope'" in err
+
+
 def test_cancel_of_a_run_or_prediction_that_does_not_exist(tmp_path, capsys):
     code, _, err = run_cli(capsys, "jobs", "cancel", "nope", "--runs-root", str(tmp_path))
     assert code == 2 and "no run named 'nope'" in err

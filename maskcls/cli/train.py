@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import json
 
-from maskcls.cli.common import (add, config_from_args, default_run_name, emit, read_config_file, runs_root_of,
-                                tracker_list, when)
+from maskcls.cli.common import add, config_from_args, default_run_name, emit, runs_root_of, when
 
 
 def register(sub, parents) -> None:
@@ -24,16 +23,14 @@ def register(sub, parents) -> None:
                           description="background training jobs: submit, list, cancel, logs")
     acts = jobs.add_subparsers(dest="action", required=True)
     p = add(acts, "submit", cmd_jobs_submit, "start a training job in the background; prints its run name",
-            parents.of("runs_root"))
-    p.add_argument("config", help="run config JSON")
+            parents.of("config", "runs_root"))
+    p.add_argument("config", nargs="?", default=None, help="run config JSON (optional: --preset, --data and --set "
+                   "build the config as `maskcls train` does)")
     p.add_argument("--name", help="run name (default: <model>-<time>)")
-    p.add_argument("--data", help="data root (overrides data_root)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--slots", type=int, default=1, help="jobs per device at once (default 1)")
     p.add_argument("--folds", type=int, default=None, metavar="K", help="queue K fold runs NAME-fold1..K; the last "
                    "to end writes NAME-oof.csv")
     p.add_argument("--seeds", type=int, default=None, metavar="N", help="queue N seed runs NAME-s1..N")
-    p.add_argument("--track", type=tracker_list, default=None, metavar="LIST", help="trackers: tensorboard,mlflow,wandb")
     add(acts, "list", cmd_jobs_list, "list jobs: name, state, device, progress, started, ended",
         parents.of("runs_root", "json"))
     p = add(acts, "cancel", cmd_jobs_cancel, "cancel a queued or running job", parents.of("runs_root"))
@@ -138,12 +135,7 @@ def train_seeds(args) -> int:
 
 def cmd_jobs_submit(args) -> int:
     from maskcls.orchestration import jobs
-    cfg = read_config_file(args.config)
-    if args.data:
-        cfg = cfg.with_overrides([f"data_root={args.data}"])
-    cfg = cfg.with_overrides(args.set)
-    if args.track is not None:
-        cfg = cfg.with_overrides([f"track={json.dumps(args.track)}"])
+    cfg = config_from_args(args, args.config)  # the same config `maskcls train` would build from these options
     runs_root = runs_root_of(args)
     if args.folds is not None or args.seeds is not None:
         if not args.name:
