@@ -33,16 +33,23 @@ def init_session() -> None:
 
 
 def sidebar() -> None:
-    """Data root, runs root, age bounds and label corrections: shared by every page."""
+    """Data root, runs root, age bounds and label corrections: shared by every page.
+
+    Each widget's declared default is the session's current value: a page switched to while the first run was
+    still drawing gets a browser that lost these widgets' values (streamlit/streamlit#6146); it then shows, and a
+    form submitted there sends back, the declared default. With the bare defaults that was an empty data root and
+    age bounds 1 and 2: a sweep or run launched at that moment trained on the demo with those bounds."""
     init_session()
+    state = st.session_state
     with st.sidebar:
-        st.text_input("Data root", key="data_root", placeholder="empty: generated demo data",
+        st.text_input("Data root", value=state["data_root"], key="data_root", placeholder="empty: generated demo data",
                       help="A folder in the competition layout (train/images/<id>_<gender>_<race>_<age>/, eval/)")
-        st.text_input("Runs root", key="runs_root", help="Where training runs are written")
+        st.text_input("Runs root", value=state["runs_root"], key="runs_root", help="Where training runs are written")
         c1, c2 = st.columns(2)
-        c1.number_input("Age bound 1", min_value=1, max_value=98, step=1, key="age_lower")
-        c2.number_input("Age bound 2", min_value=2, max_value=99, step=1, key="age_upper",
-                        help="Top teams trained with 58")
+        c1.number_input("Age bound 1", min_value=1, max_value=98, value=int(state["age_lower"]), step=1,
+                        key="age_lower")
+        c2.number_input("Age bound 2", min_value=2, max_value=99, value=int(state["age_upper"]), step=1,
+                        key="age_upper", help="Top teams trained with 58")
         try:
             check_runs_root(st.session_state["runs_root"])
         except ValueError as e:
@@ -50,7 +57,8 @@ def sidebar() -> None:
         saved = list_saved_corrections(st.session_state["runs_root"])
         if st.session_state.get("corrections") not in correction_presets() + saved:
             st.session_state["corrections"] = "none"
-        st.selectbox("Label corrections", correction_presets() + saved, key="corrections",
+        options = correction_presets() + saved
+        st.selectbox("Label corrections", options, index=options.index(state["corrections"]), key="corrections",
                      format_func=lambda c: f"{Path(c).stem} (reviewed in the studio)" if c in saved else c,
                      help="Per-person label fixes applied when the data is indexed and when a run trains")
 

@@ -322,10 +322,20 @@ def chromium_page(width: int = 1400, height: int = 1000):
             browser.close()
 
 
+SCRIPT_STATE = "document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+
+
+def script_running(page) -> bool:
+    """Whether the app's script run is under way: the app root's data-test-script-state, which Streamlit's own
+    end-to-end tests wait on (the status widget this used to watch is never drawn here, so 'idle' was a 300 ms
+    sleep and a click could land mid-run)."""
+    return page.evaluate(f"() => {SCRIPT_STATE} !== 'notRunning'")
+
+
 def wait_idle(page):
-    """Until Streamlit's 'running' indicator is gone."""
+    """Until the run the last action started has ended."""
     page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.wait_for_function(f"() => {SCRIPT_STATE} === 'notRunning'", timeout=120_000)
 
 
 def choose(page, box, option: str, tries: int = 5) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import chromium_page, needs_chromium, running_studio, shot
+from conftest import chromium_page, needs_chromium, running_studio, script_running, shot
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 PROGRESS = re.compile(r"Generating demo data \(first start only\): (\d+)/(\d+) people")
@@ -35,7 +35,7 @@ def read_count(page) -> tuple[int, int] | None:
         if m:
             return int(m.group(1)), int(m.group(2))
         if "Generating" not in text and page.locator("[data-testid='stHeading']").count() \
-                and not page.locator("[data-testid='stStatusWidget']").count():
+                and not script_running(page):
             return None  # the page has run to its end with the data in place
         time.sleep(0.2)
     raise AssertionError("neither the generation progress nor the data appeared")
