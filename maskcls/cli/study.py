@@ -112,9 +112,7 @@ def cmd_list(args) -> int:
 def cmd_export(args) -> int:
     from maskcls.common.runfolder import RunFolder
     from maskcls.train.tracking.export import export_run
-    run = RunFolder.open(runs_root_of(args), args.run)
-    if not run.exists():
-        raise ValueError(f"no run named {args.run!r} in {run.root}")
+    run = RunFolder.existing(runs_root_of(args), args.run)
     out = export_run(run, args.to, project=args.project, uri=args.uri, artifacts=args.artifacts)
     emit(out, args.json, f"{out['run']}: {out['epochs']} epoch(s)" + (", the best confusion" if out["confusion"] else "")
          + f" sent to {out['to']}" + (f" (group {out['group']})" if out["group"] else ""))

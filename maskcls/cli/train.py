@@ -104,7 +104,7 @@ def train_full_data(args) -> int:
         raise ValueError(f"--full-data retrains RUN with RUN's own config.json, so {', '.join(given)} cannot apply; "
                          f"to train other settings on all data start a new run with --set full_data=true")
     runs_root = runs_root_of(args)
-    source = RunFolder.open(runs_root, args.full_data)
+    source = RunFolder.existing(runs_root, args.full_data)
     return _summary(train_run(full_data_config(source), runs_root, args.name or f"{source.name}-full",
                               progress=TerminalProgress(args.quiet)))
 
@@ -172,9 +172,7 @@ def cmd_jobs_cancel(args) -> int:
 
 def cmd_jobs_logs(args) -> int:
     from maskcls.common.runfolder import RunFolder
-    run = RunFolder.open(runs_root_of(args), args.name)
-    if not run.exists():
-        raise ValueError(f"no run named {args.name!r} in {run.root}")
+    run = RunFolder.existing(runs_root_of(args), args.name)
     if not run.log_path.exists():
         raise ValueError(f"run {run.name!r} has no log.txt yet")
     print(run.log_tail(args.lines))

@@ -74,6 +74,20 @@ def write_csv(path: str | os.PathLike, frame) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def read_user_csv(path: str | os.PathLike, **kw):
+    """`pandas.read_csv` of a table a user gives; one it cannot read raises ValueError saying why in words
+    ("empty", "not UTF-8 text", or the parser's complaint) for the caller to name the file and what it expected."""
+    import pandas as pd
+    try:
+        return pd.read_csv(path, **kw)
+    except pd.errors.EmptyDataError:
+        raise ValueError("empty") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except pd.errors.ParserError as e:
+        raise ValueError(f"not a CSV table: {str(e).strip()}") from None
+
+
 def check_name(name: str, what: str = "run name") -> str:
     """A name that is one path component: letters, digits, '.', '_', '-', no leading dot."""
     if not isinstance(name, str) or not NAME_RE.match(name) or name in (".", ".."):

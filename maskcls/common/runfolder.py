@@ -38,6 +38,14 @@ class RunFolder(JobFolder):
             raise ValueError(f"run folder {ref!r}: its name {path.name!r} is not a valid run name (letters, digits, "
                              f"'.', '_', '-')") from None
 
+    @classmethod
+    def existing(cls, runs_root: str | os.PathLike, ref: str) -> "RunFolder":
+        """`open`, refusing a name or path that holds no run folder (a command's first check of what it was given)."""
+        run = cls.open(runs_root, ref)
+        if not run.exists():
+            raise ValueError(f"no run named {ref!r} in {run.root}")
+        return run
+
     # files
     config_path = property(lambda self: self.path / "config.json")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskcls.common.fileio import check_name, inside, write_text
+from maskcls.common.fileio import check_name, inside, read_user_csv, write_text
 
 from maskcls.data.labels import GENDER_KEYS, parse_gender
 
@@ -78,11 +78,9 @@ def load_corrections(source: str | os.PathLike) -> pd.DataFrame:
     if not os.path.isfile(source):
         raise ValueError(f"corrections {str(source)!r}: not a preset ({', '.join(PRESETS)}) and no such file")
     try:
-        table = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        reason = "empty" if isinstance(e, pd.errors.EmptyDataError) else \
-            "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else f"not a CSV table: {e}".strip()
-        raise ValueError(f"corrections {str(source)!r} is {reason}; expected a CSV with columns {', '.join(COLUMNS)} "
+        table = read_user_csv(source, dtype=str, keep_default_na=False)
+    except ValueError as e:
+        raise ValueError(f"corrections {str(source)!r} is {e}; expected a CSV with columns {', '.join(COLUMNS)} "
                          f"(id required), one row per person") from None
     return _validate(table, str(source))
 

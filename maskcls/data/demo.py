@@ -148,7 +148,9 @@ def resolve_listing(from_listing, eval_ids) -> tuple[Path, Path | None]:
 
 GENERATOR_VERSION = 5  # bump when the drawings change: the studio then generates a fresh demo
 DEMO_MARK = ".maskcls-demo.json"  # what the folder's demo is generated with, written before its first image
-STUDIO_JOB_FILES = {"generation.json", ".generate.lock", "status.json", "log.txt"}  # the studio's generation job
+PROGRESS_FILE = "generation.json"  # done / total people, generator runs, people drawn; written as it goes
+LOCK_FILE = ".generate.lock"  # held by the one process generating into the folder
+STUDIO_JOB_FILES = {PROGRESS_FILE, LOCK_FILE, "status.json", "log.txt"}  # the studio's generation job
 
 
 def _plan_text(plan: dict | None) -> str:
@@ -176,7 +178,7 @@ def claim_folder(root: Path, plan: dict) -> None:
                              f"Writing it there would mix the two: choose another folder, or delete this one first")
         return
     others = sorted(p.name for p in root.iterdir() if p.name not in STUDIO_JOB_FILES) if root.is_dir() else []
-    legacy_studio = (root / "generation.json").exists()  # the studio's demo from before folders were marked
+    legacy_studio = (root / PROGRESS_FILE).exists()  # the studio's demo from before folders were marked
     if others and not legacy_studio:
         shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
         raise ValueError(f"{root} is not empty ({shown}) and holds no maskcls demo; expected a new or empty folder. "
@@ -262,8 +264,6 @@ def demo_folder(**kwargs) -> Path:
     return cache_home() / f"demo-v{GENERATOR_VERSION}-{p['people']}-{p['eval_people']}-s{p['seed']}"
 
 
-PROGRESS_FILE = "generation.json"  # done / total people, generator runs, people drawn; written as it goes
-LOCK_FILE = ".generate.lock"  # held by the one process generating into the folder
 
 
 class DemoGeneration(JobFolder):

@@ -264,11 +264,14 @@ def cached_coverage_warning(train_paths: list[str], eval_paths: list[str], cache
                             rule: BoxRule = BoxRule()) -> str | None:
     """coverage_warning from the boxes already cached, detecting nothing (a page draw stays quick); None while
     some photo has not been looked at."""
-    found = load_detections(cache_dir)
-    if not eval_paths or any(k not in found for k in stored_keys(list(train_paths) + list(eval_paths))):
+    if not eval_paths:
         return None
-    _, train_sources = choose_boxes(found, list(train_paths), margin, rule)
-    _, eval_sources = choose_boxes(found, list(eval_paths), margin, rule)
+    found = load_detections(cache_dir)
+    try:
+        _, train_sources = choose_boxes(found, list(train_paths), margin, rule)
+        _, eval_sources = choose_boxes(found, list(eval_paths), margin, rule)
+    except KeyError:  # a photo not looked at yet
+        return None
     return coverage_warning(rates(train_sources), rates(eval_sources))
 
 

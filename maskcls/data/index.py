@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from maskcls.common.fileio import read_user_csv
 from maskcls.data.imageio import IMAGE_EXTS, sniff
 from maskcls.data.labels import DEFAULT_BOUNDS, GENDER_KEYS, MASK_FILES, AgeBounds, age_band, encode
 
@@ -213,7 +214,7 @@ def add_hidden_truth(out: pd.DataFrame, labels: Path, problems: list) -> pd.Data
     if not labels.exists():
         return out
     try:
-        truth = pd.read_csv(labels, dtype=str, keep_default_na=False)
+        truth = read_user_csv(labels, dtype=str, keep_default_na=False)
         missing = [c for c in ("ImageID", "ans") if c not in truth.columns]
         if missing:
             raise ValueError(f"no {' or '.join(repr(c) for c in missing)} column (columns: {list(truth.columns)})")
@@ -222,10 +223,8 @@ def add_hidden_truth(out: pd.DataFrame, labels: Path, problems: list) -> pd.Data
         if bad.any():
             raise ValueError(f"{int(bad.sum())} row(s) hold no class 0-17 in 'ans' (e.g. "
                              f"{truth.loc[bad, 'ans'].iloc[0]!r} on line {int(bad.idxmax()) + 2})")
-    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "empty" \
-            if isinstance(e, pd.errors.EmptyDataError) else str(e).strip()
-        problems.append((str(labels), "csv", f"cannot read the demo's hidden truth eval/labels.csv ({reason}); "
+    except (OSError, ValueError) as e:
+        problems.append((str(labels), "csv", f"cannot read the demo's hidden truth eval/labels.csv ({e}); "
                                              f"predictions of the eval set get no demo score"))
         return out
     out["label"] = out["image_id"].map(dict(zip(truth["ImageID"], ans.astype(int)))).astype("Int64")

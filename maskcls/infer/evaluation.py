@@ -28,9 +28,7 @@ def validation_predictions(runs_root, name: str, checkpoint: str = "best.pt", de
     error, never figures from another file. For best.pt the predictions saved at its epoch are used; any
     other checkpoint (or saved predictions of another epoch) is predicted anew.
     """
-    run = RunFolder.open(runs_root, name)
-    if not run.exists():
-        raise ValueError(f"no run named {name!r} in {runs_root}")
+    run = RunFolder.existing(runs_root, name)
     ckpt = load_checkpoint(run.checkpoint(checkpoint))
     epoch = ckpt.get("epoch")
     if checkpoint == "best.pt":

@@ -274,8 +274,6 @@ def check_startable(cfg: RunConfig) -> None:
 def full_data_config(run: RunFolder) -> RunConfig:
     """A finished run's config for "train on all data": training + validation people, for as many epochs as
     the run needed to reach its best validation F1 (the count a held-out split chose)."""
-    if not run.exists():
-        raise ValueError(f"no run named {run.name!r} in {run.root}")
     cfg = RunConfig.from_dict(run.read_config())
     if cfg.full_data:
         raise ValueError(f"{run.name!r} already trained on all data")
