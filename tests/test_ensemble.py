@@ -12,7 +12,10 @@ from maskcls.common.checkpoints import save_checkpoint
 from maskcls.common.fileio import write_text
 from maskcls.common.runfolder import RunFolder
 from maskcls.data.labels import class_names
-from maskcls.infer.ensemble import ensemble_probabilities, Ensembling, hard_vote, member_probabilities, soft_vote
+from hypothesis import given, settings, strategies as st
+
+from maskcls.infer.ensemble import (ensemble_probabilities, Ensembling, hard_vote, member_probabilities,
+                                    relative_weights, soft_vote)
 from maskcls.infer.members import EvalInputs, Member
 from maskcls.infer.submission import eval_paths
 from maskcls.models.backbones import create_model
@@ -56,6 +59,58 @@ def test_hard_vote_majority_and_tie_break():
     # tie 1-1: class 7 has the higher mean probability
     assert hard_vote([onehot(4, 0.5), onehot(7, 0.9)])[0] == 7
     assert hard_vote([onehot(4, 0.9), onehot(7, 0.5)])[0] == 4
+
+
+def test_huge_weights_vote_as_their_proportions(tmp_path, eval_data):
+    """Issue 35 #1: weights 1e308 and 1e308 (each finite, their sum inf) gave an all-class-0 submission."""
+    members = [make_member(tmp_path, f"m{i}", size=(64, 48), seed=i) for i in range(2)]
+    huge = [Member(m.run, weight=1e308) for m in members]
+    probs = member_probabilities(Ensembling(tmp_path, inputs(eval_data, tmp_path)), members)
+    with np.errstate(all="raise"):  # no overflow warning on the way either
+        for name in ("soft", "hard", "soup"):
+            got = ensemble_probabilities(tmp_path, huge, name, inputs(eval_data, tmp_path))
+            want = ensemble_probabilities(tmp_path, members, name, inputs(eval_data, tmp_path))
+            assert np.allclose(got, want, atol=1e-6), name
+    assert np.allclose(soft_vote(probs, [1e308, 1e308]), soft_vote(probs, [1, 1]))
+    assert np.allclose(soft_vote(probs, [3e307, 1e307]), soft_vote(probs, [3, 1]))
+
+
+def test_hard_vote_counts_each_members_weight():
+    """A weight given to a hard-voting member was silently ignored (the vote counted 1 per member)."""
+    a, b = np.eye(18)[[4]] * 0.9, np.eye(18)[[7]] * 0.6
+    assert hard_vote([a, b, b])[0] == 7
+    assert hard_vote([a, b, b], [3, 1, 1])[0] == 4
+
+
+positive_weight = st.floats(min_value=5e-324, max_value=1.7e308, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(positive_weight, min_size=1, max_size=8))
+def test_relative_weights_are_finite_proportions_summing_to_one(weights):
+    w = relative_weights(weights, len(weights))
+    assert np.all(np.isfinite(w)) and np.all(w >= 0) and abs(w.sum() - 1) < 1e-9
+    assert w.argmax() == int(np.argmax(weights))
+    top = max(weights)
+    for wi, given_w in zip(w, weights):  # the proportions of the weights to the largest are kept
+        assert abs(wi / w.max() - given_w / top) < 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=1e-3, max_value=1e3), min_size=1, max_size=6),
+       st.floats(min_value=1e-300, max_value=1e300))
+def test_scaling_every_weight_changes_no_vote(weights, scale):
+    rng = np.random.default_rng(len(weights))
+    probs = [rng.dirichlet(np.ones(18), size=5) for _ in weights]
+    scaled = [w * scale for w in weights]
+    assert np.allclose(soft_vote(probs, weights), soft_vote(probs, scaled), atol=1e-6)
+    assert (hard_vote(probs, weights) == hard_vote(probs, scaled)).all()
+
+
+@pytest.mark.parametrize("bad", [[0.0, 1.0], [-1.0, 1.0], [float("nan"), 1.0], [float("inf"), 1.0]])
+def test_relative_weights_refuse_what_is_no_proportion(bad):
+    with pytest.raises(ValueError, match="finite numbers above 0"):
+        relative_weights(bad, 2)
 
 
 def test_soup_refuses_mixed_architectures(tmp_path, eval_data):

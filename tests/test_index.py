@@ -1,8 +1,10 @@
 """The data index: the competition layout read into tables, its quirks reported, never fatal."""
+import contextlib
 import io
 import json
 import os
 import shutil
+import signal
 
 import numpy as np
 import pandas as pd
@@ -97,6 +99,66 @@ def test_eval_info_missing_or_naming_absent_images(data):
     assert idx.eval is None and "info.csv is missing" in idx.problems["reason"].str.cat()
     with pytest.raises(ValueError, match="info.csv is missing"):
         eval_paths(data)
+
+
+@contextlib.contextmanager
+def no_hang(seconds=30):
+    """Fail, not hang, when a reader blocks (a named pipe opened for reading waits for a writer for ever)."""
+    def alarm(*_):
+        raise TimeoutError(f"blocked for {seconds} s")
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_named_pipes_devices_and_sockets_are_skipped_never_opened(data, tmp_path):
+    """Issue 35 #2: a FIFO where a photo should be hung the scan (and the Data page, training, predict)."""
+    p0 = person(data, 0)
+    (p0 / "mask1.jpg").unlink()
+    os.mkfifo(p0 / "mask1.jpg")
+    (p0 / "mask2.jpg").unlink()
+    os.symlink("/dev/zero", p0 / "mask2.jpg")  # a device that would stream zeros without end
+    (p0 / "mask3.jpg").unlink()
+    (p0 / "mask3.jpg").mkdir()
+    eval_id = pd.read_csv(data / "eval/info.csv")["ImageID"].iloc[0]
+    (data / "eval/images" / eval_id).unlink()
+    os.mkfifo(data / "eval/images" / eval_id)
+    with no_hang():
+        idx = index_data(data)
+        reasons = dict(zip(idx.skipped["path"], idx.skipped["reason"]))
+        assert reasons[str(p0 / "mask1.jpg")] == "not a regular file: a named pipe (FIFO)"
+        assert reasons[str(p0 / "mask2.jpg")] == "not a regular file: a character device"
+        assert reasons[str(p0 / "mask3.jpg")] == "not a regular file: a folder"
+        assert len(idx.train) == 60 * 7 - 3
+        with pytest.raises(ValueError, match=f"{eval_id} \\(unusable: not a regular file: a named pipe"):
+            eval_paths(data)
+        from maskcls.data.imageio import ImageError, load_rgb
+        with pytest.raises(ImageError, match="named pipe"):  # the decoder never blocks on one either
+            load_rgb(p0 / "mask1.jpg")
+        cache = build_cache([str(p0 / "mask1.jpg"), str(p0 / "mask4.jpg")], (32, 32), tmp_path / "c", workers=1)
+        assert cache.ok.tolist() == [False, True] and "named pipe" in cache.problems[0][1]
+
+
+def test_link_loops_and_dangling_links_are_skipped_by_name(data):
+    """Issue 35 #5: a person folder that is a link to itself stopped the whole scan ("Too many levels of symbolic
+    links"); a dangling link was reported as "a file"."""
+    images = data / "train/images"
+    os.symlink("000099_female_Asian_40", images / "000099_female_Asian_40")
+    os.symlink("gone", images / "000098_male_Asian_30")
+    p0 = person(data, 0)
+    (p0 / "normal.jpg").unlink()
+    os.symlink("normal.jpg", p0 / "normal.jpg")
+    idx = index_data(data)
+    reasons = dict(zip(idx.skipped["path"], idx.skipped["reason"]))
+    assert reasons[str(images / "000099_female_Asian_40")] == ("a symbolic link loop (it leads back to itself) where "
+                                                               "a person folder was expected")
+    assert reasons[str(images / "000098_male_Asian_30")].startswith("a dangling symbolic link (to 'gone'")
+    assert reasons[str(p0 / "normal.jpg")] == "a symbolic link loop (it leads back to itself)"
+    assert idx.train["folder"].nunique() == 60
 
 
 REAL_CLASS_COUNTS = [2745, 2050, 415, 3660, 4085, 545, 549, 410, 83, 732, 817, 109, 549, 410, 83, 732, 817, 109]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from maskcls.common.fileio import atomic_path
-from maskcls.data.imageio import WIDE_MODES, image_size, to_8_bit
+from maskcls.data.imageio import WIDE_MODES, image_size, open_image_file, to_8_bit
 
 FACES_FILE = "faces.npz"
 DETECT_LONG_SIDE = 256  # detection size: MTCNN's cost grows with pixels, these faces stay large
@@ -142,7 +142,7 @@ def _small_rgb(path: str):
     """The photo as RGB at DETECT_LONG_SIDE, and the factors back to source pixels; None if it cannot be read."""
     from PIL import Image
     try:
-        with Image.open(path) as im:
+        with open_image_file(path) as f, Image.open(f) as im:
             im.draft("RGB", (DETECT_LONG_SIDE, DETECT_LONG_SIDE))
             rgb = (to_8_bit(im) if im.mode in WIDE_MODES else im).convert("RGB")
             scale = DETECT_LONG_SIDE / max(im.size)
@@ -326,7 +326,7 @@ def boxed_thumbnail(path: str, box, source: str, height: int = 160) -> np.ndarra
     """The photo with its crop box drawn in the colour of its source (green detected, amber borrowed, red
     fallback), scaled to `height` pixels."""
     from PIL import Image, ImageDraw
-    with Image.open(path) as im:
+    with open_image_file(path) as f, Image.open(f) as im:
         rgb = im.convert("RGB")
     scale = height / rgb.height
     rgb = rgb.resize((max(1, round(rgb.width * scale)), height))

@@ -13,16 +13,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskcls.data.imageio import ImageError, check_size, load_preprocessed
+from maskcls.data.imageio import ImageError, check_size, load_preprocessed, open_image_file
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def _read(path: str) -> bytes | None:
     try:
-        with open(path, "rb") as f:
+        with open_image_file(path) as f:
             return f.read()
-    except OSError:
+    except (OSError, ImageError):
         return None
 
 

@@ -1,7 +1,9 @@
 """Defensive image decoding: every image comes out RGB, upright, and a bad file says what is wrong."""
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -22,9 +24,51 @@ class ImageError(ValueError):
         self.reason = reason
 
 
+_NOT_FILES = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_a_file_reason(mode: int) -> str:
+    """Words for what a stat mode that is no regular file is."""
+    what = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
+    return f"not a regular file: {what}"
+
+
+def link_problem(path: str | os.PathLike) -> str | None:
+    """Why a path whose stat failed is unusable, when a symbolic link is to blame (dangling or a loop)."""
+    try:
+        if not stat.S_ISLNK(os.lstat(path).st_mode):
+            return None
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop (it leads back to itself)"
+        if e.errno == errno.ENOENT and os.path.lexists(path):
+            return f"a dangling symbolic link (to {os.readlink(path)!r}, which does not exist)"
+        return None
+    return None
+
+
+def open_image_file(path: str | os.PathLike):
+    """Open `path` for reading only if it is a regular file: a named pipe would block the reader for ever and a
+    device could stream without end, so the check is made on the opened descriptor (no race with a swap)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ImageError(path, link_problem(path) or "file not found") from None
+    except OSError as e:
+        raise ImageError(path, link_problem(path) or f"unreadable ({e.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ImageError(path, not_a_file_reason(mode))
+    return os.fdopen(fd, "rb")
+
+
 def sniff(path: str | os.PathLike) -> str | None:
-    """The first bytes say whether a file is a JPEG/PNG: None when it is neither (or empty)."""
-    with open(path, "rb") as f:
+    """The first bytes say whether a file is a JPEG/PNG: None when it is neither (or empty). A path that is no
+    readable regular file raises ImageError with the reason."""
+    with open_image_file(path) as f:
         head = f.read(4)
     for magic, kind in _MAGIC.items():
         if head.startswith(magic):
@@ -32,15 +76,26 @@ def sniff(path: str | os.PathLike) -> str | None:
     return None
 
 
+def header_problem(path: str | os.PathLike) -> str | None:
+    """Why a file cannot be one of our photos, from its type and first bytes (None when it may be)."""
+    try:
+        kind = sniff(path)
+    except ImageError as e:
+        return e.reason
+    if kind is None:
+        return "empty file (0 bytes)" if os.path.getsize(path) == 0 else "not a JPEG or PNG (bad header)"
+    return None
+
+
 def load_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Image.Image:
     """Decode to an upright RGB PIL image; `size` (w, h) lets JPEG decode at reduced scale first."""
     try:
-        if os.path.getsize(path) == 0:
-            raise ImageError(path, "empty file (0 bytes)")
-        with warnings.catch_warnings():
+        with open_image_file(path) as f, warnings.catch_warnings():
+            if os.fstat(f.fileno()).st_size == 0:
+                raise ImageError(path, "empty file (0 bytes)")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower limit comes next
             try:
-                img = Image.open(path)
+                img = Image.open(f)
             except Image.DecompressionBombError:
                 raise ImageError(path, f"image too large (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, limit "
                                        f"{MAX_PIXELS:,} pixels)") from None
@@ -87,10 +142,12 @@ def check_size(path: str | os.PathLike, width: int, height: int) -> None:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) from the header, checked like a decode would check it."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open_image_file(path) as f:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(f) as im:
                 w, h = im.size
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
     except Image.DecompressionBombError:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from maskcls.common.fileio import read_user_csv
-from maskcls.data.imageio import IMAGE_EXTS, sniff
+from maskcls.data.imageio import IMAGE_EXTS, header_problem, link_problem, not_a_file_reason
 from maskcls.data.labels import DEFAULT_BOUNDS, GENDER_KEYS, MASK_FILES, AgeBounds, age_band, encode
 
 FOLDER_RE = re.compile(r"^(?P<id>\d+(?:-\d+)?)_(?P<gender>male|female)_(?P<race>[A-Za-z]+)_(?P<age>\d{1,3})$")
@@ -79,6 +79,19 @@ def _check_root(root: Path) -> Path:
     return images
 
 
+def entry_kind(entry: os.DirEntry) -> str:
+    """"dir", "file", or why the entry is neither (a named pipe, a dangling link, a link loop ...): a link loop
+    makes `is_dir()` raise, which must skip one entry, never stop the scan."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+        return not_a_file_reason(entry.stat().st_mode)
+    except OSError as e:
+        return link_problem(entry.path) or f"unreadable ({e.strerror})"
+
+
 def _scan_person(entry: os.DirEntry, verify: bool, rows: list, problems: list) -> None:
     """One person folder -> rows for its images, problems for anything else."""
     m = FOLDER_RE.match(entry.name)
@@ -90,7 +103,12 @@ def _scan_person(entry: os.DirEntry, verify: bool, rows: list, problems: list) -
     gender = GENDER_KEYS.index(m["gender"])
     age = int(m["age"])
     seen: set[str] = set()
-    for f in os.scandir(entry.path):
+    try:
+        files = list(os.scandir(entry.path))
+    except OSError as e:
+        problems.append((entry.path, "skipped", f"cannot list this person folder ({e.strerror})"))
+        return
+    for f in files:
         stem, ext = os.path.splitext(f.name)
         if f.name.startswith("._") or f.name.startswith("."):
             problems.append((f.path, "skipped", "hidden or macOS AppleDouble file, not an image"))
@@ -104,16 +122,14 @@ def _scan_person(entry: os.DirEntry, verify: bool, rows: list, problems: list) -
         if stem in seen:
             problems.append((f.path, "skipped", f"second file for {stem!r} in this folder"))
             continue
-        if verify:
-            try:
-                kind = sniff(f.path)
-            except OSError as e:
-                kind, why = None, f"unreadable ({e.strerror})"
-            else:
-                why = "empty file (0 bytes)" if f.stat().st_size == 0 else "not a JPEG or PNG (bad header)"
-            if kind is None:
-                problems.append((f.path, "skipped", why))
-                continue
+        kind = entry_kind(f)  # only regular files are ever opened: a named pipe would hang the reader
+        if kind == "file":
+            why = header_problem(f.path) if verify else None
+        else:
+            why = "not a regular file: a folder" if kind == "dir" else kind
+        if why:
+            problems.append((f.path, "skipped", why))
+            continue
         seen.add(stem)
         rows.append((f.path, m["id"], entry.name, f.name, gender, m["race"], age, MASK_FILES[stem]))
     for stem in MASK_FILES:
@@ -196,15 +212,18 @@ def scan_eval(root: Path, problems: list) -> pd.DataFrame | None:
     if "ImageID" not in table.columns:
         problems.append((str(info), "csv", f"eval/info.csv has no 'ImageID' column (columns: {list(table.columns)})"))
         return None
-    present = set(os.listdir(images)) if images.is_dir() else set()
+    kinds = {e.name: entry_kind(e) for e in os.scandir(images)} if images.is_dir() else {}
+    present = {name for name, kind in kinds.items() if kind == "file"}
     ids = table["ImageID"].astype(str)
     repeated = ids[ids.duplicated()].unique()
     for image_id in repeated[:200]:
         problems.append((str(info), "csv", f"ImageID {image_id} is listed {int((ids == image_id).sum())} times in "
                                            f"eval/info.csv: the submission repeats its answer on each row"))
     out = pd.DataFrame({"image_id": ids, "path": [str(images / i) for i in ids], "exists": ids.isin(present)})
-    for p in out.loc[~out["exists"], "path"].head(200):
-        problems.append((p, "missing", "named in eval/info.csv but not found in eval/images"))
+    for image_id, p in out.loc[~out["exists"], ["image_id", "path"]].head(200).itertuples(index=False):
+        kind = kinds.get(image_id)
+        problems.append((p, "missing", "named in eval/info.csv but not found in eval/images" if kind is None else
+                         f"named in eval/info.csv but unusable: {'a file' if kind == 'dir' else kind}"))
     return add_hidden_truth(out, root / "eval" / "labels.csv", problems)
 
 
@@ -242,10 +261,12 @@ def index_data(root: str | os.PathLike, bounds: AgeBounds = DEFAULT_BOUNDS, corr
     rows: list = []
     problems: list = []
     for entry in sorted(os.scandir(images), key=lambda e: e.name):
-        if entry.is_dir():
+        kind = entry_kind(entry)
+        if kind == "dir":
             _scan_person(entry, verify, rows, problems)
         else:
-            problems.append((entry.path, "skipped", "file where a person folder was expected"))
+            what = "a file" if kind == "file" else kind
+            problems.append((entry.path, "skipped", f"{what} where a person folder was expected"))
     train = pd.DataFrame(rows, columns=TRAIN_COLUMNS[:8])
     if train.empty and not any(k == "skipped" for _, k, _ in problems):
         raise DataRootError(f"{str(images)!r} holds no person folders: expected folders named {FOLDER_EXAMPLE}")

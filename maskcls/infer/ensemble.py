@@ -33,12 +33,24 @@ def check_one_architecture(configs: list[RunConfig], labels: list[str]) -> None:
                              f"({first.head} head) but {label} is {cfg.model} ({cfg.head} head); use soft or hard voting")
 
 
+def relative_weights(weights: list[float] | None, n: int) -> np.ndarray:
+    """Weights that sum to 1, in the proportions given. Dividing by the largest first keeps a sum of huge weights
+    finite (1e308 + 1e308 is inf, 1 + 1 is not), so members weighted 1e308:1e308 vote exactly as 1:1 do."""
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"expected one weight per member ({n}), got {w.shape[0] if w.ndim == 1 else w.shape}")
+    bad = [f"{v!r}" for v in w if not (np.isfinite(v) and v > 0)]
+    if bad:
+        raise ValueError(f"member weights must be finite numbers above 0, got {', '.join(bad)}")
+    w = w / w.max()
+    return w / w.sum()
+
+
 def soup_state(states: list[dict], labels: list[str], configs: list[RunConfig],
                weights: list[float] | None = None) -> dict:
     """Average checkpoints of one architecture (uniform or weighted). Mixing architectures is refused."""
     check_one_architecture(configs, labels)
-    w = np.asarray(weights if weights is not None else [1.0] * len(states), dtype=np.float64)
-    w = w / w.sum()
+    w = relative_weights(weights, len(states))
     out = {}
     for key, ref in states[0].items():
         if ref.is_floating_point():
@@ -49,17 +61,19 @@ def soup_state(states: list[dict], labels: list[str], configs: list[RunConfig],
 
 
 def soft_vote(probs: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
-    w = np.asarray(weights if weights is not None else [1.0] * len(probs), dtype=np.float64)
-    return np.tensordot(w / w.sum(), np.stack(probs), axes=1).astype(np.float32)
+    """The members' probabilities averaged in the given proportions."""
+    return np.tensordot(relative_weights(weights, len(probs)), np.stack(probs), axes=1).astype(np.float32)
 
 
-def hard_vote(probs: list[np.ndarray]) -> np.ndarray:
-    """Majority of the members' argmax; ties go to the tied class with the highest mean probability."""
+def hard_vote(probs: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
+    """Each member's argmax counts its weight; ties go to the tied class with the highest weighted mean probability."""
+    w = relative_weights(weights, len(probs))
     stacked = np.stack(probs)  # (M, N, C)
     votes = np.zeros(stacked.shape[1:], dtype=np.float64)
-    np.add.at(votes, (np.arange(stacked.shape[1])[None, :].repeat(len(probs), 0), stacked.argmax(2)), 1.0)
-    mean = stacked.mean(0)
-    top = votes == votes.max(1, keepdims=True)
+    rows = np.arange(stacked.shape[1])[None, :].repeat(len(probs), 0)
+    np.add.at(votes, (rows, stacked.argmax(2)), np.broadcast_to(w[:, None], rows.shape))
+    mean = np.tensordot(w, stacked, axes=1)
+    top = np.isclose(votes, votes.max(1, keepdims=True), rtol=0, atol=1e-12)
     return np.where(top, mean, -1.0).argmax(1)
 
 
@@ -145,7 +159,7 @@ def _soft(ctx: Ensembling, members: list[Member], probs=None) -> np.ndarray:
 @register("hard")
 def _hard(ctx: Ensembling, members: list[Member], probs=None) -> np.ndarray:
     probs = probs if probs is not None else member_probabilities(ctx, members)
-    return np.eye(18, dtype=np.float32)[hard_vote(probs)]
+    return np.eye(18, dtype=np.float32)[hard_vote(probs, [m.weight for m in members])]
 
 
 @register("soup")
@@ -310,5 +324,6 @@ def class_distribution(train_labels: np.ndarray, predicted: np.ndarray) -> pd.Da
 
 
 __all__ = ["METHODS", "METHOD_HELP", "Ensembling", "class_distribution", "ensemble_probabilities", "greedy_members",
-           "greedy_soup", "hard_vote", "list_methods", "member_probabilities", "predict_submission", "score_members",
+           "greedy_soup", "hard_vote", "list_methods", "member_probabilities", "predict_submission", "relative_weights",
+           "score_members",
            "soft_vote", "soup_state"]

@@ -23,8 +23,10 @@ def eval_paths(data_root) -> tuple[pd.DataFrame, list[str]]:
                          f"expected one ImageID per row")
     missing = table.loc[~table["exists"], "image_id"].tolist()
     if missing:
-        raise ValueError(f"{len(missing)} eval image(s) named in eval/info.csv are missing from eval/images: "
-                         f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
+        why = {Path(p).name: r.removeprefix("named in eval/info.csv but ") for p, k, r in problems if k == "missing"}
+        named = [i if why.get(i, "").startswith("not found") else f"{i} ({why.get(i, 'not found')})" for i in missing]
+        raise ValueError(f"{len(missing)} eval image(s) named in eval/info.csv are missing from eval/images or "
+                         f"unusable: {', '.join(named[:10])}{' …' if len(missing) > 10 else ''}")
     return table, table["path"].tolist()
 
 
