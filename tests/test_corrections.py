@@ -1,5 +1,6 @@
 """Label corrections: every row either applies or is reported; impossible rows are refused by line."""
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import app_test
 from maskcls.cli import main
@@ -70,3 +71,60 @@ def test_the_training_log_says_what_the_corrections_did(demo_root, tmp_path):
     train_run(cfg, tmp_path / "runs", "c")
     log = RunFolder(tmp_path / "runs", "c").log_path.read_text()
     assert "label corrections: 0 of 1 row(s) applied; 1 id(s) match no person: line 2: no person has id '1'" in log
+
+
+# -- the review's corrections file: concurrent writers, round trips ------------------------------------------
+def _decide(args):
+    path, kind, pid, barrier = args
+    from maskcls.data.corrections import accept_correction, reject_suggestion
+    barrier.wait()
+    if kind == "accept":
+        accept_correction(path, {"id": pid, "gender": "female", "note": f"accepted by writer {pid}"})
+    else:
+        reject_suggestion(path, pid)
+
+
+def test_concurrent_accepts_and_rejects_all_land(tmp_path):
+    """Issue 35 #3: four `review --accept` at once printed "accepted" four times and the file held three."""
+    import multiprocessing as mp
+    from maskcls.data.corrections import reviewed_ids
+    path = tmp_path / "corrections" / "race.csv"
+    ctx = mp.get_context("spawn")
+    accepts, rejects = [f"{i:06d}" for i in range(1, 11)], [f"{i:06d}" for i in range(50, 56)]
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(len(accepts) + len(rejects))
+        jobs = [(path, "accept", p, barrier) for p in accepts] + [(path, "reject", p, barrier) for p in rejects]
+        with ctx.Pool(len(jobs)) as pool:
+            pool.map(_decide, jobs)
+    accepted, rejected = reviewed_ids(path)
+    assert accepted == set(accepts) and rejected == set(rejects)
+    assert sorted(load_corrections(path)["note"]) == sorted(f"accepted by writer {p}" for p in accepts)
+
+
+id_text = st.from_regex(r"\A[0-9]{6}(-[0-9])?\Z")
+decision = st.tuples(st.sampled_from(["accept", "reject"]), id_text, st.sampled_from(["", "male", "female"]),
+                     st.one_of(st.just(""), st.integers(0, 120).map(str)), st.sampled_from(["", "0", "1"]),
+                     st.text(st.characters(exclude_categories=("Cs",)), max_size=30))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(decision, max_size=12), st.sampled_from(["", " "]))
+def test_the_corrections_file_holds_the_last_decision_for_each_person(tmp_path, decisions, pad):
+    """Whatever a note holds (commas, quotes, new lines, any script) and however an id is padded, the file reads
+    back as the last accepted row per person, and every rejection is kept."""
+    import uuid
+    from maskcls.data.corrections import accept_correction, reject_suggestion, reviewed_ids
+    path = tmp_path / f"{uuid.uuid4().hex}.csv"
+    want, rejected = {}, set()
+    for kind, pid, gender, age, swap, note in decisions:
+        if kind == "accept":
+            accept_correction(path, {"id": pad + pid, "gender": gender, "age": age, "swap_mask": swap, "note": note})
+            want[pid] = (gender, age, swap, note)
+        else:
+            reject_suggestion(path, pad + pid)
+            rejected.add(pid)
+    accepted, got_rejected = reviewed_ids(path)
+    assert accepted == set(want) and got_rejected == rejected
+    if want:
+        table = load_corrections(path)
+        assert {r.id: (r.gender, r.age, r.swap_mask, r.note) for r in table.itertuples()} == want

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskcls.common.fileio import check_name, inside, read_user_csv, write_text
+from maskcls.common.fileio import check_name, inside, locked, read_user_csv, write_text
 
 from maskcls.data.labels import GENDER_KEYS, parse_gender
 
@@ -167,17 +167,21 @@ def reviewed_ids(path: str | os.PathLike) -> tuple[set[str], set[str]]:
 def accept_correction(path: str | os.PathLike, row: dict) -> pd.DataFrame:
     """Add (or replace) one person's correction in the file, atomically; returns the whole table."""
     path = Path(path)
-    table = load_corrections(path) if path.is_file() else _validate(pd.DataFrame(columns=COLUMNS), str(path))
     new = _validate(pd.DataFrame([{k: row.get(k, "") for k in COLUMNS}]), "the accepted correction")
-    table = pd.concat([table[table["id"] != str(row["id"])], new], ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, to_csv_text(table))
+    with locked(path):  # read, change, replace: a concurrent accept waits instead of being overwritten
+        table = load_corrections(path) if path.is_file() else _validate(pd.DataFrame(columns=COLUMNS), str(path))
+        table = pd.concat([table[table["id"] != new["id"].iloc[0]], new], ignore_index=True)
+        write_text(path, to_csv_text(table))
     return table
 
 
 def reject_suggestion(path: str | os.PathLike, person_id: str) -> None:
     """Remember that a suggestion for this person was looked at and turned down (it is not shown again)."""
     path = Path(path)
-    _, rejected = reviewed_ids(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path.with_suffix(".rejected"), "\n".join(sorted(rejected | {str(person_id)})) + "\n")
+    person_id = str(person_id).strip()
+    if not person_id or any(c.isspace() for c in person_id):
+        raise ValueError(f"cannot reject a suggestion for person id {person_id!r}: expected an id such as 000001, "
+                         f"with no spaces")
+    with locked(path):  # the same lock as accepts: one reviewer's decision never drops another's
+        _, rejected = reviewed_ids(path)
+        write_text(path.with_suffix(".rejected"), "\n".join(sorted(rejected | {str(person_id)})) + "\n")
