@@ -3,6 +3,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 
 from maskcls.data.cache import build_cache
 from maskcls.data.imageio import load_preprocessed
@@ -49,3 +50,15 @@ def test_cache_build_survives_a_corrupt_image(demo_root, tmp_path):
     assert cache.problems[0][0] == paths[5] and "cannot decode" in cache.problems[0][1]
     reloaded = build_cache(paths, (64, 48), tmp_path / "c", workers=2)
     assert not reloaded.built and not reloaded.ok[5] and reloaded.problems == cache.problems
+
+
+def test_a_cache_the_disk_cannot_hold_is_refused_before_writing(tmp_path):
+    """Issue 35 #4: image_size [20000, 20000] started a ~500 GB cache inside the data root. The config now bounds
+    each side at 1024; the cache build checks its size against the disk's free space first (here 200,000
+    1024x1024 images, 600 GB, more than this kind of machine's whole disk)."""
+    import errno
+    paths = [str(tmp_path / f"{i}.jpg") for i in range(200_000)]
+    with pytest.raises(OSError) as e:
+        build_cache(paths, (1024, 1024), tmp_path / "c", workers=1)
+    assert e.value.errno == errno.ENOSPC and "needs 585.9 GB" in str(e.value) and "GB free" in str(e.value)
+    assert list((tmp_path / "c").iterdir()) == []

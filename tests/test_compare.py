@@ -82,6 +82,15 @@ def test_an_ablation_ladder_from_the_cli(demo_root, tmp_path, capsys):
     ({"mode": "sideways", "steps": [{"name": "x", "set": {"lr": 0.1}}]}, "mode must be one of"),
     ({"steps": [{"name": "x", "set": {"lrr": 0.1}}]}, "step 1 (x): unknown config key 'lrr'"),
     ({"steps": [{"name": "x", "set": {"lr": 0.1}}, {"name": "x", "set": {"lr": 0.2}}]}, "step 2: the name 'x' is used"),
+    # issue 35 #9: a step setting the seed was replaced by the ladder's seed (both rungs seed 1: it measured nothing)
+    ({"steps": [{"name": "other seed", "set": {"seed": 7}}]},
+     "step 1 (other seed): 'seed' cannot be a step: the ladder sets each run's seed"),
+    ({"steps": [{"name": "split", "set": {"split_seed": 3}}]},
+     "'split_seed' cannot be a step: every rung must be scored on the same validation people"),
+    ({"steps": [{"name": "all", "set": {"full_data": True}}]}, "'full_data' cannot be a step"),
+    ({"steps": [{"name": "bounds", "set": {"age_upper": 58}}]}, "'age_upper' cannot be a step"),
+    ({"steps": [{"name": "steps", "set": {"scheduler": "step", "step_size": 0}}]},
+     "step 1 (steps): step_size must be a whole number from 1 to 10000"),
 ])
 def test_bad_steps_are_refused_by_position(demo_root, tmp_path, capsys, steps, message):
     (tmp_path / "s.json").write_text(json.dumps(steps))

@@ -175,9 +175,21 @@ def test_unknown_model_is_refused_before_a_run_folder_exists(demo_root, tmp_path
 
 @pytest.mark.parametrize("kw,msg", [
     ({"batch_size": 5000}, "batch_size 5000 is larger than the"),
-    ({"lr": 1e30, "loss": "ce"}, "the loss became"),
+    ({"lr": 10.0, "loss": "nan"}, "the loss became"),  # an lr too high to train (1e30 is refused by the config)
 ])
-def test_failures_land_in_status_and_log(demo_root, tmp_path, kw, msg):
+def test_failures_land_in_status_and_log(demo_root, tmp_path, monkeypatch, kw, msg):
+    if kw.pop("loss", None) == "nan":  # what a diverging lr ends in, without waiting for it to diverge
+        import maskcls.train.learner
+        real = maskcls.train.learner.create_loss
+
+        class Nan(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, logits, y):
+                return self.inner(logits, y) * float("nan")
+        monkeypatch.setattr(maskcls.train.learner, "create_loss", lambda *a, **k: Nan(real(*a, **k)))
     cfg = tiny(demo_root, tmp_path, **kw)
     with pytest.raises(Exception):
         train_run(cfg, tmp_path / "runs", "bad")

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -182,6 +183,61 @@ def test_evaluate_refuses_an_unusable_named_checkpoint(tiny_run, tmp_path, capsy
         assert "best.pt" not in at.selectbox(key="eval_ckpt").options
     else:
         assert any("Cannot evaluate" in e.value and "best.pt" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage, message", [
+    ("no model", "is damaged: it holds no 'model' weights (keys: "),
+    ("model is text", "is damaged: 'model' must map parameter names to tensors, found string"),
+    ("a weight is text", "is damaged: 'model' must map parameter names to tensors; "),
+])
+def test_a_checkpoint_without_usable_weights_is_named_by_every_reader(tiny_run, demo_root, tmp_path, capsys, damage,
+                                                                      message):
+    """Issue 35 #8: a best.pt without a 'model' key was evaluated as if fine and made predict say "error: 'model'";
+    a 'model' that was a string gave a TypeError traceback."""
+    runs, name = copy_run(tiny_run, tmp_path)
+    best = runs / name / "best.pt"
+    ckpt = torch.load(best, weights_only=True)
+    if damage == "no model":
+        del ckpt["model"]
+    elif damage == "model is text":
+        ckpt["model"] = "weights"
+    else:
+        ckpt["model"][next(iter(ckpt["model"]))] = "x"
+    torch.save(ckpt, best)
+    for args in (["evaluate", name], ["predict", "--data", str(demo_root), "--members", name,
+                                      "--method", "soft", "--out", str(tmp_path / "s.csv")], ["compare", name, name]):
+        code, _, err = run_cli(capsys, *args, "--runs-root", str(runs))
+        if args[0] == "compare":  # compares stored predictions, reads no checkpoint
+            assert code == 0, err
+            continue
+        assert code == 2 and message in err and "best.pt" in err and "Traceback" not in err, (args, err)
+    at = app_test("pages/evaluate.py", runs_root=str(runs), eval_ckpt="best.pt")
+    assert not at.exception and any(message in e.value for e in at.error), [e.value for e in at.error]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f.rename(columns={"label": "y", "p3": "q"}), "is damaged: no column label, p3 (found path, person_id, "
+                                                             "y, "),
+    (lambda f: f.assign(label="cat"), "is damaged: line 2 has label 'cat', expected a class 0-17"),
+    (lambda f: f.assign(label=18), "is damaged: line 2 has label '18', expected a class 0-17"),
+    (lambda f: f.assign(p5="NaN"), "is damaged: line 2 holds a probability that is not a number from 0 to 1"),
+    (lambda f: f.head(0), "holds no rows"),
+    (lambda f: pd.concat([f, f.head(1)]), "is listed twice"),
+])
+def test_damaged_validation_predictions_are_named_by_every_reader(tiny_run, tmp_path, capsys, edit, message):
+    """Issue 35 #8: a val_predictions.csv with other columns gave pandas KeyErrors in evaluate, compare, review and
+    export, and crashed the Evaluate page; every reader now goes through one validating reader."""
+    runs, name = copy_run(tiny_run, tmp_path)
+    path = runs / name / "val_predictions.csv"
+    edit(pd.read_csv(path, dtype={"person_id": str})).to_csv(path, index=False)
+    for args in (["evaluate", name], ["compare", name, name], ["review", name], ["export", name, "--to",
+                                                                                   "tensorboard"]):
+        code, out, err = run_cli(capsys, *args, "--runs-root", str(runs))
+        assert code == 2 and "val_predictions.csv" in err and message in err and "Traceback" not in err, (args, err)
+    at = app_test("pages/evaluate.py", runs_root=str(runs), eval_ckpt="best.pt")
+    assert not at.exception and any(message in e.value for e in at.error), [e.value for e in at.error]
 
 
 def test_evaluate_says_where_its_figures_come_from(tiny_run, tmp_path, capsys):

@@ -210,3 +210,16 @@ def test_a_cpu_job_never_gets_more_threads_than_its_submitter_was_given(monkeypa
     assert (job_threads(1), job_threads(2)) == (1, 1)
     monkeypatch.setenv("MASKCLS_THREADS", "junk")
     assert job_threads(2) == 4
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda:abc", "device must be auto, cpu, cuda or cuda:N (N a GPU index such as 0), got 'cuda:abc'"),
+    ("cuda:7", "device 'cuda:7' asked for, but "),
+])
+def test_a_device_this_machine_lacks_makes_no_folder(demo_root, tmp_path, capsys, device, message):
+    """Issue 35 #7: `jobs submit --set device=cuda:abc` failed after leaving a folder that blocked the name."""
+    runs = tmp_path / "runs"
+    code, _, err = run_cli(capsys, "jobs", "submit", "--data", str(demo_root), "--preset", "demo-cpu", "--set",
+                           f"device={device}", "--name", "j", "--runs-root", str(runs))
+    assert code == 2 and message in err, err
+    assert not (runs / "j").exists()

@@ -35,7 +35,7 @@ def test_training_drops_them_and_validation_keeps_them(demo_root):
 
 
 def test_a_negative_window_is_refused():
-    with pytest.raises(ConfigError, match="drop_borderline must be >= 0"):
+    with pytest.raises(ConfigError, match="drop_borderline must be a whole number from 0 to 120, got -1"):
         RunConfig(drop_borderline=-1).validate()
 
 

@@ -239,6 +239,10 @@ def test_storage_urls_are_split_completed_and_shown_without_their_password(monke
     ({"lr": {"type": "float", "low": 0.1, "high": 0.2, "step": 0.5}}, "step 0.5 is larger than the range"),
     ({}, "the search space is empty"),
     ([1, 2], "must be a JSON object"),
+    ({"step_size": {"type": "int", "low": 0, "high": 3}}, "'step_size': low 0 is outside what the key allows "
+                                                          "(step_size must be a whole number from 1"),
+    ({"lr": {"type": "float", "low": 0, "high": 0.1}}, "'lr': low 0 is outside what the key allows"),
+    ({"momentum": {"type": "float", "low": 0.5, "high": 1.0}}, "'momentum': high 1.0 is outside what the key allows"),
 ])
 def test_bad_spaces_are_refused_by_name(demo_root, tmp_path, capsys, space, message):
     runs = str(tmp_path / "runs")
@@ -395,7 +399,7 @@ def test_a_storage_that_never_answers_times_out_naming_its_host(demo_root, tmp_p
 
 def test_a_worker_whose_every_trial_failed_says_so_quietly(demo_root, tmp_path, capfd):
     runs = str(tmp_path / "runs")
-    space = {"batch_size": {"type": "categorical", "choices": [100000]}}  # larger than the data: every trial fails
+    space = {"batch_size": {"type": "categorical", "choices": [50000]}}  # larger than the data: every trial fails
     sweeps.create_sweep(runs, "doomed", base(demo_root, tmp_path), space, sampler="random", pruner="none", total=2)
     capfd.readouterr()
     assert main(["sweep", "run", "doomed", "--trials", "2", "--quiet", "--runs-root", runs]) == 1
@@ -404,7 +408,7 @@ def test_a_worker_whose_every_trial_failed_says_so_quietly(demo_root, tmp_path, 
     assert "every trial this worker ran failed; `maskcls sweep status doomed` shows why" in err
     assert "(2 failed)" in out
     table = sweeps.trials_table(runs, "doomed")
-    assert set(table["state"]) == {"failed"} and table["error"].str.contains("batch_size 100000").all()
+    assert set(table["state"]) == {"failed"} and table["error"].str.contains("batch_size 50000").all()
 
 
 def test_the_sweeps_page_shows_a_lost_trial_and_leaves_the_study_alone(demo_root, tmp_path):

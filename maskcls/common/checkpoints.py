@@ -62,4 +62,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                               f"{str(e).splitlines()[0][:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a maskcls checkpoint (expected format {CKPT_FORMAT})")
+    why = shape_problem(ckpt, torch.Tensor)
+    if why:
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged: {why}")
     return ckpt
+
+
+def shape_problem(ckpt: dict, tensor_type) -> str | None:
+    """What is wrong with a loaded checkpoint's contents, in words (None when every reader can use it): the
+    weights under "model" as named tensors, the config a dict, the epoch a whole number."""
+    from maskcls.common.fileio import json_kind
+    model = ckpt.get("model")
+    if model is None:
+        return f"it holds no 'model' weights (keys: {', '.join(sorted(map(str, ckpt))) or 'none'})"
+    if not isinstance(model, dict) or not model:
+        return f"'model' must map parameter names to tensors, found {json_kind(model)}"
+    odd = next((k for k, v in model.items() if not isinstance(k, str) or not isinstance(v, tensor_type)), None)
+    if odd is not None:
+        return f"'model' must map parameter names to tensors; {odd!r} holds {type(model[odd]).__name__}"
+    if "config" in ckpt and not isinstance(ckpt["config"], dict):
+        return f"'config' must be a JSON object of run-config keys, found {json_kind(ckpt['config'])}"
+    if "epoch" in ckpt and (isinstance(ckpt["epoch"], bool) or not isinstance(ckpt["epoch"], int)):
+        return f"'epoch' must be a whole number, found {ckpt['epoch']!r}"
+    return None

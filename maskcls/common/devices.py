@@ -30,6 +30,9 @@ def resolve_device(name: str = "auto"):
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but no CUDA GPU is available here")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s): "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return torch.device(name)
 
 

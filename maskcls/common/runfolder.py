@@ -167,11 +167,12 @@ class RunFolder(JobFolder):
         return out if isinstance(out, dict) and "macro_f1_ci" in out else None
 
     def read_predictions(self):
-        """The best epoch's validation predictions (a DataFrame), None before there are any."""
-        import pandas as pd
+        """The best epoch's validation predictions (a DataFrame), None before there are any; a damaged table raises
+        TableError naming the file and what is wrong."""
+        from maskcls.common.predictions import read_predictions_table
         if not self.predictions_path.exists():
             return None
-        return pd.read_csv(self.predictions_path, dtype={"person_id": str})
+        return read_predictions_table(self.predictions_path, f"validation predictions of run {self.name!r}")
 
 
 METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds", "images_per_s")

@@ -6,8 +6,10 @@ skipped and reported, never fatal.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +49,21 @@ def cache_key(paths: list[str], size: tuple[int, int], crop: list | None, boxes:
         except OSError:
             h.update(f"{p}|missing\n".encode())
     return h.hexdigest()[:24]
+
+
+HEADROOM = 512 * 2**20  # left free beside a new cache: the runs' checkpoints and logs still need to be written
+
+
+def check_room(folder: Path, shape: tuple) -> None:
+    """Refuse, before a byte is written, a cache the disk cannot hold (a sparse memmap would fail halfway, or fill
+    the disk that the data root and the runs share)."""
+    need = int(np.prod(shape, dtype=np.int64))
+    free = shutil.disk_usage(folder).free
+    if need + HEADROOM > free:
+        raise OSError(errno.ENOSPC, f"the decoded-image cache of {shape[0]:,} images at {shape[1]}x{shape[2]} needs "
+                                    f"{need / 2**30:.1f} GB, but {folder} has {free / 2**30:.1f} GB free (keeping "
+                                    f"{HEADROOM // 2**20} MB spare): free space, set cache_dir to a larger disk, or "
+                                    f"choose a smaller image_size")
 
 
 def _decode_chunk(args) -> list[tuple[int, str]]:
@@ -106,6 +123,7 @@ def build_cache(paths: list[str], size: tuple[int, int], cache_dir: str | os.Pat
             if progress:
                 progress(len(paths), len(paths))
             return ImageCache(paths, arr, ok, problems, key, time.perf_counter() - t0, built=False)
+    check_room(folder, shape)
     failed: list[tuple[int, str]] = []
     with atomic_path(data_file) as tmp:
         np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape).flush() if len(paths) else tmp.write_bytes(b"")

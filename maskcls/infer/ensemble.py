@@ -19,7 +19,7 @@ from maskcls.infer.members import EvalInputs, Member, build_model, load_member, 
 from maskcls.infer.methods import METHOD_HELP, METHODS
 from maskcls.infer.demo_score import demo_score
 from maskcls.infer.submission import check_output, eval_paths, write_submission
-from maskcls.train.config import RunConfig
+from maskcls.train.config import SPLIT_KEYS, RunConfig
 from maskcls.train.metrics import macro_f1
 
 
@@ -247,9 +247,6 @@ def greedy_members(runs_root, candidates: list[Member], device, cache_dir, *, tt
     chosen, best, steps = greedy_soup(runs_root, candidates, inputs, val_rows["label"].to_numpy(), tta=tta,
                                       progress=progress)
     return chosen, best, steps, notes
-
-
-SPLIT_KEYS = ("data_root", "val_ratio", "split_seed", "fold", "n_folds", "corrections", "age_lower", "age_upper")
 
 
 def shared_validation(runs_root, members: list[Member]) -> tuple[pd.DataFrame, list[str]]:

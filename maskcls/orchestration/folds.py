@@ -154,7 +154,8 @@ def read_oof(runs_root, name: str) -> pd.DataFrame:
                          f"(`maskcls train ... --folds K --name {name}`)")
     if list(Path(runs_root).glob(f"{name}-fold*")):
         fold_runs(runs_root, name)
-    return pd.read_csv(path, dtype={"person_id": str})
+    from maskcls.common.predictions import read_predictions_table
+    return read_predictions_table(path, f"out-of-fold table of fold group {name!r}")
 
 
 def list_fold_groups(runs_root) -> list[str]:

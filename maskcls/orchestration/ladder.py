@@ -19,7 +19,7 @@ from pathlib import Path
 
 from maskcls.common.fileio import check_name, inside, read_json, write_json
 from maskcls.common.jobfolder import now
-from maskcls.train.config import RunConfig
+from maskcls.train.config import SPLIT_KEYS, RunConfig
 
 LADDERS_DIR = "ladders"
 MODES = ("cumulative", "leave-one-out")
@@ -101,8 +101,15 @@ def read_steps(spec) -> tuple[str, list]:
     return mode, spec["steps"]
 
 
+OWNED = {"seed": "the ladder sets each run's seed (--seeds N trains seeds 1..N on every rung)",
+         "full_data": "a ladder scores every rung on validation people",
+         **{k: "every rung must be scored on the same validation people with the same labels" for k in SPLIT_KEYS}}
+
+
 def check_steps(base: RunConfig, steps: list) -> list:
-    """Each step a name and config changes that make a valid config on the base; named by position otherwise."""
+    """Each step a name and config changes that make a valid config on the base; named by position otherwise.
+    Keys the ladder owns (the seed, the split) are refused: a step that set them would be overridden or would
+    compare rungs on other people."""
     names = set()
     for i, step in enumerate(steps, 1):
         if not isinstance(step, dict) or not isinstance(step.get("name"), str) or not step["name"].strip() \
@@ -112,6 +119,10 @@ def check_steps(base: RunConfig, steps: list) -> list:
         if step["name"] in names:
             raise LadderError(f"step {i}: the name {step['name']!r} is used twice")
         names.add(step["name"])
+        owned = [k for k in step["set"] if k in OWNED]
+        if owned:
+            raise LadderError(f"step {i} ({step['name']}): {owned[0]!r} cannot be a step: {OWNED[owned[0]]}; to "
+                              f"compare it, make it the base of two ladders or compare two runs")
         try:
             RunConfig.from_dict({**base.to_dict(), **step["set"]})
         except ValueError as e:

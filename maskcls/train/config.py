@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
 from maskcls.augment.spec import AugmentSpec, create_preset, list_presets
+from maskcls.train.config_checks import TRACKERS, ConfigError, check_value
 
 CHOICES = {
     "head": ("single", "multi"),
@@ -22,12 +22,9 @@ CHOICES = {
 }
 
 
-TRACKERS = ("tensorboard", "mlflow", "wandb")  # maskcls.train.tracking implements them
+# the keys that decide who validates and with which labels: runs that share them are scored on the same people
+SPLIT_KEYS = ("data_root", "val_ratio", "split_seed", "fold", "n_folds", "corrections", "age_lower", "age_upper")
 PATH_KEYS = ("data_root", "corrections", "weights_file", "cache_dir")  # stored absolute when a run is created
-
-
-class ConfigError(ValueError):
-    """A config key with a wrong type or value; the message names the key."""
 
 
 @dataclass
@@ -144,7 +141,7 @@ class RunConfig:
             except json.JSONDecodeError:
                 v = raw
             if k == "image_size" and isinstance(v, str) and "," in v:
-                v = [int(x) for x in v.split(",")]
+                v = _parse_size(k, v)
             if isinstance(d[k], float) and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             if isinstance(d[k], str) and not isinstance(v, str) and not (k == "augment" and isinstance(v, dict)):
@@ -184,56 +181,31 @@ class RunConfig:
 
     # -------------------------------------------------------------------------------------------
     def validate(self) -> "RunConfig":
+        """Each key against its rule (maskcls.train.config_checks), then the rules that join keys."""
+        hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{f.name} must be a finite number, got {v}")
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+            check_value(f.name, getattr(self, f.name))
         for key, options in CHOICES.items():
             if getattr(self, key) not in options:
                 raise ConfigError(f"{key} must be one of {options}, got {getattr(self, key)!r}")
-        positive = {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size, "gpus": self.gpus,
-                    "n_folds": self.n_folds}
-        for k, v in positive.items():
-            if v <= 0:
-                raise ConfigError(f"{k} must be > 0, got {v}")
-        for k in ("weight_decay", "grad_clip", "warmup_epochs", "smoothing", "drop_rate", "limit_batches",
-                  "unfreeze_after", "workers", "keep_epochs",
-                  "drop_borderline"):
-            if getattr(self, k) < 0:
-                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
-        if not 0 < self.val_ratio < 1:
-            raise ConfigError(f"val_ratio must be between 0 and 1, got {self.val_ratio}")
-        if not -1 <= self.fold < self.n_folds:
+        if not self.fold < self.n_folds:
             raise ConfigError(f"fold must be -1 (no folds) or 0..{self.n_folds - 1}, got {self.fold}")
         if (self.face_crop or self.remove_background) and self.loader != "cache":
             raise ConfigError("face_crop and remove_background need loader=cache (they are applied when the decoded-image "
                               "cache is built)")
-        if not 0 <= self.face_margin <= 1:
-            raise ConfigError(f"face_margin must be between 0 and 1, got {self.face_margin}")
         if self.full_data and self.fold >= 0:
             raise ConfigError(f"full_data trains on every person, so it has no fold: set fold to -1, got {self.fold}")
-        if not 0 < self.age_lower < self.age_upper:
+        if not self.age_lower < self.age_upper:
             raise ConfigError(f"need 0 < age_lower < age_upper, got {self.age_lower}, {self.age_upper}")
         widest = self.age_upper - self.age_lower - 1
         if self.drop_borderline > widest:
             raise ConfigError(f"drop_borderline {self.drop_borderline} would leave out the whole {self.age_lower}-"
                               f"{self.age_upper - 1} age band (it is {widest + 1} years wide): use at most {widest}; "
                               f"the winners used 3")
-        if not (0 <= self.ema < 1):
-            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
-        if not (0 <= self.smoothing < 1):
-            raise ConfigError(f"smoothing must be in [0, 1), got {self.smoothing}")
-        if len(self.image_size) != 2 or any(not isinstance(v, int) or v < 16 for v in self.image_size):
-            raise ConfigError(f"image_size must be [height, width], each an integer >= 16, got {self.image_size}")
-        if self.loss == "combo":
-            bad = sorted(set(self.combo) - {"ce", "focal", "smooth", "f1"})
-            if bad or not self.combo:
-                raise ConfigError(f"combo weights must name losses among ce, focal, smooth, f1; got {self.combo}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        bad = [t for t in self.track if t not in TRACKERS]
-        if bad or len(set(self.track)) != len(self.track):
-            raise ConfigError(f"track must list trackers among {', '.join(TRACKERS)} (each once), got {self.track!r}")
+        if self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs must be at most epochs ({self.epochs}): a warm-up longer than the run "
+                              f"never reaches the peak lr; got {self.warmup_epochs}")
         self.augment_spec()  # raises with the spec field's name
         return self
 
@@ -246,6 +218,14 @@ class RunConfig:
             return AugmentSpec.from_dict(self.augment)
         except ValueError as e:
             raise ConfigError(f"augment: {e}") from None
+
+
+def _parse_size(key: str, text: str) -> list[int]:
+    """'128,96' -> [128, 96], the CLI's short form of [height, width]."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"{key} must be [height, width] or HEIGHT,WIDTH in whole pixels (e.g. 128,96), got {text!r}")
+    return [int(p) for p in parts]
 
 
 def _check_type(key: str, value, hint) -> None:

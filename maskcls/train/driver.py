@@ -263,6 +263,8 @@ def check_startable(cfg: RunConfig) -> None:
     corrections file. Every way of starting a run (train, jobs, folds, sweeps, the studio) asks this first."""
     cfg.validate()
     check_model(cfg.model, cfg.image_size)
+    from maskcls.common.devices import resolve_device
+    resolve_device(cfg.device)  # a GPU this machine does not have is named now, before a folder is made
     if not cfg.data_root or not os.path.isdir(cfg.data_root):
         raise ValueError(f"data root {cfg.data_root!r} is not a folder: expected a data root in the competition layout "
                          f"(train/images/, eval/)")

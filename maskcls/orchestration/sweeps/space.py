@@ -94,6 +94,12 @@ def _parse_range(key: str, kind: str, spec: dict, holds: str) -> Param:
                          f"{step!r}")
     if step is not None and step > high - low:
         raise SweepError(f"search space key {key!r}: step {step!r} is larger than the range {low!r}..{high!r}")
+    from maskcls.train.config_checks import check_value
+    for name, v in (("low", low), ("high", high)):  # a trial must never be handed a value its config refuses
+        try:
+            check_value(key, int(v) if holds == "int" else float(v))
+        except ValueError as e:
+            raise SweepError(f"search space key {key!r}: {name} {v!r} is outside what the key allows ({e})") from None
     return Param(key, kind, float(low), float(high), step)
 
 

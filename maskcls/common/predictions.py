@@ -1,0 +1,58 @@
+"""The one reader of prediction tables (a run's val_predictions.csv, a fold group's out-of-fold table): every
+command and page that scores, compares, reviews or exports reads them here, so a hand-edited or damaged table gets
+one clear message naming the file and what is wrong, never a pandas KeyError.
+
+Columns: path, person_id, label (0-17), p0..p17 (probabilities); other columns (e.g. fold) are kept.
+"""
+from __future__ import annotations
+
+import os
+
+N_CLASSES = 18
+PROB_COLUMNS = [f"p{c}" for c in range(N_CLASSES)]
+COLUMNS = ["path", "person_id", "label", *PROB_COLUMNS]
+
+
+class TableError(ValueError):
+    """A prediction table that cannot be used; the message names the file and the problem."""
+
+
+def read_predictions_table(path: str | os.PathLike, what: str = "validation predictions"):
+    """The table at `path`, checked: the columns, a class 0-17 in every label, probabilities that are numbers in
+    [0, 1], one row per photo."""
+    import numpy as np
+    import pandas as pd
+    from maskcls.common.fileio import read_user_csv
+    source = f"{what} {os.fspath(path)!r}"
+    expected = "expected columns path, person_id, label, p0..p17, one row per validation photo"
+    try:
+        frame = read_user_csv(path, dtype={"person_id": str, "path": str})
+    except (ValueError, OSError) as e:
+        raise TableError(f"{source} cannot be read ({e}); {expected}") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        shown = ", ".join(missing[:6]) + (" …" if len(missing) > 6 else "")
+        raise TableError(f"{source} is damaged: no column {shown} (found {', '.join(map(str, frame.columns[:8]))}); "
+                         f"{expected}")
+    if frame.empty:
+        raise TableError(f"{source} holds no rows; {expected}")
+    label = pd.to_numeric(frame["label"], errors="coerce")
+    bad = label.isna() | (label % 1 != 0) | ~label.between(0, N_CLASSES - 1)
+    if bad.any():
+        raise TableError(f"{source} is damaged: line {int(np.argmax(bad.to_numpy())) + 2} has label "
+                         f"{str(frame['label'][bad].iloc[0])!r}, expected a class 0-17")
+    probs = frame[PROB_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad_rows = ~(np.isfinite(probs) & (probs >= 0) & (probs <= 1)).all(1)
+    if bad_rows.any():
+        i = int(np.argmax(bad_rows))
+        raise TableError(f"{source} is damaged: line {i + 2} holds a probability that is not a number from 0 to 1")
+    for col in ("path", "person_id"):
+        empty = frame[col].isna() | (frame[col].astype(str).str.strip() == "")
+        if empty.any():
+            raise TableError(f"{source} is damaged: line {int(np.argmax(empty.to_numpy())) + 2} has no {col}")
+    repeated = frame["path"].duplicated()
+    if repeated.any():
+        raise TableError(f"{source} is damaged: photo {frame['path'][repeated].iloc[0]!r} is listed twice")
+    frame["label"] = label.astype(int)
+    frame[PROB_COLUMNS] = probs
+    return frame
