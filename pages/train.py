@@ -146,9 +146,16 @@ if submitted or to_sweep or repeat:
             st.success(f"Queued {len(launched)} folds on {device}: {', '.join(launched)}; the out-of-fold table "
                        f"{name}-oof.csv appears when the last one ends (Evaluate and Ensemble pages use it).")
         else:
-            run = jobs.submit(cfg, runs_root, name)
-            st.session_state["train_selected"] = run.name
-            st.success(f"Launched **{run.name}** on {device}.")
+            again = st.session_state.get("train_launched", {}).get(name) == cfg.to_json()
+            if again and RunFolder(runs_root, name).exists():  # a second click of Launch: one run, said so
+                state = jobs.job_info(RunFolder(runs_root, name)).state
+                st.info(f"**{name}** is already launched from this page ({state}): one click is enough; it is in the "
+                        f"jobs table below.")
+            else:
+                run = jobs.submit(cfg, runs_root, name)
+                st.session_state.setdefault("train_launched", {})[name] = cfg.to_json()
+                st.session_state["train_selected"] = run.name
+                st.success(f"Launched **{run.name}** on {device}.")
     except (ConfigError, ValueError) as e:
         st.error(f"Not launched: {e}")
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 
 from conftest import REPO
 from maskcls.common.checkpoints import save_checkpoint
@@ -52,3 +53,30 @@ def test_full_disk_keeps_the_previous_predictions(tmp_path):
     assert "File too large" in out.stdout and "previous version of the file is intact" in out.stdout
     assert run.predictions_path.read_text() == "path,person_id,label\nold.jpg,1,0\n"
     assert not [p for p in os.listdir(run.path) if p.endswith(".tmp")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+                    max_leaves=10))
+def test_json_output_is_strict_json_whatever_the_numbers(obj):
+    """Issue 35 #12: `review --json` printed bare NaN. Every JSON the CLI prints or a run folder stores goes through
+    fileio.dumps: NaN and infinities become null, the rest is unchanged."""
+    import json
+    import math
+
+    from maskcls.common.fileio import dumps
+
+    def strict(constant):
+        raise ValueError(constant)
+    back = json.loads(dumps(obj), parse_constant=strict)
+
+    def same(a, b):
+        if isinstance(a, float) and not math.isfinite(a):
+            return b is None
+        if isinstance(a, (list, tuple)):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        if isinstance(a, dict):
+            return set(a) == set(b) and all(same(a[k], b[k]) for k in a)
+        return a == b
+    assert same(obj, back)

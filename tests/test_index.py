@@ -269,3 +269,18 @@ def test_scan_cli_json(real_layout, capsys):
 def test_scan_cli_wrong_root(tmp_path, capsys):
     assert main(["scan", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_train_csv_row_that_disagrees_with_its_folder_is_named(data):
+    """Issue 35 #12: a train.csv row whose gender or age differed from its folder name was not reported."""
+    csv = data / "train/train.csv"
+    table = pd.read_csv(csv, dtype=str)
+    folder = table.loc[0, "path"]
+    table.loc[0, ["gender", "age"]] = ["female" if "_male_" in folder else "male", "91"]
+    table.to_csv(csv, index=False)
+    idx = index_data(data)
+    rows = idx.problems[idx.problems["path"] == folder]
+    assert len(rows) == 1 and rows["kind"].iloc[0] == "csv"
+    assert "train.csv disagrees with the folder name: gender" in rows["reason"].iloc[0]
+    assert "age '91' (the folder says" in rows["reason"].iloc[0]
+    assert (idx.problems["kind"] == "csv").sum() == 1  # the other rows agree, zero-padded or not

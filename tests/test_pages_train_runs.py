@@ -20,6 +20,10 @@ def test_train_page_submits_a_job_and_lists_it(demo_root, tmp_path):
     at.button[0].click().run()  # the form's Launch button
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("Launched" in s.value and "from-page" in s.value for s in at.success)
+    at.button[0].click().run()  # issue 35 #12: a double-click said only "Not launched: … already exists"
+    assert not at.error, [e.value for e in at.error]
+    assert any("from-page" in i.value and "already launched from this page" in i.value for i in at.info)
+    assert [p.name for p in runs.iterdir() if p.name.startswith("from-page")] == ["from-page"]
     table = at.dataframe[0].value
     assert "from-page" in table["name"].tolist()
     assert table.set_index("name").at["from-page", "state"] in ("queued", "running", "completed")
@@ -33,7 +37,7 @@ def test_train_page_submits_a_job_and_lists_it(demo_root, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key, value, why", [
-    ("train_lr", -0.1, "lr must be > 0"),
+    ("train_lr", -0.1, "lr must be a number above 0"),
     ("train_name", "bad/name", "invalid run name 'bad/name'"),
 ])
 def test_train_page_refuses_a_bad_value_with_a_message(studio_demo, tmp_path, key, value, why):

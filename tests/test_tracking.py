@@ -145,3 +145,34 @@ def test_an_old_run_exported_to_tensorboard(demo_root, tmp_path, capsys):
     acc.Reload()
     assert {e.step: e.value for e in acc.Scalars("val_macro_f1")} == pytest.approx(
         f1_by_epoch(RunFolder(tmp_path / "runs", "old")))
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////nonexistent-maskcls/dir/x.db", "file:///nonexistent-maskcls/dir/mlruns",
+                                 "/nonexistent-maskcls/mlruns"])
+def test_a_tracking_uri_in_a_missing_folder_is_refused_and_nothing_is_created(demo_root, tmp_path, capsys, uri):
+    """Issue 35 #11: `export --to mlflow --uri sqlite:////nonexistent/dir/x.db` created /nonexistent/dir/ at the
+    filesystem root and reported success; training with that URI is refused before a run folder exists too."""
+    from maskcls.common.runfolder import RunFolder
+    runs = tmp_path / "runs"
+    run = RunFolder(runs, "old")
+    run.path.mkdir(parents=True)
+    run.config_path.write_text(tiny(demo_root, tmp_path).to_json())
+    (run.path / "metrics.jsonl").write_text('{"epoch": 1, "val_macro_f1": 0.5}\n')
+    run.write_status(state="completed")
+    code, _, err = run_cli(capsys, "export", "old", "--to", "mlflow", "--uri", uri, "--runs-root", runs)
+    assert code == 2 and "does not exist; create it first" in err and "goes on without it" not in err, err
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(tiny(demo_root, tmp_path, track=["mlflow"], track_uri=uri).to_json())
+    code, _, err = run_cli(capsys, "train", "--config", cfg, "--name", "x", "--runs-root", runs)
+    assert code == 2 and "does not exist; create it first" in err and not (runs / "x").exists()
+    assert not os.path.exists("/nonexistent-maskcls")
+
+
+def test_an_export_that_fails_uses_exports_wording(demo_root, tmp_path):
+    from maskcls.train.tracking import Tracking
+    from maskcls.train.tracking.base import TrackContext
+    said = []
+    t = Tracking(["nonesuch-tracker-for-the-test"], TrackContext("r", tmp_path, tmp_path, {}, None, "p", "", False),
+                 said.append, after="nothing more was sent")
+    t.close({})
+    assert said and said[0].endswith("; nothing more was sent")

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from maskcls.common.fileio import dumps
 from maskcls.cli.common import add, emit
 
 
@@ -103,7 +103,7 @@ def cmd_budgets(args) -> int:
         print(f"maskcls bench budgets: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps([b.as_dict() for b in budgets], indent=2))
+        print(dumps([b.as_dict() for b in budgets], indent=2))
     over = [b.name for b in budgets if not b.ok]
     if over:
         print(f"over budget: {', '.join(over)}", file=sys.stderr)

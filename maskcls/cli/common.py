@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from maskcls.common.fileio import json_kind
+from maskcls.common.fileio import dumps, json_kind
 from maskcls.common.settings import check_runs_root, default_runs_root
 
 
@@ -51,7 +51,7 @@ def runs_root_of(args) -> str:
 
 
 def emit(obj, as_json: bool, text: str) -> None:
-    print(json.dumps(obj, indent=2, default=str) if as_json else text)
+    print(dumps(obj, indent=2) if as_json else text)
 
 
 def when(t) -> str:

@@ -1,8 +1,8 @@
 """Data commands: scan a data root, generate demo data, find the faces."""
 from __future__ import annotations
 
-import json
 
+from maskcls.common.fileio import dumps
 from maskcls.cli.common import add, emit
 
 
@@ -76,12 +76,12 @@ def cmd_demo(args) -> int:
     if args.locked:
         finished = generate_demo(args.out, bar, people=args.people, eval_people=args.eval_people, seed=args.seed)
         progress.close()
-        print(json.dumps({**demo_progress(args.out), "generated_here": finished}))
+        print(dumps({**demo_progress(args.out), "generated_here": finished}))
         return 0
     info = write_demo(args.out, args.people, args.eval_people, args.seed, from_listing=args.from_listing,
                       eval_ids=args.eval_ids, workers=args.workers, progress=bar, photo=args.photo)
     progress.close()
-    print(json.dumps(info))
+    print(dumps(info))
     return 0
 
 

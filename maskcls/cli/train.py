@@ -1,8 +1,8 @@
 """Training commands: train (a new run, a resume, all data, K folds), background jobs, the folds' results."""
 from __future__ import annotations
 
-import json
 
+from maskcls.common.fileio import dumps
 from maskcls.cli.common import add, config_from_args, default_run_name, emit, runs_root_of, when
 
 
@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
 
 
 def _summary(status: dict) -> int:
-    print(json.dumps({k: status.get(k) for k in ("state", "epoch", "best_f1")}))
+    print(dumps({k: status.get(k) for k in ("state", "epoch", "best_f1")}))
     return 0
 
 
@@ -116,7 +116,7 @@ def train_folds(args) -> int:
         raise ValueError("--folds needs --name NAME: the folds become runs NAME-fold1..K")
     result = run_folds(_config(args), runs_root_of(args), args.name, args.folds, progress=TerminalProgress(args.quiet),
                        say=(lambda m: None) if args.quiet else print)
-    print(json.dumps(result))
+    print(dumps(result))
     return 0
 
 
@@ -129,7 +129,7 @@ def train_seeds(args) -> int:
         raise ValueError("--seeds and --folds cannot go together: repeat a fold group's config by hand")
     result = train_repeats(_config(args), runs_root_of(args), args.name, args.seeds,
                            progress=TerminalProgress(args.quiet), say=(lambda m: None) if args.quiet else print)
-    print(json.dumps(result))
+    print(dumps(result))
     return 0
 
 

@@ -85,8 +85,27 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """`obj` with NaN and infinities as None and numpy scalars as Python numbers: what strict JSON can hold (bare
+    NaN is not JSON; jq, JavaScript and teammates' tools refuse it)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and hasattr(obj, "dtype") and getattr(obj, "shape", None) == ():  # numpy scalar
+        return json_safe(obj.item())
+    return obj
+
+
+def dumps(obj: Any, **kw) -> str:
+    """Strict JSON text of `obj` (see json_safe); anything else JSON cannot hold is written as its text."""
+    return json.dumps(json_safe(obj), allow_nan=False, default=str, **kw)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    write_text(path, dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

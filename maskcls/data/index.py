@@ -195,6 +195,27 @@ def _cross_check_csv(csv_path: Path, train: pd.DataFrame, problems: list) -> Non
         problems.append((folder, "csv", "listed in train.csv but no usable folder on disk"))
     for folder in sorted(on_disk - listed)[:200]:
         problems.append((folder, "csv", "folder on disk but not listed in train.csv"))
+    report_disagreements(table, problems)
+
+
+def report_disagreements(table: pd.DataFrame, problems: list) -> None:
+    """train.csv rows whose id, gender or age differ from their folder's name: the folder is what the labels come
+    from, so a row that says otherwise is named (a hand edit in one of the two places)."""
+    def same(col: str, listed, named: str) -> bool:
+        text = str(listed).strip()
+        return (text.lstrip("0") or "0") == (named.lstrip("0") or "0") if col == "age" else text == named
+    columns = [c for c in ("id", "gender", "age") if c in table.columns]
+    found = 0
+    for row in table[["path", *columns]].itertuples(index=False):
+        m = FOLDER_RE.match(str(row.path))
+        differ = [f"{c} {str(getattr(row, c))!r} (the folder says {m[c]!r})" for c in columns
+                  if m and not same(c, getattr(row, c), m[c])]
+        if differ:
+            problems.append((str(row.path), "csv", f"train.csv disagrees with the folder name: {', '.join(differ)}; "
+                                                   f"the labels come from the folder name"))
+            found += 1
+            if found == 200:
+                return
 
 
 def scan_eval(root: Path, problems: list) -> pd.DataFrame | None:

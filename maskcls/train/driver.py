@@ -271,6 +271,9 @@ def check_startable(cfg: RunConfig) -> None:
     if cfg.corrections != "none":
         load_corrections(cfg.corrections)  # a missing or malformed file is named now, not by the job
     check_trackers(cfg.track)  # an uninstalled tracker is named now, with its install command
+    if "mlflow" in cfg.track:
+        from maskcls.train.tracking.mlflow_tracker import check_uri
+        check_uri(cfg.track_uri)
 
 
 def full_data_config(run: RunFolder) -> RunConfig:

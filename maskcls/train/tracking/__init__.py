@@ -48,8 +48,8 @@ def create_tracker(name: str):
 class Tracking:
     """The run's trackers behind one background thread; `warn(text)` hears about each one that fails."""
 
-    def __init__(self, names: list[str], ctx: TrackContext, warn):
-        self.names, self.ctx, self.warn = list(names), ctx, warn
+    def __init__(self, names: list[str], ctx: TrackContext, warn, after: str = "the run goes on without it"):
+        self.names, self.ctx, self.warn, self.after = list(names), ctx, warn, after
         self.events: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="maskcls-trackers", daemon=True)
         self.thread.start()
@@ -62,7 +62,7 @@ class Tracking:
                 tracker.start(self.ctx)
                 live.append(tracker)
             except Exception as e:  # noqa: BLE001 - a tracker must never fail the run
-                self.warn(f"tracker {name} could not start ({type(e).__name__}: {e}); the run goes on without it")
+                self.warn(f"tracker {name} could not start ({type(e).__name__}: {e}); {self.after}")
         while True:
             event = self.events.get()
             if event is None:
@@ -74,7 +74,7 @@ class Tracking:
                 except Exception as e:  # noqa: BLE001
                     live.remove(tracker)
                     self.warn(f"tracker {tracker.name} failed in {method} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); the run goes on without it")
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); {self.after}")
 
     def epoch(self, row: dict) -> None:
         self.events.put(("epoch", (dict(row),)))

@@ -14,6 +14,9 @@ def export_run(run, to: str, *, project: str = "maskcls", uri: str = "", artifac
     an export is a command, not a training run."""
     from sklearn.metrics import confusion_matrix
     check_trackers([to])
+    if to == "mlflow":
+        from maskcls.train.tracking.mlflow_tracker import check_uri
+        check_uri(uri)  # before anything is sent or created
     config = run.read_config()
     rows = run.read_metrics()
     if not rows:
@@ -21,7 +24,7 @@ def export_run(run, to: str, *, project: str = "maskcls", uri: str = "", artifac
     problems: list[str] = []
     ctx = TrackContext(run.name, Path(run.path), Path(run.root), config, config.get("track_group") or group_of(run.name),
                        project or "maskcls", uri, artifacts)
-    tracking = Tracking([to], ctx, problems.append)
+    tracking = Tracking([to], ctx, problems.append, after="nothing more was sent")
     for row in rows:
         tracking.epoch(row)
     preds = run.read_predictions()

@@ -19,6 +19,27 @@ def tracking_uri(ctx: TrackContext) -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
+def check_uri(uri: str) -> None:
+    """Refuse a file-backed tracking URI whose folder does not exist: MLflow would create the whole path (a typo
+    makes folders at the filesystem root) and report success."""
+    from urllib.parse import urlparse
+    if not uri:
+        return
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        if not path or path == ":memory:":
+            raise ValueError(f"MLflow tracking URI {uri!r} names no database file: expected sqlite:///path/to/mlflow.db")
+    elif parsed.scheme in ("", "file"):
+        path = parsed.path if parsed.scheme == "file" else uri
+    else:
+        return  # a server (http, https, databricks, postgresql ...): its own errors name it
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"MLflow tracking URI {uri!r}: the folder {str(folder)!r} does not exist; create it first or "
+                         f"give a path in an existing folder")
+
+
 class MlflowTracker(Tracker):
     name = "mlflow"
 
@@ -29,6 +50,7 @@ class MlflowTracker(Tracker):
         from mlflow.tracking import MlflowClient
         self.ctx = ctx
         uri = tracking_uri(ctx)
+        check_uri(uri)
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(ctx.project)
         if exp is None:
