@@ -11,6 +11,7 @@ from maskcls.infer.evaluation import cell_errors, eval_people, largest_error_cel
 from maskcls.infer.review import NEIGHBOURS, person_probabilities
 from maskcls.orchestration import reviews
 from maskcls.data.imageio import ImageError, thumbnail
+from maskcls.train.intervals import selection_lines
 from maskcls.data.labels import attribute_names, class_names, short_class_names
 from maskcls.common.runfolder import RunFolder, list_runs, probs_of
 from maskcls.common.checkpoints import CheckpointError, load_checkpoint
@@ -80,6 +81,8 @@ normalise = c[2].toggle("Row-normalised", key="eval_norm")
 ci = intervals(runs_root, name if not group else group, checkpoint, bool(group),
                oof_path(runs_root, group).stat().st_mtime if group else stamp)
 st.caption(f"Figures from {preds.attrs.get('source', 'the run')}.")
+for line in selection_lines(ci):
+    st.info(line[0].upper() + line[1:] + ". Expect the selection-free figure on new people.")
 if "expected_test_f1" in ci:
     lo, hi = ci["expected_test_f1"]
     st.caption(f"On an unseen set of {ci['test_people']} people drawn like these, a model like this one may score "

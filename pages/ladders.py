@@ -26,7 +26,9 @@ with st.expander("New ladder", expanded=not list_ladders(runs_root)):
     with st.form("ladder_form"):
         c = st.columns(4)
         name = c[0].text_input("Ladder name", key="ladder_name", placeholder="e.g. winners")
-        seeds = c[1].number_input("Seeds per rung", 1, 20, 1, key="ladder_seeds")
+        seeds = c[1].number_input("Seeds per rung", 1, 20, 3, key="ladder_seeds",
+                                  help="3 or more: a step's verdict then covers the seeds' spread; with 1 it compares "
+                                       "two single trainings and cannot separate a step from seed noise")
         epochs = c[2].number_input("Epochs per run", 1, 500, int(base.epochs), key="ladder_epochs")
         steps_text = st.text_area("Steps (JSON)", key="ladder_steps", height=220,
                                   value=(PRESET_DIR / "winners-2022.json").read_text(),
@@ -77,6 +79,8 @@ def live() -> None:
     except ValueError as e:
         st.error(str(e))
         return
+    if status["caution"]:
+        st.warning(f"This ladder has {status['caution']}.")
     st.dataframe(pd.DataFrame([{"rung": r["rung"], "step": r["step"], "macro F1": r["macro_f1"],
                                 "F1 low": (r["interval"] or [None, None])[0], "F1 high": (r["interval"] or [None, None])[1],
                                 "runs": ", ".join(f"{n}: {s}" for n, s in r["runs"].items())} for r in status["rungs"]]),

@@ -8,6 +8,7 @@ from maskcls.data.labels import class_names
 from maskcls.orchestration.compare import compare_refs, config_diff, curves_figure, delete_run, runs_table
 from maskcls.orchestration.folds import list_oof
 from maskcls.orchestration.repeats import list_repeat_groups
+from maskcls.train.comparison import explain
 
 st.title("Runs")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -19,6 +20,10 @@ st.dataframe(table, hide_index=True, width="stretch", key="runs_table",
              column_config={"best macro F1": st.column_config.NumberColumn(format="%.4f"),
                             "F1 low": st.column_config.NumberColumn(format="%.4f", help="95 % interval over people"),
                             "F1 high": st.column_config.NumberColumn(format="%.4f", help="95 % interval over people"),
+                            "F1 selection-free": st.column_config.NumberColumn(
+                                format="%.4f", help="the best epoch was chosen on the validation people, so its F1 "
+                                                    "leans high; this one chose the epoch on half the people and "
+                                                    "scored the other half (both ways)"),
                             "seed sd": st.column_config.NumberColumn(format="%.4f", help="spread over seeds"),
                             "best accuracy": st.column_config.NumberColumn(format="%.4f")})
 
@@ -38,7 +43,10 @@ if result and (result["a"], result["b"]) == (a, b):
         result["verdict"])
     st.caption(("Paired: both were validated on the same people, so the people's own variation cancels out. " if
                 result["paired"] else f"Unpaired: {result['note']}. ")
-               + f"A = {result['a_is']}, B = {result['b_is']}; {result['resamples']} resamples of people.")
+               + f"A = {result['a_is']}, B = {result['b_is']}; interval and p from one jackknife-t over people"
+               + (" and seeds." if result["claim"] == "configs" else "."))
+    for line in explain(result):
+        (st.warning if line.startswith("claim: about these two trained models") else st.caption)(line)
     st.plotly_chart(charts.class_difference_figure(result["per_class"], class_names()), width="stretch",
                     key="runs_cmp_classes")
 

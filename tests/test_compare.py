@@ -6,7 +6,7 @@ import pytest
 from conftest import config_file, run_cli
 from maskcls.orchestration.compare import compare_refs, runs_table
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # trains; the create-only tests are quick but share the fixtures
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,17 @@ def test_a_run_against_itself_is_no_difference(runs, capsys):
     assert {"difference", "interval", "p_value", "paired", "per_class", "verdict"} <= set(c)
 
 
+def test_two_single_runs_are_a_claim_about_the_models_not_their_configs(runs, capsys):
+    """Issue 36: a comparison of two single runs says what it can show (these two trained models on these people),
+    that a config claim needs seeds, and the seed spread the runs root's repeat groups measured."""
+    code, out, _ = run_cli(capsys, "compare", "a", "rep-s1", "--runs-root", runs)
+    assert code == 0 and "as trained models on these people; whether the config is better needs seeds" in out
+    assert "claim: about these two trained models on these people, not their configs" in out
+    assert "the repeat groups here measured a seed-to-seed spread of rep: sd " in out
+    assert "resolution: with 12 people, a true difference smaller than about" in out
+    assert "have fewer than 3 validation people: their F1 differences cannot be resolved" in out
+
+
 def test_runs_on_one_split_pair_and_on_another_do_not(runs, capsys):
     paired = compare_refs(runs, "a", "rep-s1")
     assert paired["paired"] and paired["note"] is None
@@ -46,6 +57,8 @@ def test_a_repeat_group_is_one_row_and_compares_like_a_run(runs, capsys):
     assert table.loc["a", "F1 low"] <= table.loc["a", "best macro F1"] <= table.loc["a", "F1 high"]
     c = compare_refs(runs, "a", "rep")
     assert c["paired"] and c["b_is"] == "repeat group rep (2 seeds)"
+    assert c["claim"] == "configs" and "(as configs (seeds and people resampled))" in c["verdict"]
+    assert c["seeds"] == [1, 2] and c["seed_sd"][1] == pytest.approx(row["seed sd"])
     code, out, _ = run_cli(capsys, "evaluate", "a", "--json", "--runs-root", runs)
     e = json.loads(out)
     lo, hi = e["macro_f1_ci"]
@@ -73,6 +86,8 @@ def test_an_ablation_ladder_from_the_cli(demo_root, tmp_path, capsys):
     for step in s["steps"]:
         assert {"gain", "interval", "p_value", "verdict", "moved"} <= set(step) and step["paired"]
         assert step["verdict"] in ("pays", "no evidence", "hurts") and 0 < step["p_value"] <= 1
+        assert "(as configs (seeds and people resampled))" in step["line"]
+    assert s["caution"] is None
     code, out, _ = run_cli(capsys, "ablate", "run", "lad", "--runs-root", runs)  # nothing left to claim
     assert code == 0 and "trained 0 run(s)" in out
 
@@ -98,3 +113,20 @@ def test_bad_steps_are_refused_by_position(demo_root, tmp_path, capsys, steps, m
                            tmp_path / "s.json", "--runs-root", tmp_path / "runs")
     assert code == 2 and message in err, err
     assert not (tmp_path / "runs" / "ladders" / "bad").exists()
+
+
+def test_a_ladder_of_one_seed_says_what_its_verdicts_cannot_separate(demo_root, tmp_path, capsys):
+    """Issue 36: `ablate create --seeds 1` (the default) says its verdicts cannot separate a step from seed noise,
+    suggests --seeds 3, and `ablate status` repeats it; with seeds the caution goes."""
+    steps = tmp_path / "s.json"
+    steps.write_text(json.dumps({"steps": [{"name": "sampler", "set": {"sampler": "class"}}]}))
+    base = config_file(demo_root, tmp_path)
+    code, out, err = run_cli(capsys, "ablate", "create", "one", "--base", base, "--steps", steps,
+                             "--runs-root", tmp_path / "runs")
+    assert code == 0 and "one seed per rung: a step's verdict compares two trained models and cannot separate the " \
+                         "step from seed noise" in out and "--seeds 3" in out, err
+    code, out, _ = run_cli(capsys, "ablate", "status", "one", "--runs-root", tmp_path / "runs")
+    assert code == 0 and "note: one seed per rung" in out
+    code, out, _ = run_cli(capsys, "ablate", "create", "three", "--base", base, "--steps", steps, "--seeds", "3",
+                           "--runs-root", tmp_path / "runs", "--json")
+    assert code == 0 and json.loads(out)["caution"] is None

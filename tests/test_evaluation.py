@@ -240,6 +240,25 @@ def test_damaged_validation_predictions_are_named_by_every_reader(tiny_run, tmp_
     assert not at.exception and any(message in e.value for e in at.error), [e.value for e in at.error]
 
 
+@pytest.mark.slow
+def test_a_run_stores_each_epochs_predictions_and_a_selection_free_figure(tiny_run, capsys):
+    """Issue 36 #4: the run keeps every epoch's predicted classes (val_history.csv), so its best-epoch figure is
+    shown beside a selection-free one, in evaluate and on the Evaluate page."""
+    runs, name = tiny_run
+    run = RunFolder(runs, name)
+    history = run.read_history()
+    assert [c for c in history.columns if c.startswith("e")] == ["e1", "e2"]
+    preds = run.read_predictions()
+    best = run.read_status()["predictions_epoch"]
+    assert (history[f"e{best}"].to_numpy() == preds[[f"p{i}" for i in range(18)]].to_numpy().argmax(1)).all()
+    free = run.read_intervals()["selection_free"]
+    assert free["epochs"] == 2 and free["macro_f1_ci"][0] <= free["macro_f1"] <= free["macro_f1_ci"][1]
+    code, out, _ = run_cli(capsys, "evaluate", name, "--runs-root", str(runs))
+    assert code == 0 and "the best of 2 epochs, chosen on these same people, leans high: selection-free macro F1" in out
+    at = app_test("pages/evaluate.py", runs_root=str(runs), eval_ckpt="best.pt")
+    assert not at.exception and any("selection-free macro F1" in i.value for i in at.info)
+
+
 def test_evaluate_says_where_its_figures_come_from(tiny_run, tmp_path, capsys):
     runs, name = copy_run(tiny_run, tmp_path)
     code, out, _ = run_cli(capsys, "evaluate", name, "--runs-root", str(runs), "--json")

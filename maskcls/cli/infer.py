@@ -66,6 +66,7 @@ def cmd_evaluate(args) -> int:
     from maskcls.common.runfolder import RunFolder, probs_of
     from maskcls.data.labels import class_names
     from maskcls.infer.evaluation import prediction_intervals, report, save_bias, tune_biases, validation_predictions
+    from maskcls.train.intervals import selection_lines
     run = RunFolder.open(runs_root_of(args), args.run)
     preds = validation_predictions(run.root, run.name, args.checkpoint, args.device)
     r = report(preds)
@@ -74,8 +75,9 @@ def cmd_evaluate(args) -> int:
            "attributes": {k: {"accuracy": v["accuracy"], "macro_f1": v["macro_f1"]} for k, v in r["attributes"].items()}}
     ci = prediction_intervals(run, preds)
     out.update({k: ci[k] for k in ("macro_f1_ci", "per_class_f1_ci", "people", "resamples", "level")})
-    out.update({k: ci[k] for k in ("expected_test_f1", "test_people", "public_private_gap", "public_private_gap_abs")
-                if k in ci})
+    out.update({k: ci[k] for k in ("expected_test_f1", "expected_test_f1_best_epoch", "test_people",
+                                   "public_private_gap", "public_private_gap_abs", "selection_free",
+                                   "selection_optimism") if k in ci})
     if args.tune:
         bias, before, after = tune_biases(probs_of(preds), preds["label"].to_numpy())
         save_bias(run.root, run.name, bias, before=before, after=after, checkpoint=args.checkpoint)
@@ -85,10 +87,12 @@ def cmd_evaluate(args) -> int:
              f"accuracy  {r['accuracy']:.4f}",
              f"macro F1  {r['macro_f1']:.4f}  (95 % interval over {ci['people']} people: {ci['macro_f1_ci'][0]:.4f} to "
              f"{ci['macro_f1_ci'][1]:.4f})"]
+    lines += selection_lines(ci)
     if "expected_test_f1" in ci:
         lines.append(f"on an unseen set of {ci['test_people']} people: {ci['expected_test_f1'][0]:.4f} to "
-                     f"{ci['expected_test_f1'][1]:.4f}; its public and private halves may differ by up to "
-                     f"{ci['public_private_gap_abs']:.4f}")
+                     f"{ci['expected_test_f1'][1]:.4f}" + (" (moved down by that optimism)" if "selection_free" in ci
+                                                           else "") + "; its public and private halves may differ by "
+                     f"up to {ci['public_private_gap_abs']:.4f}")
     lines.append(f"{'class':>5} {'name':28s} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>7}")
     lines += [f"{c['class']:5d} {names[c['class']]:28s} {c['precision']:9.4f} {c['recall']:7.4f} {c['f1']:7.4f} "
               f"{c['support']:7d}" for c in r["per_class"]]

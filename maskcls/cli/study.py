@@ -6,11 +6,11 @@ from maskcls.cli.common import add, config_from_args, emit, runs_root_of
 
 def register(sub, parents) -> None:
     p = add(sub, "compare", cmd_compare, "B against A (runs, fold groups or repeat groups): the difference in macro "
-            "F1 with its interval over people, a p-value, per class, and one verdict line",
+            "F1 with its interval and p-value (one jackknife-t procedure over people, and seeds for groups), per "
+            "class, one verdict line and what it claims",
             parents.of("runs_root", "json"))
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.add_argument("--resamples", type=int, default=2000)
 
     ablate = sub.add_parser("ablate", help="the ablation ladder: create, run workers, status, list",
                             description="the ablation ladder: create, run workers, status, list")
@@ -21,7 +21,8 @@ def register(sub, parents) -> None:
     p.add_argument("--base", dest="config", help="base run config JSON (defaults fill what it omits)")
     p.add_argument("--steps", required=True, help='STEPS.json ({"mode": "cumulative" | "leave-one-out", "steps": '
                    '[{"name": ..., "set": {...}}]}) or a shipped ladder: winners-2022')
-    p.add_argument("--seeds", type=int, default=1, help="runs per rung with seeds 1..K (default 1)")
+    p.add_argument("--seeds", type=int, default=1, help="runs per rung with seeds 1..K (default 1; use 3 for verdicts "
+                   "about the steps rather than about single trainings)")
     p.add_argument("--folds", type=int, default=0, help="each rung a fold group of K folds (out-of-fold scores)")
     p = add(acts, "run", cmd_run, "a worker: train the ladder's runs not yet claimed (several may run)",
             parents.of("runs_root", "quiet"))
@@ -44,14 +45,13 @@ def register(sub, parents) -> None:
 
 def cmd_compare(args) -> int:
     from maskcls.orchestration.compare import compare_refs
-    if args.resamples < 100:
-        raise ValueError(f"--resamples must be at least 100, got {args.resamples}")
-    c = compare_refs(runs_root_of(args), args.a, args.b, resamples=args.resamples)
+    from maskcls.train.comparison import explain
+    c = compare_refs(runs_root_of(args), args.a, args.b)
     lines = [f"A = {c['a_is']}: macro F1 {c['macro_f1_a']:.4f}", f"B = {c['b_is']}: macro F1 {c['macro_f1_b']:.4f}",
-             ("paired: both validated on the same people" if c["paired"] else f"unpaired: {c['note']}"),
-             c["verdict"], "classes that moved most (B - A, 95 % interval):"]
+             (f"paired: both validated on the same {c['people'][0]} people" if c["paired"] else
+              f"unpaired: {c['note']}"), c["verdict"], *explain(c), "classes that moved most (B - A, 95 % interval):"]
     lines += [f"  {r['class']:2d} {r['difference']:+.3f} [{r['interval'][0]:+.3f}, {r['interval'][1]:+.3f}]"
-              for r in c["per_class"][:6]]
+              + ("" if r["resolvable"] else " (too few people to resolve)") for r in c["per_class"][:6]]
     emit(c, args.json, "\n".join(lines))
     return 0
 
@@ -60,10 +60,12 @@ def cmd_create(args) -> int:
     from maskcls.orchestration.ladder import create_ladder
     cfg = config_from_args(args, args.config)
     ladder = create_ladder(runs_root_of(args), args.name, cfg, args.steps, seeds=args.seeds, folds=args.folds)
+    from maskcls.orchestration.ladder_report import seed_caution
+    caution = seed_caution(ladder)
     emit({"ladder": ladder.name, "mode": ladder.mode, "rungs": [r for r, _ in ladder.rungs()],
-          "runs": [n for n, _ in ladder.planned()]}, args.json,
+          "runs": [n for n, _ in ladder.planned()], "caution": caution}, args.json,
          f"ladder {ladder.name}: {ladder.mode}, {len(ladder.rungs())} rungs, {len(ladder.planned())} runs; start a "
-         f"worker with `maskcls ablate run {ladder.name}`")
+         f"worker with `maskcls ablate run {ladder.name}`" + (f"\nnote: {caution}" if caution else ""))
     return 0
 
 
@@ -88,7 +90,7 @@ def cmd_status(args) -> int:
     from maskcls.orchestration.ladder_report import ladder_status
     s = ladder_status(runs_root_of(args), args.name)
     lines = [f"ladder {s['ladder']} ({s['mode']}, {s['seeds']} seed(s) per rung"
-             + (f", {s['folds']} folds" if s["folds"] else "") + ")"]
+             + (f", {s['folds']} folds" if s["folds"] else "") + ")"] + ([f"note: {s['caution']}"] if s["caution"] else [])
     for r in s["rungs"]:
         score = (f"{r['macro_f1']:.4f} [{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]" if r["done"] else
                  ", ".join(f"{n} {st}" for n, st in r["runs"].items()))

@@ -56,3 +56,36 @@ def read_predictions_table(path: str | os.PathLike, what: str = "validation pred
     frame["label"] = label.astype(int)
     frame[PROB_COLUMNS] = probs
     return frame
+
+
+EPOCH_PREFIX = "e"  # val_history.csv: one column of predicted classes per epoch, e1, e2, ...
+
+
+def epoch_columns(frame) -> list[str]:
+    """The history's epoch columns in epoch order."""
+    cols = [c for c in frame.columns if c.startswith(EPOCH_PREFIX) and c[1:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[1:]))
+
+
+def read_history_table(path: str | os.PathLike):
+    """A run's val_history.csv (path, person_id, label, e1..eN: each epoch's predicted class of every validation
+    photo), checked like the predictions tables."""
+    import pandas as pd
+    from maskcls.common.fileio import read_user_csv
+    source = f"validation history {os.fspath(path)!r}"
+    expected = "expected columns path, person_id, label, e1..eN (each epoch's predicted class 0-17)"
+    try:
+        frame = read_user_csv(path, dtype={"person_id": str, "path": str})
+    except (ValueError, OSError) as e:
+        raise TableError(f"{source} cannot be read ({e}); {expected}") from None
+    epochs = epoch_columns(frame)
+    missing = [c for c in ("path", "person_id", "label") if c not in frame.columns]
+    if missing or not epochs or frame.empty:
+        raise TableError(f"{source} is damaged ({'no column ' + ', '.join(missing) if missing else 'no epochs or rows'}"
+                         f"); {expected}")
+    for col in ["label", *epochs]:
+        v = pd.to_numeric(frame[col], errors="coerce")
+        if (v.isna() | (v % 1 != 0) | ~v.between(0, N_CLASSES - 1)).any():
+            raise TableError(f"{source} is damaged: column {col} holds a value that is no class 0-17")
+        frame[col] = v.astype(int)
+    return frame

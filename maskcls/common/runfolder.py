@@ -150,6 +150,25 @@ class RunFolder(JobFolder):
         if epoch is not None:
             self.write_status(predictions_epoch=epoch)
 
+    history_path = property(lambda self: self.path / "val_history.csv")
+
+    def write_history(self, frame, epoch: int, predicted) -> None:
+        """Add (or replace) epoch `epoch`'s predicted classes in val_history.csv, dropping later epochs (a resume
+        from an earlier checkpoint): what a selection-free figure needs, since the best epoch is chosen on the same
+        people it is scored on."""
+        from maskcls.common.predictions import EPOCH_PREFIX, epoch_columns
+        history = self.read_history()
+        if history is None or list(history["path"]) != list(frame["path"]):
+            history = frame[["path", "person_id", "label"]].copy()
+        history = history.drop(columns=[c for c in epoch_columns(history) if int(c[1:]) >= epoch])
+        history[f"{EPOCH_PREFIX}{epoch}"] = predicted
+        write_csv(self.history_path, history)
+
+    def read_history(self):
+        """val_history.csv (None for a run from before it was written, or one without validation)."""
+        from maskcls.common.predictions import read_history_table
+        return read_history_table(self.history_path) if self.history_path.exists() else None
+
     intervals_path = property(lambda self: self.path / "intervals.json")
 
     def write_intervals(self, intervals: dict) -> None:

@@ -44,11 +44,12 @@ def run_row(run: RunFolder) -> dict:
 
 def _interval_columns(intervals: dict | None) -> dict:
     ci = (intervals or {}).get("macro_f1_ci") or [None, None]
-    return {"F1 low": ci[0], "F1 high": ci[1]}
+    free = (intervals or {}).get("selection_free") or {}
+    return {"F1 low": ci[0], "F1 high": ci[1], "F1 selection-free": free.get("macro_f1")}
 
 
 COLUMNS = ["name", "state", "model", "head", "loss", "sampler", "augmentation", "best macro F1", "F1 low", "F1 high",
-           "seed sd", "best accuracy", "epochs", "of", "device", "duration s", "started", "error"]
+           "F1 selection-free", "seed sd", "best accuracy", "epochs", "of", "device", "duration s", "started", "error"]
 
 
 def group_row(runs_root, name: str) -> dict:
@@ -102,7 +103,25 @@ def compare_refs(runs_root, a: str, b: str, **kw) -> dict:
     from maskcls.train.comparison import compare_sets
     set_a, what_a = prediction_set(runs_root, a)
     set_b, what_b = prediction_set(runs_root, b)
-    return {**compare_sets(set_a, set_b, names=(a, b), **kw), "a_is": what_a, "b_is": what_b}
+    out = {**compare_sets(set_a, set_b, names=(a, b), **kw), "a_is": what_a, "b_is": what_b}
+    if out["claim"] == "models":
+        out["training_noise"] = measured_seed_spread(runs_root)
+    return out
+
+
+def measured_seed_spread(runs_root) -> str | None:
+    """What this runs root's repeat groups measured of training noise (None when it holds none): the yardstick a
+    difference between two single runs has to be read against."""
+    from maskcls.orchestration.repeats import list_repeat_groups, repeat_summary
+    found = []
+    for g in list_repeat_groups(runs_root):
+        try:
+            s = repeat_summary(runs_root, g, resamples=100)
+        except ValueError:  # no completed seed yet, or a damaged table: nothing measured
+            continue
+        if s["completed"] > 1:
+            found.append(f"{g}: sd {s['macro_f1_sd']:.3f} over {s['completed']} seeds")
+    return ("the repeat groups here measured a seed-to-seed spread of " + "; ".join(found)) if found else None
 
 
 def curves_figure(runs_root, names: list[str]) -> go.Figure:

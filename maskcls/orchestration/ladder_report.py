@@ -56,9 +56,19 @@ def ladder_status(runs_root, name: str, *, resamples: int = 2000) -> dict:
         if rung.done and ref.done and rung.frames and ref.frames:
             # cumulative: the rung over the one before; leave-one-out: the full recipe over the rung without the step
             a, b = (ref, rung) if ladder.mode == "cumulative" else (rung, ref)
-            c = compare_sets(a.frames, b.frames, names=(a.label, b.label), resamples=resamples)
+            c = compare_sets(a.frames, b.frames, names=(a.label, b.label))
             step.update(gain=c["difference"], interval=c["interval"], p_value=c["p_value"], paired=c["paired"],
                         verdict=gain_verdict(c), moved=c["per_class"][:3], line=c["verdict"])
         steps.append(step)
     return {"ladder": name, "mode": ladder.mode, "seeds": ladder.seeds, "folds": ladder.folds, "rungs": rows,
-            "steps": steps, "complete": all(r.done for r in rungs)}
+            "steps": steps, "complete": all(r.done for r in rungs), "caution": seed_caution(ladder)}
+
+
+def seed_caution(ladder: Ladder) -> str | None:
+    """What a ladder of one training per rung cannot claim (None when its rungs have seeds)."""
+    if ladder.seeds > 1:
+        return None
+    what = "one fold group per rung (one training per fold)" if ladder.folds else "one seed per rung"
+    return (f"{what}: a step's verdict compares two trained models and cannot separate the step from seed noise "
+            f"(two seeds of one config can differ as much); create the ladder with --seeds 3 for verdicts about the "
+            f"steps")

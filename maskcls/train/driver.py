@@ -20,7 +20,7 @@ from maskcls.train.config import RunConfig
 from maskcls.train.dist import Dist, init_dist, select_device
 from maskcls.train.engine import train_one_epoch, validate
 from maskcls.train.inputs import Data, load_data
-from maskcls.train.intervals import run_intervals
+from maskcls.train.intervals import add_selection, run_intervals
 from maskcls.train.learner import Learner, create_learner, resume_from
 from maskcls.train.metrics import epoch_scores
 from maskcls.train.tracking import check_trackers, open_tracking
@@ -207,11 +207,15 @@ def save_epoch(cfg: RunConfig, run: RunFolder, epoch: int, row: dict, *, data: D
     save_checkpoint(run.epoch_path(epoch), weights)
     if improved:
         save_checkpoint(run.best_path, weights)
-    if improved and probs is not None:
+    if probs is not None:
         frame = predictions_frame(data.val_rows["path"], data.val_rows["person_id"], data.val_rows["label"], probs)
-        run.write_predictions(frame, epoch)
-        run.write_intervals(run_intervals(frame, eval_people=data.eval_people, epoch=epoch))  # once, not per page
-        if learner.tracking is not None:
+        run.write_history(frame, epoch, probs.argmax(1))
+        stored = run_intervals(frame, eval_people=data.eval_people, epoch=epoch) if improved else run.read_intervals()
+        if improved:
+            run.write_predictions(frame, epoch)
+        if stored is not None:  # once per epoch, never per page draw
+            run.write_intervals(add_selection(stored, run.read_history()))
+        if improved and learner.tracking is not None:
             from sklearn.metrics import confusion_matrix
             learner.tracking.best(confusion_matrix(frame["label"], probs.argmax(1), labels=list(range(18))), epoch)
     save_checkpoint(run.last_path, {**weights, "optimizer": learner.optimizer.state_dict(),
