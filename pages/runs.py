@@ -1,5 +1,8 @@
 """Runs page: every run (and repeat group) in one sortable table with its interval; curves and config differences;
 is B better than A; delete with care."""
+import os
+
+import pandas as pd
 import streamlit as st
 
 import ui  # noqa: F401  (sets up the import path and session defaults)
@@ -8,6 +11,9 @@ from maskcls.data.labels import class_names
 from maskcls.orchestration.compare import compare_refs, config_diff, curves_figure, delete_run, runs_table
 from maskcls.orchestration.folds import list_oof
 from maskcls.orchestration.repeats import list_repeat_groups
+from maskcls.common.settings import TEAM_ENV
+from maskcls.orchestration.team.store import TeamStore
+from maskcls.orchestration.team.transfer import pull_run, team_rows
 from maskcls.train.comparison import explain
 
 st.title("Runs")
@@ -26,6 +32,45 @@ st.dataframe(table, hide_index=True, width="stretch", key="runs_table",
                                                     "scored the other half (both ways)"),
                             "seed sd": st.column_config.NumberColumn(format="%.4f", help="spread over seeds"),
                             "best accuracy": st.column_config.NumberColumn(format="%.4f")})
+
+@st.cache_data(ttl=10, show_spinner="Asking the team store…")
+def team_table(uri: str, root: str) -> pd.DataFrame:
+    return pd.DataFrame(team_rows(TeamStore.connect(uri), root))
+
+
+with st.expander("Team", expanded=bool(os.environ.get(TEAM_ENV))):
+    uri = os.environ.get(TEAM_ENV, "")
+    if not uri:
+        st.caption(f"Every member's runs show here once {TEAM_ENV} names the team store (README: Working as a team).")
+    else:
+        try:
+            team = team_table(uri, str(runs_root))
+        except ValueError as e:
+            st.error(str(e))
+            team = pd.DataFrame()
+        if team.empty:
+            st.info("The team store holds no runs yet: `maskcls team push RUN`.")
+        else:
+            members = st.multiselect("Members", sorted(team["member"].unique()), key="runs_team_members",
+                                     placeholder="every member")
+            shown = team[team["member"].isin(members)] if members else team
+            st.dataframe(shown.drop(columns=["ref", "complete"]), hide_index=True, width="stretch",
+                         key="runs_team_table",
+                         column_config={k: st.column_config.NumberColumn(format="%.4f") for k in
+                                        ("macro_f1", "f1_low", "f1_high")})
+            c = st.columns([3, 1])
+            ref = c[0].selectbox("Teammate's run", shown["ref"].tolist(), key="runs_team_pick")
+            if c[1].button("Pull", key="runs_team_pull", icon=":material/download:"):
+                try:
+                    pull_run(TeamStore.connect(uri), runs_root, ref)
+                    team_table.clear()
+                    st.session_state["runs_team_pulled"] = ref
+                    st.rerun()
+                except ValueError as e:
+                    st.error(f"Not pulled: {e}")
+            if st.session_state.get("runs_team_pulled"):
+                st.success(f"Pulled {st.session_state['runs_team_pulled']}: it is in the runs table above and in every "
+                           f"run picker (read-only).")
 
 st.subheader("Is B better than A?")
 refs = [n for n in table["name"] if " (repeat of " not in n] + list_repeat_groups(runs_root) + list_oof(runs_root)
@@ -67,7 +112,7 @@ with st.expander("Delete a run", expanded="runs_deleted" in st.session_state):
     if deleted:
         st.success(f"Deleted {deleted} and all its checkpoints.")
     round_ = st.session_state.get("runs_delete_round", 0)  # a new box after each delete: nothing carries over
-    victim = st.selectbox("Run", names, index=None, placeholder="Choose the run to delete",
+    victim = st.selectbox("Run", [n for n in names if "/" not in n], index=None, placeholder="Choose the run to delete",
                           key=f"runs_delete_pick_{round_}")
     if victim:
         sure_key = f"runs_delete_sure_{victim}"  # a confirmation belongs to the run it names, never to another

@@ -1,4 +1,5 @@
 """Train page: a form for the whole run config, launch as a background job, live job table and curves."""
+import os
 import time
 
 import pandas as pd
@@ -11,6 +12,7 @@ from maskcls.train.config import CHOICES, TRACKERS, ConfigError, RunConfig, crea
 from maskcls.common.devices import has_gpu, list_devices
 from maskcls.models.backbones import CURATED
 from maskcls.common.runfolder import RunFolder
+from maskcls.common.settings import MEMBER_ENV, TEAM_ENV
 from maskcls.orchestration.compare import curves_figure, eta_seconds
 from maskcls.train.driver import full_data_config
 
@@ -95,7 +97,11 @@ with st.form("train_form"):
     remove_bg = c[0].checkbox("Remove the background", value=defaults.remove_background, key="train_bg",
                               help="GrabCut greys out the background before the crop (the second-place team's step); "
                                    "about 0.1-0.2 s per image once, when the decoded-image cache is built")
-    c = st.columns(3)
+    c = st.columns(4)
+    team = c[3].checkbox("Push to the team store", value=defaults.team, key="train_team",
+                         disabled=not os.environ.get(TEAM_ENV),
+                         help=f"when the run completes, send it to the team store ({TEAM_ENV}, as {MEMBER_ENV}); "
+                              f"set both before starting the studio")
     track = [t for t, col in zip(TRACKERS, c) if col.checkbox(
         {"tensorboard": "TensorBoard", "mlflow": "MLflow", "wandb": "W&B"}[t], value=t in defaults.track,
         key=f"train_track_{t}", help={"tensorboard": "event files in the run folder: tensorboard --logdir <runs root>",
@@ -130,7 +136,7 @@ if submitted or to_sweep or repeat:
             "val_ratio": float(val_ratio), "split_seed": int(split_seed), "seed": int(seed), "device": device,
             "class_weights": class_weights, "ema": float(ema), "drop_borderline": int(borderline),
             "face_crop": bool(face), "face_margin": float(margin), "remove_background": bool(remove_bg),
-            "track": track})
+            "track": track, "team": bool(team)})
         if to_sweep:
             st.session_state["sweep_base"] = cfg.to_dict()
             st.switch_page(str(ui.REPO / "pages" / "sweeps.py"))

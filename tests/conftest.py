@@ -165,6 +165,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PG_PASSWORD = "s3cret-pw"  # the throwaway servers' password: tests check it never lands in a file
+
+
+@contextmanager
+def postgres_server(*databases: str):
+    """A throwaway PostgreSQL server from Debian's package (run as `nobody` when we are root) with `databases`
+    created; yields (host, port, user). Skips the test where PostgreSQL is not installed."""
+    import signal
+    initdb = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not initdb:
+        pytest.skip("PostgreSQL is not installed here (Debian: apt-get install postgresql; .ci/run installs it)")
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (requirements.txt) is needed to reach PostgreSQL")
+    bindir = initdb[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="maskcls-pg-"))
+    who = {}
+    if os.geteuid() == 0:
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        who = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    (folder / "pw").write_text(PG_PASSWORD)  # the server checks it: a password that does not arrive fails
+    subprocess.run([str(bindir / "initdb"), "-D", str(folder / "data"), "-U", "maskcls", "--auth=scram-sha-256",
+                    f"--pwfile={folder / 'pw'}", "-E", "UTF8"], check=True, capture_output=True, **who)
+    port = free_port()
+    server = subprocess.Popen([str(bindir / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
+                               "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, **who)
+    try:
+        end = time.time() + 30
+        while True:
+            try:
+                conn = psycopg.connect(host="127.0.0.1", port=port, user="maskcls", password=PG_PASSWORD,
+                                       dbname="postgres", autocommit=True)
+                break
+            except psycopg.OperationalError:
+                if time.time() > end or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        for db in databases:
+            conn.execute(f"CREATE DATABASE {db}")
+        conn.close()
+        yield "127.0.0.1", port, "maskcls"
+    finally:
+        server.send_signal(signal.SIGINT)  # fast shutdown
+        server.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextmanager
 def running_studio(cwd: Path = REPO, **env):
     """`streamlit run dashboard/Home.py` as a user starts it (from `cwd`, with `env` added); yields (url, port)

@@ -88,7 +88,7 @@ BAD = {
     "cache_dir": [1, "c\x00"], "limit_batches": [-1, HUGE_INT, 0.5], "track": ["mlflow", ["x"], ["mlflow", "mlflow"],
                                                                           [{}], [1]],
     "track_project": [1, "p" * 500], "track_uri": [2], "track_artifacts": ["no"], "track_group": ["g" * 500],
-    "keep_epochs": [-1, HUGE_INT, 1.5],
+    "keep_epochs": [-1, HUGE_INT, 1.5], "team": ["yes", 1, None],
 }
 
 

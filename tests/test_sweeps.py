@@ -2,16 +2,13 @@
 through SQLite or a real PostgreSQL server."""
 import json
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import app_test, free_port, REPO, TINY, wait_until
+from conftest import app_test, PG_PASSWORD, postgres_server, REPO, TINY, wait_until
 from maskcls.cli import main
 from maskcls.common.checkpoints import load_checkpoint
 from maskcls.common.runfolder import RunFolder
@@ -134,49 +131,11 @@ def test_two_workers_share_one_sqlite_study(demo_root, tmp_path):
     assert (tmp_path / "runs" / "sweeps" / "optuna.db").is_file()
 
 
-PG_PASSWORD = "s3cret-pw"
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
-    """A throwaway PostgreSQL server from Debian's package, run as an unprivileged user when we are root."""
-    initdb = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not initdb:
-        pytest.skip("PostgreSQL is not installed here (Debian: apt-get install postgresql; .ci/run installs it)")
-    psycopg = pytest.importorskip("psycopg", reason="psycopg (requirements.txt) is needed to reach PostgreSQL")
-    bindir = initdb[-1].parent
-    folder = Path(tempfile.mkdtemp(prefix="maskcls-pg-"))
-    who = {}
-    if os.geteuid() == 0:
-        import pwd
-        nobody = pwd.getpwnam("nobody")
-        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
-        who = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-    (folder / "pw").write_text(PG_PASSWORD)  # the server checks it: a password that does not arrive fails
-    subprocess.run([str(bindir / "initdb"), "-D", str(folder / "data"), "-U", "maskcls", "--auth=scram-sha-256",
-                    f"--pwfile={folder / 'pw'}", "-E", "UTF8"], check=True, capture_output=True, **who)
-    port = free_port()
-    server = subprocess.Popen([str(bindir / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
-                               "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, **who)
-    try:
-        end = time.time() + 30
-        while True:
-            try:
-                conn = psycopg.connect(host="127.0.0.1", port=port, user="maskcls", password=PG_PASSWORD,
-                                       dbname="postgres", autocommit=True)
-                break
-            except psycopg.OperationalError:
-                if time.time() > end or server.poll() is not None:
-                    raise
-                time.sleep(0.3)
-        conn.execute("CREATE DATABASE sweeps")
-        conn.close()
-        yield f"postgresql://maskcls:{PG_PASSWORD}@127.0.0.1:{port}/sweeps"
-    finally:
-        server.send_signal(signal.SIGINT)  # fast shutdown
-        server.wait(30)
-        shutil.rmtree(folder, ignore_errors=True)
+    """A throwaway PostgreSQL server (conftest.postgres_server) with a database for the studies."""
+    with postgres_server("sweeps") as (host, port, user):
+        yield f"postgresql://{user}:{PG_PASSWORD}@{host}:{port}/sweeps"
 
 
 @pytest.mark.slow

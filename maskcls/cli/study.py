@@ -24,13 +24,19 @@ def register(sub, parents) -> None:
     p.add_argument("--seeds", type=int, default=1, help="runs per rung with seeds 1..K (default 1; use 3 for verdicts "
                    "about the steps rather than about single trainings)")
     p.add_argument("--folds", type=int, default=0, help="each rung a fold group of K folds (out-of-fold scores)")
+    claims_help = ("a PostgreSQL URL (postgresql://USER@HOST/DB; the password from MASKCLS_STORAGE_PASSWORD, PGPASSWORD "
+                   "or ~/.pgpass) where workers on servers with no shared folder claim the ladder's runs")
+    p.add_argument("--claims", default="", help=claims_help)
     p = add(acts, "run", cmd_run, "a worker: train the ladder's runs not yet claimed (several may run)",
             parents.of("runs_root", "quiet"))
     p.add_argument("name")
     p.add_argument("--background", action="store_true", help="as a detached worker job")
+    p.add_argument("--claims", default="", help="the ladder's claims database, to join a ladder another server "
+                   "created")
     p = add(acts, "status", cmd_status, "each rung's macro F1 and interval, each step's gain, p and verdict",
             parents.of("runs_root", "json"))
     p.add_argument("name")
+    p.add_argument("--claims", default="", help="the ladder's claims database (for a ladder created elsewhere)")
     add(acts, "list", cmd_list, "every ladder in the runs root", parents.of("runs_root", "json"))
 
     p = add(sub, "export", cmd_export, "send an existing run (config, every epoch's metrics, the best confusion, the "
@@ -59,7 +65,8 @@ def cmd_compare(args) -> int:
 def cmd_create(args) -> int:
     from maskcls.orchestration.ladder import create_ladder
     cfg = config_from_args(args, args.config)
-    ladder = create_ladder(runs_root_of(args), args.name, cfg, args.steps, seeds=args.seeds, folds=args.folds)
+    ladder = create_ladder(runs_root_of(args), args.name, cfg, args.steps, seeds=args.seeds, folds=args.folds,
+                           claims=args.claims)
     from maskcls.orchestration.ladder_report import seed_caution
     caution = seed_caution(ladder)
     emit({"ladder": ladder.name, "mode": ladder.mode, "rungs": [r for r, _ in ladder.rungs()],
@@ -72,13 +79,17 @@ def cmd_create(args) -> int:
 def cmd_run(args) -> int:
     from maskcls.orchestration.ladder_worker import run_ladder, start_worker
     runs_root = runs_root_of(args)
+    if args.claims:
+        from maskcls.orchestration.ladder import load_ladder
+        load_ladder(runs_root, args.name, args.claims)  # a ladder created elsewhere: its definition, here
     if args.background:
         worker = start_worker(runs_root, args.name)
         print(f"ladder {args.name}: worker {worker.name} started (`maskcls ablate status {args.name}`)")
         return 0
     from maskcls.common.progress import TerminalProgress
     progress = TerminalProgress(args.quiet)
-    result = run_ladder(runs_root, args.name, progress=progress, log=(lambda m: None) if args.quiet else print)
+    result = run_ladder(runs_root, args.name, progress=progress, log=(lambda m: None) if args.quiet else print,
+                        claims=args.claims)
     progress.close()
     states = list(result["trained"].values())
     print(f"ladder {args.name}: this worker trained {len(states)} run(s)"
@@ -88,7 +99,7 @@ def cmd_run(args) -> int:
 
 def cmd_status(args) -> int:
     from maskcls.orchestration.ladder_report import ladder_status
-    s = ladder_status(runs_root_of(args), args.name)
+    s = ladder_status(runs_root_of(args), args.name, claims=args.claims)
     lines = [f"ladder {s['ladder']} ({s['mode']}, {s['seeds']} seed(s) per rung"
              + (f", {s['folds']} folds" if s["folds"] else "") + ")"] + ([f"note: {s['caution']}"] if s["caution"] else [])
     for r in s["rungs"]:

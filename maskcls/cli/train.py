@@ -59,7 +59,11 @@ def cmd_train(args) -> int:
     return train_new(args)
 
 
-def _summary(status: dict) -> int:
+def _summary(status: dict, runs_root=None, name: str | None = None) -> int:
+    if name:  # a run trained with team=true pushes itself (a warning in its log when the store is away)
+        from maskcls.common.runfolder import RunFolder
+        from maskcls.orchestration.team.autopush import push_if_asked
+        push_if_asked(RunFolder.open(runs_root, name))
     print(dumps({k: status.get(k) for k in ("state", "epoch", "best_f1")}))
     return 0
 
@@ -75,8 +79,9 @@ def train_new(args) -> int:
     from maskcls.common.progress import TerminalProgress
     from maskcls.train.driver import train_run
     cfg = _config(args)
-    return _summary(train_run(cfg, runs_root_of(args), args.name or default_run_name(cfg.model),
-                              progress=TerminalProgress(args.quiet)))
+    name = args.name or default_run_name(cfg.model)
+    return _summary(train_run(cfg, runs_root_of(args), name, progress=TerminalProgress(args.quiet)),
+                    runs_root_of(args), name)
 
 
 def train_resume(args) -> int:
@@ -91,7 +96,7 @@ def train_resume(args) -> int:
                          f"to train with other settings start a new run: --config <run folder>/config.json "
                          f"--set ... --name NEW")
     return _summary(train_run(RunConfig(), runs_root_of(args), args.resume, resume=True,
-                              progress=TerminalProgress(args.quiet)))
+                              progress=TerminalProgress(args.quiet)), runs_root_of(args), args.resume)
 
 
 def train_full_data(args) -> int:
@@ -105,8 +110,9 @@ def train_full_data(args) -> int:
                          f"to train other settings on all data start a new run with --set full_data=true")
     runs_root = runs_root_of(args)
     source = RunFolder.existing(runs_root, args.full_data)
-    return _summary(train_run(full_data_config(source), runs_root, args.name or f"{source.name}-full",
-                              progress=TerminalProgress(args.quiet)))
+    name = args.name or f"{source.name}-full"
+    return _summary(train_run(full_data_config(source), runs_root, name, progress=TerminalProgress(args.quiet)),
+                    runs_root, name)
 
 
 def train_folds(args) -> int:

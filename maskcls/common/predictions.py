@@ -23,7 +23,7 @@ def read_predictions_table(path: str | os.PathLike, what: str = "validation pred
     import numpy as np
     import pandas as pd
     from maskcls.common.fileio import read_user_csv
-    source = f"{what} {os.fspath(path)!r}"
+    source = f"{what} {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else what
     expected = "expected columns path, person_id, label, p0..p17, one row per validation photo"
     try:
         frame = read_user_csv(path, dtype={"person_id": str, "path": str})

@@ -11,8 +11,12 @@ import os
 from pathlib import Path
 
 from maskcls.common.checkpoints import CheckpointError, load_checkpoint
-from maskcls.common.fileio import check_name, inside, read_json, write_csv, write_text
+from maskcls.common.fileio import NAME_RE, check_name, inside, read_json, write_csv, write_text
 from maskcls.common.jobfolder import JobFolder
+
+TEAM_DIR = "team"  # <runs root>/team/MEMBER/RUN: teammates' runs pulled from the team store
+PULLED_FILE = ".team.json"  # in a pulled run: where it came from; the run is read-only here
+
 
 class RunFolder(JobFolder):
     """One training run's folder; state, log and cancel come from JobFolder."""
@@ -45,6 +49,21 @@ class RunFolder(JobFolder):
         if not run.exists():
             raise ValueError(f"no run named {ref!r} in {run.root}")
         return run
+
+    def pulled(self) -> dict | None:
+        """Where a teammate's pulled run came from (member, store, version), None for a run of this machine."""
+        try:
+            return read_json(self.path / PULLED_FILE)
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+
+    def refuse_if_pulled(self, action: str) -> None:
+        """Training, resuming and deleting belong to the run's owner: a pulled copy is read-only."""
+        origin = self.pulled()
+        if origin:
+            raise ValueError(f"cannot {action} {origin.get('member')}/{origin.get('run')}: it is a teammate's run "
+                             f"pulled from the team store (read-only here); evaluate, compare, review and ensemble it, "
+                             f"or train a run of your own from its config")
 
     # files
     config_path = property(lambda self: self.path / "config.json")
@@ -214,6 +233,10 @@ def run_folder_path(runs_root: str | os.PathLike, ref: str) -> Path | None:
     """
     if not isinstance(ref, str) or not ref.strip():
         raise ValueError("a run name or run folder path is needed, got an empty one")
+    member, sep, name = ref.partition("/")
+    if sep and NAME_RE.match(member) and NAME_RE.match(name) and \
+            (Path(runs_root) / TEAM_DIR / member / name / "config.json").is_file():
+        return (Path(runs_root) / TEAM_DIR / member / name).resolve()  # MEMBER/RUN: a teammate's pulled run
     looks_like_path = os.sep in ref or (os.altsep and os.altsep in ref) or ref.startswith((".", "~"))
     if not looks_like_path:
         if (Path(runs_root) / ref).is_dir() or not (Path(ref) / "config.json").exists():
@@ -274,3 +297,12 @@ def list_runs(runs_root: str | os.PathLike) -> list[RunFolder]:
             except ValueError:
                 continue
     return out
+
+
+def list_pulled(runs_root: str | os.PathLike) -> list[tuple[str, RunFolder]]:
+    """(MEMBER/RUN, run folder) of every teammate's run pulled into <runs root>/team/."""
+    team = Path(runs_root) / TEAM_DIR
+    if not team.is_dir():
+        return []
+    return [(f"{m.name}/{r.name}", r) for m in sorted(team.iterdir()) if m.is_dir() and NAME_RE.match(m.name)
+            for r in list_runs(m) if (r.path / PULLED_FILE).is_file()]

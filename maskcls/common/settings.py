@@ -76,3 +76,18 @@ def cudnn_autotune_eval() -> bool:
 def cpu_threads() -> int:
     """Threads a CPU job may use: the job runner's share ($MASKCLS_THREADS), else every core."""
     return int(os.environ.get("MASKCLS_THREADS", 0)) or (os.cpu_count() or 1)
+
+
+TEAM_ENV, MEMBER_ENV = "MASKCLS_TEAM", "MASKCLS_MEMBER"  # the team store's address and your name on the team
+
+
+def team_settings(uri: str | None = None, member: str | None = None) -> tuple[str, str]:
+    """(team store address, member name) from the arguments or the environment; either missing is named."""
+    from maskcls.common.fileio import check_name
+    uri, member = uri or os.environ.get(TEAM_ENV, ""), member or os.environ.get(MEMBER_ENV, "")
+    if not uri:
+        raise ValueError(f"no team store: give --team http://HOST:PORT or set {TEAM_ENV} (the MLflow server one "
+                         f"member starts with `maskcls team serve`)")
+    if not member:
+        raise ValueError(f"who are you on the team? give --member NAME or set {MEMBER_ENV}")
+    return uri, check_name(member, "member name")

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from maskcls.orchestration.jobs import job_info
-from maskcls.common.runfolder import RunFolder, is_run_folder, list_runs
+from maskcls.common.runfolder import RunFolder, is_run_folder, list_pulled, list_runs
 
 
 def eta_seconds(info) -> float | None:
@@ -21,7 +21,8 @@ def eta_seconds(info) -> float | None:
     return elapsed * (1 - info.progress) / info.progress
 
 
-def run_row(run: RunFolder) -> dict:
+def run_row(run: RunFolder, ref: str | None = None) -> dict:
+    """One run's summary; `ref` names a teammate's pulled run (MEMBER/RUN)."""
     info = job_info(run)
     try:
         cfg = run.read_config()
@@ -32,7 +33,8 @@ def run_row(run: RunFolder) -> dict:
     best = max(scored, key=lambda m: m["val_macro_f1"]) if scored else {}
     aug = cfg.get("augment")
     end = info.ended or (time.time() if info.state == "running" else None)
-    return {"name": run.name, "state": info.state, "model": cfg.get("model"), "head": cfg.get("head"),
+    return {"name": ref or run.name, "member": ref.split("/")[0] if ref else "", "state": info.state,
+            "model": cfg.get("model"), "head": cfg.get("head"),
             "loss": cfg.get("loss"), "sampler": cfg.get("sampler"),
             "augmentation": aug if isinstance(aug, str) else "custom spec",
             "best macro F1": best.get("val_macro_f1"), **_interval_columns(run.read_intervals()),
@@ -48,7 +50,7 @@ def _interval_columns(intervals: dict | None) -> dict:
     return {"F1 low": ci[0], "F1 high": ci[1], "F1 selection-free": free.get("macro_f1")}
 
 
-COLUMNS = ["name", "state", "model", "head", "loss", "sampler", "augmentation", "best macro F1", "F1 low", "F1 high",
+COLUMNS = ["name", "member", "state", "model", "head", "loss", "sampler", "augmentation", "best macro F1", "F1 low", "F1 high",
            "F1 selection-free", "seed sd", "best accuracy", "epochs", "of", "device", "duration s", "started", "error"]
 
 
@@ -71,7 +73,7 @@ def group_row(runs_root, name: str) -> dict:
 
 def runs_table(runs_root, groups: bool = True) -> pd.DataFrame:
     """Every run, then (with `groups`) each repeat group as one row."""
-    rows = [run_row(r) for r in list_runs(runs_root)]
+    rows = [run_row(r) for r in list_runs(runs_root)] + [run_row(r, ref) for ref, r in list_pulled(runs_root)]
     if groups:
         from maskcls.orchestration.repeats import list_repeat_groups
         rows += [group_row(runs_root, g) for g in list_repeat_groups(runs_root)]
@@ -94,19 +96,46 @@ def prediction_set(runs_root, ref: str) -> tuple[list, str]:
     frame = run.read_predictions()
     if frame is None:
         raise ValueError(f"run {run.name!r} has no validation predictions yet (state {run.state()['state']})")
-    return [frame], f"run {run.name}"
+    origin = run.pulled()
+    return [frame], (f"run {ref} (pulled from {origin['member']}'s server)" if origin else f"run {run.name}")
 
 
 def compare_refs(runs_root, a: str, b: str, **kw) -> dict:
     """B against A (runs, fold groups or repeat groups): maskcls.train.comparison.compare_sets, with what each
     side is."""
     from maskcls.train.comparison import compare_sets
+    check_same_data(runs_root, a, b)
     set_a, what_a = prediction_set(runs_root, a)
     set_b, what_b = prediction_set(runs_root, b)
     out = {**compare_sets(set_a, set_b, names=(a, b), **kw), "a_is": what_a, "b_is": what_b}
     if out["claim"] == "models":
         out["training_noise"] = measured_seed_spread(runs_root)
     return out
+
+
+def check_same_data(runs_root, a: str, b: str) -> None:
+    """A teammate's run is compared with another only on the same data: the same people with the same labels (the
+    data fingerprint). Different data (a corrections file, another data root) is refused, saying which."""
+    runs = [RunFolder.open(runs_root, ref) for ref in (a, b)]
+    origins = [r.pulled() if r.exists() else None for r in runs]
+    if not any(origins):
+        return  # two runs of this machine: their configs say whether they share a split
+    prints = [o.get("data_fingerprint") if o else local_fingerprint(r) for r, o in zip(runs, origins)]
+    if None not in prints and prints[0] != prints[1]:
+        where = [f"{ref} ({'pulled from ' + o['member'] if o else 'this machine'}: data {fp})"
+                 for ref, o, fp in zip((a, b), origins, prints)]
+        raise ValueError(f"cannot compare {where[0]} with {where[1]}: they were trained on different data (other "
+                         f"people or other labels, e.g. a corrections file one of them applied), so pairing them "
+                         f"would score different labels; compare runs of the same data")
+
+
+def local_fingerprint(run: RunFolder) -> str | None:
+    from maskcls.data.fingerprints import data_fingerprint
+    from maskcls.train.config import RunConfig
+    try:
+        return data_fingerprint(RunConfig.from_dict(run.read_config()))
+    except (OSError, ValueError):
+        return None
 
 
 def measured_seed_spread(runs_root) -> str | None:
@@ -128,7 +157,7 @@ def curves_figure(runs_root, names: list[str]) -> go.Figure:
     """Loss, accuracy and macro F1 per epoch, one line per run (and train vs val for loss)."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "validation accuracy", "validation macro F1"))
     for name in names:
-        m = pd.DataFrame(RunFolder(runs_root, name).read_metrics())
+        m = pd.DataFrame(RunFolder.open(runs_root, name).read_metrics())
         if m.empty:
             continue
         m = m.reindex(columns=sorted(set(m.columns) | {"train_loss", "val_loss", "val_accuracy", "val_macro_f1"}))
@@ -146,7 +175,7 @@ def curves_figure(runs_root, names: list[str]) -> go.Figure:
 
 def config_diff(runs_root, names: list[str]) -> pd.DataFrame:
     """Rows = config keys whose values differ between the runs, columns = runs."""
-    cfgs = {n: RunFolder(runs_root, n).read_config() for n in names}
+    cfgs = {n: RunFolder.open(runs_root, n).read_config() for n in names}
     keys = sorted(set().union(*cfgs.values())) if cfgs else []
     rows = {k: [str(cfgs[n].get(k)) for n in names] for k in keys}
     diff = {k: v for k, v in rows.items() if len(set(v)) > 1}
@@ -155,11 +184,12 @@ def config_diff(runs_root, names: list[str]) -> pd.DataFrame:
 
 def delete_run(runs_root, name: str) -> None:
     """Remove a run folder; a queued or running job must be cancelled first."""
-    run = RunFolder(runs_root, name)
+    run = RunFolder.open(runs_root, name)
     if not run.exists():
         raise ValueError(f"no run named {name!r}")
     if not is_run_folder(run.path):
         raise ValueError(f"{str(run.path)!r} is not a run folder (no config.json and status.json): not deleted")
+    run.refuse_if_pulled("delete")
     state = job_info(run).state
     if state in ("queued", "running"):
         raise ValueError(f"run {name!r} is {state}: cancel it before deleting")

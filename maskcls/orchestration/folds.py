@@ -48,6 +48,7 @@ def oof_path(runs_root, name: str) -> Path:
 
 def train_folds(cfg: RunConfig, runs_root, name: str, k: int, *, progress=None, say=print) -> dict:
     """Train the K folds one after another in this process, then write the out-of-fold table."""
+    from maskcls.orchestration.team.autopush import push_if_asked
     from maskcls.train.driver import check_startable, train_run
     names = fold_names(name, k)
     check_startable(cfg)
@@ -56,6 +57,7 @@ def train_folds(cfg: RunConfig, runs_root, name: str, k: int, *, progress=None, 
     for run_name, fold_cfg in zip(names, fold_configs(cfg, k)):
         say(f"fold {fold_cfg.fold + 1}/{k}: run {run_name}")
         train_run(fold_cfg, runs_root, run_name, progress=progress)
+        push_if_asked(RunFolder(runs_root, run_name))
     return write_oof(runs_root, name)
 
 

@@ -76,6 +76,8 @@ class TrainingJob(RunFolder):
                 oof = collect_after(self)
                 if oof:
                     self.log(f"all folds done: out-of-fold table {oof}")
+            from maskcls.orchestration.team.autopush import push_if_asked
+            push_if_asked(self)
         finally:
             for f in held:
                 f.close()

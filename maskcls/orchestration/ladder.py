@@ -39,6 +39,7 @@ class Ladder:
     seeds: int = 1
     folds: int = 0
     created: float = 0.0
+    claims: str = ""  # a PostgreSQL URL (no password) where workers on other servers claim runs; "" = this runs root
 
     def rungs(self) -> list[tuple[str, RunConfig]]:
         """(rung label, config) of every rung, in order."""
@@ -130,8 +131,10 @@ def check_steps(base: RunConfig, steps: list) -> list:
     return steps
 
 
-def create_ladder(runs_root, name: str, base: RunConfig, steps_spec, *, seeds: int = 1, folds: int = 0) -> Ladder:
-    """Check the steps on the base, then write ladder.json (its runs are trained by workers)."""
+def create_ladder(runs_root, name: str, base: RunConfig, steps_spec, *, seeds: int = 1, folds: int = 0,
+                  claims: str = "") -> Ladder:
+    """Check the steps on the base, then write ladder.json (its runs are trained by workers). With `claims` (a
+    PostgreSQL URL) the ladder is published there too, and workers on any server claim its runs there."""
     check_name(name, "ladder name")
     if not isinstance(seeds, int) or not 1 <= seeds <= 20:
         raise LadderError(f"--seeds must be a whole number from 1 to 20, got {seeds!r}")
@@ -143,7 +146,9 @@ def create_ladder(runs_root, name: str, base: RunConfig, steps_spec, *, seeds: i
     if base.full_data:
         raise LadderError("a ladder compares rungs on validation people: the base cannot be full_data")
     mode, steps = read_steps(steps_spec)
-    ladder = Ladder(name, base.to_dict(), mode, check_steps(base, steps), seeds, folds or 0, now())
+    from maskcls.orchestration.sweeps.storage import split_password
+    stored_claims = split_password(claims)[0] if claims else ""
+    ladder = Ladder(name, base.to_dict(), mode, check_steps(base, steps), seeds, folds or 0, now(), stored_claims)
     ladder.rungs()  # every rung a valid config
     path = ladder_path(runs_root, name)
     if path.exists():
@@ -151,13 +156,38 @@ def create_ladder(runs_root, name: str, base: RunConfig, steps_spec, *, seeds: i
     taken = [n for n, _ in ladder.planned() if (Path(runs_root) / n).exists()]
     if taken:
         raise LadderError(f"{taken[0]!r} already exists in {runs_root}: choose another ladder name")
+    if claims:
+        if folds:
+            raise LadderError("a ladder of fold groups collects each rung's out-of-fold table in one runs root: "
+                              "--claims goes with --seeds, not --folds")
+        from maskcls.orchestration.team.claims import Claims
+        with Claims(claims) as db:
+            db.publish(name, "ladder", asdict(ladder))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, asdict(ladder))
     return ladder
 
 
-def load_ladder(runs_root, name: str) -> Ladder:
+def fetch_ladder(runs_root, name: str, claims: str) -> Ladder:
+    """A ladder another server created, from the claims database, written here as its ladder.json."""
+    from maskcls.orchestration.team.claims import Claims
+    with Claims(claims) as db:
+        found = db.definition(check_name(name, "ladder name"))
+    if found is None:
+        raise LadderError(f"the claims database holds no ladder named {name!r}")
+    ladder = Ladder(**found)
+    ladder.rungs()
     path = ladder_path(runs_root, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, asdict(ladder))
+    return ladder
+
+
+def load_ladder(runs_root, name: str, claims: str = "") -> Ladder:
+    """The ladder's definition: its ladder.json here, else (with `claims`) the one published in that database."""
+    path = ladder_path(runs_root, name)
+    if not path.is_file() and claims:
+        return fetch_ladder(runs_root, name, claims)
     if not path.is_file():
         known = ", ".join(list_ladders(runs_root)) or "none yet"
         raise LadderError(f"no ladder named {name!r} in {runs_root} (ladders: {known})")

@@ -6,28 +6,51 @@ import numpy as np
 
 from maskcls.common.runfolder import RunFolder
 from maskcls.orchestration.ladder import Ladder, Rung, load_ladder
-from maskcls.train.comparison import compare_sets, set_scores, stacked_confusions
+from maskcls.train.comparison import compare_sets, keyed, set_scores, stacked_confusions
 from maskcls.train.intervals import percentile, resample_weights
 
 
 def rung_states(runs_root, ladder: Ladder) -> list[Rung]:
     """Each rung with its runs' states and, for completed runs, their validation predictions (out of fold for
-    fold rungs)."""
+    fold rungs). A run trained on another server (a ladder with claims) is read from the claims database."""
     from maskcls.orchestration.folds import read_oof
+    remote = claimed_elsewhere(runs_root, ladder)
     out = []
     for i, (label, _) in enumerate(ladder.rungs()):
         rung = Rung(i, label)
         for name in ladder.run_names(i):
             run = RunFolder(runs_root, name)
-            rung.runs[name] = run.state()["state"] if run.exists() else "planned"
+            rung.runs[name] = run.state()["state"] if run.exists() else remote.get(name, {}).get("state", "planned")
         if rung.done:
             if ladder.folds:
                 rung.frames = [read_oof(runs_root, f"{ladder.name}-r{i}")]
             else:
-                rung.frames = [RunFolder(runs_root, n).read_predictions() for n in rung.runs]
+                rung.frames = [RunFolder(runs_root, n).read_predictions() if RunFolder(runs_root, n).exists() else
+                               remote_predictions(remote[n], n) for n in rung.runs]
                 rung.frames = [f for f in rung.frames if f is not None]
         out.append(rung)
     return out
+
+
+def claimed_elsewhere(runs_root, ladder: Ladder) -> dict:
+    """The claims database's rows of the ladder's runs this runs root does not hold ({} for a local ladder)."""
+    if not ladder.claims:
+        return {}
+    from maskcls.orchestration.team.claims import Claims
+    with Claims(ladder.claims) as db:
+        rows = db.rows(ladder.name)
+    return {n: r for n, r in rows.items() if not RunFolder(runs_root, n).exists()}
+
+
+def remote_predictions(row: dict, name: str):
+    """A run's validation predictions as its worker left them in the claims database (checked like a file)."""
+    import io
+
+    from maskcls.common.predictions import read_predictions_table
+    if not row.get("predictions"):
+        return None
+    return read_predictions_table(io.StringIO(row["predictions"]),
+                                  f"validation predictions of run {name!r} (trained on {row['host']})")
 
 
 def gain_verdict(comparison: dict) -> str:
@@ -35,16 +58,16 @@ def gain_verdict(comparison: dict) -> str:
     return "pays" if lo > 0 else "hurts" if hi < 0 else "no evidence"
 
 
-def ladder_status(runs_root, name: str, *, resamples: int = 2000) -> dict:
+def ladder_status(runs_root, name: str, *, resamples: int = 2000, claims: str = "") -> dict:
     """Every rung: its runs, mean macro F1 and interval; every step: the paired gain, interval, p, verdict."""
-    ladder = load_ladder(runs_root, name)
+    ladder = load_ladder(runs_root, name, claims)
     rungs = rung_states(runs_root, ladder)
     rows = []
     for rung in rungs:
         row = {"rung": rung.index, "step": rung.label, "runs": rung.runs, "done": rung.done, "macro_f1": None,
                "interval": None}
         if rung.done and rung.frames:
-            confs, _ = stacked_confusions(rung.frames, rung.frames[0]["path"].to_numpy())
+            confs, _ = stacked_confusions(rung.frames, keyed(rung.frames[0]).index.to_numpy())
             row["macro_f1"] = float(set_scores(np.ones((1, confs.shape[1])), confs)[1][0])
             boot = set_scores(resample_weights(confs.shape[1], resamples, 0), confs)[1]
             row["interval"] = [float(x) for x in percentile(boot)]

@@ -1,6 +1,7 @@
-"""Ladder workers: each claims the ladder's planned runs one by one (creating a run's folder is the claim, an
-atomic mkdir in the shared runs root) and trains it, queued for its device like a training job. Several workers,
-here or on machines sharing the runs root, split a ladder between them; none trains a run twice.
+"""Ladder workers: each claims the ladder's planned runs one by one and trains it, queued for its device like a
+training job. The claim is an atomic mkdir in the runs root, or, for a ladder created with `--claims`, one row in
+the claims database (maskcls.orchestration.team.claims), so workers on servers with no shared folder split one
+ladder; none trains a run twice.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def _train_claimed(run, ladder: str, progress) -> dict:
         if cfg.fold >= 0:
             from maskcls.orchestration.folds import collect_after
             collect_after(run)
+        from maskcls.orchestration.team.autopush import push_if_asked
+        push_if_asked(run)
         return status
     except Cancelled:
         if run.read_status().get("state") in ("queued", "running"):
@@ -49,27 +52,49 @@ def _train_claimed(run, ladder: str, progress) -> dict:
             f.close()
 
 
-def run_ladder(runs_root, name: str, *, progress=None, log=print) -> dict:
+def run_ladder(runs_root, name: str, *, progress=None, log=print, claims: str = "") -> dict:
     """Claim and train the ladder's runs until none is left unclaimed; returns the runs this worker trained."""
     from maskcls.common.jobfolder import raise_cancelled_on_sigterm
-    ladder = load_ladder(runs_root, name)
+    ladder = load_ladder(runs_root, name, claims)
     raise_cancelled_on_sigterm("ladder worker cancelled")
+    db = None
+    if ladder.claims or claims:
+        from maskcls.orchestration.team.claims import Claims, worker_id
+        db, me = Claims(claims or ladder.claims), worker_id()
     mine = {}
-    for run_name, cfg in ladder.planned():
-        run = _claim(runs_root, run_name, cfg)
-        if run is None:
-            continue
-        log(f"ladder {name}: training {run_name}")
-        try:
-            mine[run_name] = _train_claimed(run, name, progress).get("state")
-        except Cancelled:
-            log("cancelled: the current run keeps its checkpoints")
-            mine[run_name] = "cancelled"
-            break
-        except Exception as e:  # a failed run: the ladder shows it; the worker goes on with the next
-            mine[run_name] = "failed"
-            log(f"{run_name} failed: {e}")
+    try:
+        for run_name, cfg in ladder.planned():
+            if db is not None and not db.claim(name, run_name, me):
+                continue
+            run = _claim(runs_root, run_name, cfg)
+            if run is None:
+                continue
+            log(f"ladder {name}: training {run_name}")
+            try:
+                mine[run_name] = _train_claimed(run, name, progress).get("state")
+            except Cancelled:
+                log("cancelled: the current run keeps its checkpoints")
+                mine[run_name] = "cancelled"
+                break
+            except Exception as e:  # a failed run: the ladder shows it; the worker goes on with the next
+                mine[run_name] = "failed"
+                log(f"{run_name} failed: {e}")
+            finally:
+                if db is not None:
+                    _report(db, name, run)
+    finally:
+        if db is not None:
+            db.close()
     return {"ladder": name, "trained": mine}
+
+
+def _report(db, ladder: str, run) -> None:
+    """The run's end, with its validation predictions, where every worker's report can read it."""
+    state = run.state()["state"]
+    text = run.predictions_path.read_text(encoding="utf-8") if run.predictions_path.is_file() else None
+    status = run.read_status()
+    db.finish(ladder, run.name, state, text if state == "completed" else None,
+              {k: status.get(k) for k in ("best_f1", "best_epoch", "epoch", "epochs", "error", "predictions_epoch")})
 
 
 class LadderWorker(GroupWorker):

@@ -42,6 +42,7 @@ def check_free(runs_root, names: list[str]) -> None:
 
 def train_repeats(cfg: RunConfig, runs_root, name: str, n: int, *, progress=None, say=print) -> dict:
     """Train the N seeds one after another in this process; returns the group's summary."""
+    from maskcls.orchestration.team.autopush import push_if_asked
     from maskcls.train.driver import check_startable, train_run
     names = seed_names(name, n)
     check_startable(cfg)
@@ -49,6 +50,7 @@ def train_repeats(cfg: RunConfig, runs_root, name: str, n: int, *, progress=None
     for run_name, seed_cfg in zip(names, seed_configs(cfg, n)):
         say(f"seed {seed_cfg.seed}/{n}: run {run_name}")
         train_run(seed_cfg, runs_root, run_name, progress=progress)
+        push_if_asked(RunFolder(runs_root, run_name))
     return repeat_summary(runs_root, name)
 
 
@@ -96,12 +98,12 @@ def repeat_predictions(runs_root, name: str) -> list:
 
 def repeat_summary(runs_root, name: str, *, resamples: int = 1000) -> dict:
     """Mean and standard deviation of the seeds' best macro F1, and the interval over people of the mean."""
-    from maskcls.train.comparison import set_scores, stacked_confusions
+    from maskcls.train.comparison import keyed, set_scores, stacked_confusions
     from maskcls.train.intervals import percentile, resample_weights
     runs = repeat_runs(runs_root, name)
     states = {r.name: r.state()["state"] for r in runs}
     frames = repeat_predictions(runs_root, name)
-    order = frames[0]["path"].to_numpy()
+    order = keyed(frames[0]).index.to_numpy()
     confs, _ = stacked_confusions(frames, order)
     everyone = np.ones((1, confs.shape[1]))
     per_seed = [float(set_scores(everyone, c[None])[1][0]) for c in confs]

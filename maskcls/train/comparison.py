@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskcls.data.fingerprints import image_key
 from maskcls.train.intervals import K, LEVEL, f1_of, person_confusions, resampled_macro
 
 MIN_CLASS_PEOPLE = 3  # fewer validation people than this in a class: its F1 difference cannot be resolved
@@ -27,21 +28,28 @@ def _probs(frame) -> np.ndarray:
     return frame[[f"p{i}" for i in range(K)]].to_numpy()
 
 
+def keyed(frame):
+    """The table indexed by each photo's person folder and file name, not its absolute path: two machines' runs of
+    the same data pair although their data roots differ."""
+    return frame.set_index(frame["path"].map(image_key))
+
+
 def same_images(a: list, b: list) -> bool:
     """Every table of both sets predicts the same images with the same labels: then the comparison pairs."""
-    ref = a[0].set_index("path")["label"]
+    ref = keyed(a[0])["label"]
     for f in a[1:] + b:
-        other = f.set_index("path")["label"]
+        other = keyed(f)["label"]
         if len(other) != len(ref) or set(other.index) != set(ref.index) or not (other.loc[ref.index] == ref).all():
             return False
     return True
 
 
 def stacked_confusions(frames: list, order=None) -> tuple[np.ndarray, np.ndarray]:
-    """(M, P, K*K) per-person confusions of each table (rows aligned by path to `order` when given), person ids."""
+    """(M, P, K*K) per-person confusions of each table (rows aligned by photo to `order`, a list of image keys,
+    when given), person ids."""
     out, ids = [], None
     for f in frames:
-        f = f.set_index("path").loc[order].reset_index() if order is not None else f
+        f = keyed(f).loc[order].reset_index(drop=True) if order is not None else f
         conf, ids = person_confusions(f["label"].to_numpy(), _probs(f).argmax(1), f["person_id"].astype(str))
         out.append(conf)
     return np.stack(out), ids
@@ -174,7 +182,7 @@ def compare_sets(a: list, b: list, *, names=("A", "B"), level: float = LEVEL) ->
     """B minus A in macro F1: the difference, its interval and p (one jackknife-t procedure), whether it was
     paired, what the claim covers, the smallest difference it can resolve, and the same per class."""
     paired = same_images(a, b)
-    order = a[0]["path"].to_numpy() if paired else None
+    order = keyed(a[0]).index.to_numpy() if paired else None
     ca, _ = stacked_confusions(a, order)
     cb, _ = stacked_confusions(b, order)
     d = difference(ca, cb, paired=paired, level=level)

@@ -92,6 +92,7 @@ class RunConfig:
     track_uri: str = ""  # MLflow tracking URI ("" = MLFLOW_TRACKING_URI, else SQLite in <runs root>/mlflow/)
     track_artifacts: bool = False  # also send the best checkpoint to MLflow / W&B (it is large)
     track_group: str = ""  # the trackers' group ("" = from the run's name: NAME-foldK, NAME-sK, NAME-tNNN)
+    team: bool = False  # push the run to the team store ($MASKCLS_TEAM, as $MASKCLS_MEMBER) when it completes
     keep_epochs: int = 10  # epoch_NNN.pt files kept (newest; weights only, for soups); 0 = all. best/last always stay
 
     # -------------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ RULES = {
     "amp": None, "channels_last": None, "compile": None, "loader": None, "workers": whole(0, 256),
     "seed": whole(0, MAX_SEED), "device": check_device, "gpus": whole(1, 256), "cache_dir": text(),
     "limit_batches": whole(0, 10**9), "track": check_track, "track_project": text(128), "track_uri": text(),
-    "track_artifacts": None, "track_group": text(128), "keep_epochs": whole(0, 100_000),
+    "track_artifacts": None, "track_group": text(128), "keep_epochs": whole(0, 100_000), "team": None,
 }
 # None: the key's type (bool) or its choices (CHOICES) or its own validator (augment) already say everything.
 

@@ -278,6 +278,9 @@ def check_startable(cfg: RunConfig) -> None:
     if "mlflow" in cfg.track:
         from maskcls.train.tracking.mlflow_tracker import check_uri
         check_uri(cfg.track_uri)
+    if cfg.team:
+        from maskcls.common.settings import team_settings
+        team_settings()  # where to push it and as whom are named now, not when it ends
 
 
 def full_data_config(run: RunFolder) -> RunConfig:
@@ -298,6 +301,7 @@ def check_resumable(run: RunFolder) -> None:
     """A resume needs a run folder with a config, not queued or running (its process alive)."""
     if not run.exists():
         raise ValueError(f"cannot resume {run.name!r}: no run folder {run.path}")
+    run.refuse_if_pulled("resume")
     if not run.config_path.exists():
         raise ValueError(f"cannot resume {run.name!r}: {run.config_path} does not exist")
     if run.status_path.exists():

@@ -1,0 +1,41 @@
+"""Fingerprints that say whether two machines' runs can be compared person by person.
+
+- the **data fingerprint**: every usable photo (person folder / file name, not the machine's absolute path), the
+  class it is labelled with after the corrections and under the run's age bounds. Two runs with the same one saw
+  the same people with the same labels, wherever their data roots are.
+- the **split fingerprint**: the validation people and the labels of their photos, from a run's validation
+  predictions. Two runs with the same one can be paired.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import PurePath
+
+
+def image_key(path: str) -> str:
+    """A photo's name independent of where its data root is: `<person folder>/<file>` (unique in the layout)."""
+    p = PurePath(str(path))
+    return f"{p.parent.name}/{p.name}"
+
+
+def _digest(lines) -> str:
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(cfg) -> str:
+    """The data fingerprint of a run config's data root, corrections and age bounds on this machine."""
+    from maskcls.data.corrections import load_corrections
+    from maskcls.data.index import index_data
+    from maskcls.data.labels import AgeBounds
+    corr = load_corrections(cfg.corrections) if cfg.corrections != "none" else None
+    train = index_data(cfg.data_root, AgeBounds(cfg.age_lower, cfg.age_upper), corr, verify=False).train
+    return _digest(sorted(f"{image_key(p)}|{int(c)}" for p, c in zip(train["path"], train["label"])))
+
+
+def split_fingerprint(frame) -> str:
+    """The split fingerprint of a validation predictions table (path, person_id, label, ...)."""
+    return _digest(sorted(f"{image_key(p)}|{pid}|{int(c)}" for p, pid, c in
+                          zip(frame["path"], frame["person_id"].astype(str), frame["label"])))

@@ -1,0 +1,225 @@
+"""Push a run to the team store and pull a teammate's run from it.
+
+A push uploads one immutable version of the run (`v/<content>/` in the record's artifacts: config, status, every
+epoch's metrics, intervals, validation predictions and history, the best checkpoint, weights only) and only then
+marks the record complete with that version: a server that stops mid-push leaves the last complete version what
+everyone pulls, and the retry uploads the missing files and completes. Pushing again updates the same record.
+
+A pull downloads the complete version into `<runs root>/team/MEMBER/.RUN.partial-<version>/` (files already there
+are kept, so a pull resumes), checks the checkpoint (weights only, an architecture this version can build), then
+renames the folder into place: an ordinary run folder, marked read-only by its `.team.json`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from maskcls.common.fileio import check_name, inside, read_json, write_json
+from maskcls.common.runfolder import PULLED_FILE, TEAM_DIR, RunFolder, list_runs
+from maskcls.orchestration.team.store import TeamError, TeamStore, reached, shown
+
+FILES = ("config.json", "status.json", "metrics.jsonl", "intervals.json", "val_predictions.csv", "val_history.csv",
+         "class_bias.json", "best.pt")
+NEEDED = ("config.json", "status.json", "best.pt")
+CORRECTIONS = "corrections.csv"  # a run's corrections file, when it names one, travels with it
+
+
+def content_version(run: RunFolder) -> str:
+    """A name for what the run's files hold now (their names, sizes and change times): pushing an unchanged run
+    twice uploads nothing."""
+    h = hashlib.sha256()
+    for name in FILES:
+        p = run.path / name
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def describe(run: RunFolder) -> dict:
+    """The tags a record carries: what `team list` shows without downloading anything."""
+    from maskcls import __version__
+    from maskcls.data.fingerprints import data_fingerprint, split_fingerprint
+    from maskcls.train.config import RunConfig
+    cfg = RunConfig.from_dict(run.read_config())
+    status = run.read_status()
+    intervals = run.read_intervals() or {}
+    preds = run.read_predictions()
+    try:
+        data_fp = data_fingerprint(cfg)
+    except (OSError, ValueError) as e:
+        raise TeamError(f"cannot push {run.name!r}: its data root {cfg.data_root!r} cannot be read here to fingerprint "
+                        f"the data ({e})") from None
+    ci = intervals.get("macro_f1_ci") or [None, None]
+    tags = {"maskcls.kind": "run", "maskcls.run": run.name, "maskcls.version": __version__,
+            "maskcls.state": run.state()["state"], "maskcls.model": cfg.model, "maskcls.head": cfg.head,
+            "maskcls.data_fp": data_fp, "maskcls.split_fp": split_fingerprint(preds) if preds is not None else "",
+            "maskcls.best_f1": status.get("best_f1"), "maskcls.f1_low": ci[0], "maskcls.f1_high": ci[1],
+            "maskcls.epochs": len(run.read_metrics())}
+    return {k: "" if v is None else str(v) for k, v in tags.items()}
+
+
+def push_run(store: TeamStore, run: RunFolder, member: str) -> dict:
+    """Send one run (or update its record); returns what was done."""
+    if run.pulled():
+        raise TeamError(f"{run.name!r} is {run.pulled()['member']}'s run pulled from the team store: only its owner "
+                        f"pushes it")
+    state = run.state()["state"]
+    if state in ("queued", "running"):
+        raise TeamError(f"cannot push {run.name!r} while it is {state}: push it when it ends (or train it with "
+                        f"--set team=true to push itself)")
+    missing = [n for n in NEEDED if not (run.path / n).is_file()]
+    if missing:
+        raise TeamError(f"cannot push {run.name!r}: it has no {', '.join(missing)} yet")
+    version = content_version(run)
+    record = store.find(member, run.name)
+    if record is not None and record.data.tags.get("maskcls.complete") == version:
+        return {"run": run.name, "member": member, "version": version, "sent": False, "record": record.info.run_id}
+    tags = {**describe(run), "maskcls.member": member}
+    from mlflow.entities import Metric, Param, RunTag
+    from maskcls.train.tracking.base import flat_config
+    with reached(store.uri, f"push {run.name!r}"):
+        if record is None:
+            record = store.client.create_run(store.experiment_id, run_name=f"{member}/{run.name}",
+                                             tags={"maskcls.kind": "run", "maskcls.member": member,
+                                                   "maskcls.run": run.name})
+        run_id = record.info.run_id
+        pushed = int(record.data.tags.get("maskcls.epochs_pushed", 0) or 0)
+        rows = [r for r in run.read_metrics() if r["epoch"] > pushed]
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, int(r["epoch"])) for r in rows for k, v in r.items()
+                   if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+        params = [] if record.data.params else [Param(k, str(v)[:6000]) for k, v in
+                                                flat_config(run.read_config()).items()]
+        for i in range(0, max(len(metrics), 1), 900):  # MLflow takes at most 1,000 entries a call
+            store.client.log_batch(run_id, metrics=metrics[i:i + 900], params=params if i == 0 else [])
+        store.client.set_tag(run_id, "maskcls.epochs_pushed", str(max([pushed] + [r["epoch"] for r in rows])))
+        with tempfile.TemporaryDirectory(prefix="maskcls-push-") as tmp:
+            staged = Path(tmp) / version
+            staged.mkdir()
+            for name in FILES:
+                if (run.path / name).is_file():
+                    os.link(run.path / name, staged / name) if _same_device(run.path, staged) else \
+                        shutil.copy2(run.path / name, staged / name)
+            corrections = json.loads(run.config_path.read_text()).get("corrections", "none")
+            if corrections not in ("none", "community") and Path(corrections).is_file():
+                shutil.copy2(corrections, staged / CORRECTIONS)
+            store.client.log_artifacts(run_id, str(staged), artifact_path=f"v/{version}")
+        store.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        store.client.set_tag(run_id, "maskcls.complete", version)  # last: only now do pulls see this version
+    return {"run": run.name, "member": member, "version": version, "sent": True, "record": run_id}
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def push_all(store: TeamStore, runs_root, member: str) -> list[dict]:
+    """Every finished run of this runs root that is new or changed since its last push."""
+    out = []
+    for run in list_runs(runs_root):
+        if run.state()["state"] in ("completed", "pruned") and (run.path / "best.pt").is_file():
+            out.append(push_run(store, run, member))
+    return out
+
+
+def team_rows(store: TeamStore, runs_root) -> list[dict]:
+    """One row per record: member, run, state, macro F1 and interval, fingerprints, pulled here or not."""
+    rows = []
+    for r in store.records():
+        t = r.data.tags
+        member, name = t.get("maskcls.member", ""), t.get("maskcls.run", "")
+        local = pulled_folder(runs_root, member, name)
+        marker = read_json(local / PULLED_FILE) if (local / PULLED_FILE).is_file() else None
+        complete = t.get("maskcls.complete")
+        pulled = "no" if marker is None else "yes" if marker.get("version") == complete else "older version"
+        num = lambda k: float(t[k]) if t.get(k) not in (None, "") else None  # noqa: E731
+        rows.append({"member": member, "run": name, "ref": f"{member}/{name}", "state": t.get("maskcls.state"),
+                     "model": t.get("maskcls.model"), "macro_f1": num("maskcls.best_f1"),
+                     "f1_low": num("maskcls.f1_low"), "f1_high": num("maskcls.f1_high"),
+                     "data_fp": t.get("maskcls.data_fp"), "split_fp": t.get("maskcls.split_fp"),
+                     "complete": bool(complete), "pulled": pulled})
+    return rows
+
+
+def pulled_folder(runs_root, member: str, run: str) -> Path:
+    return inside(runs_root, TEAM_DIR, check_name(member, "member name"), check_name(run))
+
+
+def pull_run(store: TeamStore, runs_root, ref: str, *, data_root: str | None = None) -> RunFolder:
+    """MEMBER/RUN from the store into <runs root>/team/MEMBER/RUN (atomic, resumable, checked)."""
+    member, _, name = ref.partition("/")
+    if not name:
+        raise TeamError(f"expected MEMBER/RUN, got {ref!r}")
+    target = pulled_folder(runs_root, member, name)
+    record = store.find(check_name(member, "member name"), check_name(name))
+    if record is None:
+        raise TeamError(f"the team store at {shown(store.uri)} holds no run {name!r} of {member!r} (`maskcls team "
+                        f"list` shows what it holds)")
+    version = record.data.tags.get("maskcls.complete")
+    if not version:
+        raise TeamError(f"{ref} is still being pushed (no complete version yet): pull it when its push has ended")
+    partial = target.parent / f".{name}.partial-{version}"
+    partial.mkdir(parents=True, exist_ok=True)
+    with reached(store.uri, f"pull {ref}"):
+        listed = {Path(f.path).name: f.file_size for f in store.client.list_artifacts(record.info.run_id,
+                                                                                     f"v/{version}")}
+        for fname in [*FILES, CORRECTIONS]:
+            if fname not in listed or ((partial / fname).is_file() and (partial / fname).stat().st_size
+                                       == listed[fname]):
+                continue  # not in this version, or already downloaded by an interrupted pull
+            with tempfile.TemporaryDirectory(dir=partial, prefix=".dl-") as tmp:
+                got = Path(store.client.download_artifacts(record.info.run_id, f"v/{version}/{fname}", tmp))
+                os.replace(got, partial / fname)
+    missing = [n for n in NEEDED if not (partial / n).is_file()]
+    if missing:
+        raise TeamError(f"{ref}'s version {version} lacks {', '.join(missing)}: ask {member} to push it again")
+    try:
+        _check_pulled(partial, ref)
+    except TeamError:
+        shutil.rmtree(partial, ignore_errors=True)  # refused: nothing of it stays
+        raise
+    cfg = read_json(partial / "config.json")
+    original = {"data_root": cfg.get("data_root"), "corrections": cfg.get("corrections")}
+    if data_root or not Path(str(cfg.get("data_root"))).is_dir():
+        cfg["data_root"] = str(Path(data_root).resolve()) if data_root else cfg.get("data_root")
+    if (partial / CORRECTIONS).is_file():
+        cfg["corrections"] = str(target / CORRECTIONS)
+    cfg["cache_dir"] = ""
+    write_json(partial / "config.json", cfg)
+    write_json(partial / PULLED_FILE, {"member": member, "run": name, "store": shown(store.uri),
+                                       "record": record.info.run_id, "version": version, "pulled": time.time(),
+                                       "data_fingerprint": record.data.tags.get("maskcls.data_fp"),
+                                       "split_fingerprint": record.data.tags.get("maskcls.split_fp"),
+                                       "original": original})
+    if target.exists():  # an older pull: swap it out, then remove it
+        old = target.parent / f".{name}.old-{os.getpid()}"
+        os.replace(target, old)
+        os.replace(partial, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, target)
+    return RunFolder(target.parent, name)
+
+
+def _check_pulled(folder: Path, ref: str) -> None:
+    """A pulled checkpoint loads with weights_only=True and fits an architecture this version builds."""
+    from maskcls.common.checkpoints import CheckpointError, load_checkpoint
+    from maskcls.infer.members import build_model
+    from maskcls.train.config import RunConfig
+    try:
+        cfg = RunConfig.from_dict(read_json(folder / "config.json"))
+        import timm
+        if not timm.is_model(cfg.model):
+            raise TeamError(f"{ref} is a {cfg.model!r} model, an architecture this version of maskcls (timm "
+                            f"{timm.__version__}) cannot build: not pulled")
+        build_model(load_checkpoint(folder / "best.pt"), cfg, ref)
+    except (CheckpointError, ValueError) as e:
+        if isinstance(e, TeamError):
+            raise
+        raise TeamError(f"{ref}: its checkpoint cannot be used here ({e}): not pulled") from None
