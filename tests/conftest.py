@@ -213,6 +213,52 @@ def postgres_server(*databases: str):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+TEAM_ADMIN, TEAM_PW = "alice", "team-pw-7Hq2"  # the throwaway team store's first user (its basic-auth admin)
+
+
+class TeamStore:
+    """A real team store for a test: `maskcls team serve`'s own start_store on a PostgreSQL database, MLflow's
+    basic-auth app on; `kill()` and `start()` for the fault tests."""
+
+    def __init__(self, backend: str, folder: Path):
+        self.backend, self.folder, self.port, self.proc = backend, folder, free_port(), None
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        from maskcls.orchestration.team.serve import start_store
+        self.proc = start_store(self.backend, self.folder / "artifacts", port=self.port, auth=True)
+
+    def kill(self):
+        import signal
+        os.killpg(self.proc.pid, signal.SIGKILL)  # the group start_store made for this test's server
+        self.proc.wait(30)
+
+
+TEAM_ENV = {"MASKCLS_STORAGE_PASSWORD": PG_PASSWORD, "MLFLOW_TRACKING_USERNAME": TEAM_ADMIN,
+            "MLFLOW_TRACKING_PASSWORD": TEAM_PW, "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@contextmanager
+def team_store(folder: Path, *databases: str):
+    """A PostgreSQL server with a `store` database (and `databases`) and a team store on it, the credentials in
+    this process's environment while it runs; yields (store, (host, port, user))."""
+    saved = {k: os.environ.get(k) for k in [*TEAM_ENV, "MASKCLS_TEAM"]}
+    os.environ.update(TEAM_ENV)
+    try:
+        with postgres_server("store", *databases) as (host, port, user):
+            store = TeamStore(f"postgresql://{user}@{host}:{port}/store", folder)
+            store.start()
+            os.environ["MASKCLS_TEAM"] = store.uri
+            try:
+                yield store, (host, port, user)
+            finally:
+                if store.proc.poll() is None:
+                    store.kill()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
 @contextmanager
 def running_studio(cwd: Path = REPO, **env):
     """`streamlit run dashboard/Home.py` as a user starts it (from `cwd`, with `env` added); yields (url, port)

@@ -4,7 +4,6 @@ through which two ladder workers with no shared folder split one ladder."""
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -14,55 +13,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import PG_PASSWORD, REPO, copy_run, free_port, postgres_server, run_cli, tiny, wait_until
+from conftest import PG_PASSWORD, REPO, TEAM_PW, copy_run, run_cli, team_store, tiny, wait_until
 from maskcls.common.runfolder import RunFolder
 
 pytestmark = pytest.mark.slow
-ADMIN, ADMIN_PW = "alice", "team-pw-7Hq2"
-
-
-class Store:
-    """The team store this module's tests share; `kill()` and `start()` for the fault tests."""
-
-    def __init__(self, backend: str, folder: Path):
-        self.backend, self.folder, self.port, self.proc = backend, folder, free_port(), None
-        self.uri = f"http://127.0.0.1:{self.port}"
-
-    def start(self):
-        from maskcls.orchestration.team.serve import start_store
-        self.proc = start_store(self.backend, self.folder / "artifacts", port=self.port, auth=True)
-
-    def kill(self):
-        os.killpg(self.proc.pid, signal.SIGKILL)  # the group start_store made for this test's server
-        self.proc.wait(30)
+ADMIN_PW = TEAM_PW
 
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory, demo_root, tiny_run):
-    """(store, root A of member alice, root B of member bob, claims URL). A holds `base` (the shared tiny run);
+    """(store, root A of member alice, root B of member bob, claims URL). A holds `done` (the shared tiny run);
     B holds `mine`, another seed of the same config on the same split."""
     base = tmp_path_factory.mktemp("team")
-    env = {"MASKCLS_STORAGE_PASSWORD": PG_PASSWORD, "MLFLOW_TRACKING_USERNAME": ADMIN,
-           "MLFLOW_TRACKING_PASSWORD": ADMIN_PW, "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    with postgres_server("store", "claims") as (host, port, user):
-        store = Store(f"postgresql://{user}@{host}:{port}/store", base)
-        store.start()
+    with team_store(base, "claims") as (store, (host, port, user)):
         a, b = base / "A", base / "B"
         copy_run(tiny_run, base)
         shutil.move(str(base / "runs"), a)
         from maskcls.train.driver import train_run
         train_run(tiny(demo_root, base, epochs=2, seed=1), b, "mine")
-        os.environ["MASKCLS_TEAM"] = store.uri
-        try:
-            yield store, a, b, f"postgresql://{user}@{host}:{port}/claims"
-        finally:
-            os.environ.pop("MASKCLS_TEAM", None)
-            if store.proc.poll() is None:
-                store.kill()
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        yield store, a, b, f"postgresql://{user}@{host}:{port}/claims"
 
 
 def cli(capsys, *args):
@@ -190,7 +159,7 @@ def big_run(a, name):
     return run
 
 
-def kill_when(store: Store, present, proc, what: str):
+def kill_when(store, present, proc, what: str):
     wait_until(lambda: present() or proc.poll() is not None, 120, what, poll=0.01)
     store.kill()
     return proc.wait(60)
