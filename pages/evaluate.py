@@ -191,7 +191,8 @@ show_border = r[1].toggle("Borderline ages", key="eval_border",
                                "bound itself included): the model's doubt there is expected, so they are kept apart")
 try:
     owner_cfg = RunConfig.from_dict((fold_runs(runs_root, group)[0] if group else RunFolder(runs_root, name)).read_config())
-    review = reviews.open_review(runs_root, group or name, into=corr_name.strip(), preds=preds, cfg=owner_cfg)
+    review = reviews.open_review(runs_root, group or name, into=corr_name.strip(), preds=preds, cfg=owner_cfg,
+                                 checkpoint=checkpoint)
 except ValueError as e:
     st.error(str(e))
     st.stop()

@@ -11,6 +11,7 @@ from maskcls.data.labels import class_names
 from maskcls.orchestration.compare import compare_refs, config_diff, curves_figure, delete_run, runs_table
 from maskcls.orchestration.folds import list_oof
 from maskcls.orchestration.repeats import list_repeat_groups
+from maskcls.orchestration.run_index import KINDS, filter_rows, index_rows, parse_where
 from maskcls.common.settings import TEAM_ENV
 from maskcls.orchestration.team.store import TeamStore
 from maskcls.orchestration.team.transfer import pull_run, team_rows
@@ -18,10 +19,30 @@ from maskcls.train.comparison import explain
 
 st.title("Runs")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
-table = runs_table(runs_root)
-if table.empty:
+rows = index_rows(runs_root)
+if not rows:
     st.info(f"No runs in {runs_root} yet: launch one on the Train page.")
     st.stop()
+c = st.columns([2, 2, 2, 3, 2])
+text = c[0].text_input("Find", key="runs_find", placeholder="part of a name")
+states = c[1].multiselect("State", sorted({r["state"] for r in rows}), key="runs_states", placeholder="any")
+kinds = c[2].multiselect("Group", [k for k in KINDS if any(r["kind"] == k for r in rows)], key="runs_kinds",
+                         placeholder="any", help="sweep trials, ladder rungs, repeat seeds, folds, teammates' runs")
+where_text = c[3].text_input("Config", key="runs_where", placeholder="model=resnet18, lr=0.001",
+                             help="config KEY=VALUE, several separated by commas")
+f1 = c[4].slider("Best macro F1", 0.0, 1.0, (0.0, 1.0), 0.01, key="runs_f1")
+try:
+    where = parse_where([w for w in where_text.split(",") if w.strip()])
+except ValueError as e:
+    st.error(str(e))
+    where = {}
+filtering = bool(text or states or kinds or where or f1 != (0.0, 1.0))
+kept = filter_rows(rows, text=text, states=states, kinds=kinds, where=where,
+                   f1=f1 if f1 != (0.0, 1.0) else None)
+table = runs_table(runs_root, groups=not filtering, rows=kept)
+st.caption(f"{len(kept)} of {len(rows)} runs" + (" (repeat groups show when no filter is set)" if filtering else ""))
+if table.empty:
+    st.info("No run matches these filters.")
 st.dataframe(table, hide_index=True, width="stretch", key="runs_table",
              column_config={"best macro F1": st.column_config.NumberColumn(format="%.4f"),
                             "F1 low": st.column_config.NumberColumn(format="%.4f", help="95 % interval over people"),
@@ -73,11 +94,13 @@ with st.expander("Team", expanded=bool(os.environ.get(TEAM_ENV))):
                            f"run picker (read-only).")
 
 st.subheader("Is B better than A?")
-refs = [n for n in table["name"] if " (repeat of " not in n] + list_repeat_groups(runs_root) + list_oof(runs_root)
+refs = [n for n in table["name"] if " (repeat of " not in n]  # what the filters kept first, then the rest
+refs += [g for g in list_repeat_groups(runs_root) + list_oof(runs_root) if not filtering or text.lower() in g.lower()]
+refs += [r["name"] for r in rows if r["name"] not in set(refs)]
 c = st.columns([2, 2, 1])
 a = c[0].selectbox("A", refs, index=0, key="runs_cmp_a")
 b = c[1].selectbox("B", refs, index=min(1, len(refs) - 1), key="runs_cmp_b")
-if c[2].button("Compare", key="runs_cmp", type="primary"):
+if c[2].button("Compare", key="runs_cmp", type="primary", disabled=not refs):
     try:
         st.session_state["runs_cmp_result"] = compare_refs(runs_root, a, b)
     except ValueError as e:
@@ -96,6 +119,7 @@ if result and (result["a"], result["b"]) == (a, b):
                     key="runs_cmp_classes")
 
 names = [n for n in table["name"] if " (repeat of " not in n]
+all_names = [r["name"] for r in rows]
 picked = st.multiselect("Compare runs", names, default=names[: min(2, len(names))], key="runs_pick")
 if picked:
     st.plotly_chart(curves_figure(runs_root, picked), width="stretch")
@@ -112,7 +136,7 @@ with st.expander("Delete a run", expanded="runs_deleted" in st.session_state):
     if deleted:
         st.success(f"Deleted {deleted} and all its checkpoints.")
     round_ = st.session_state.get("runs_delete_round", 0)  # a new box after each delete: nothing carries over
-    victim = st.selectbox("Run", [n for n in names if "/" not in n], index=None, placeholder="Choose the run to delete",
+    victim = st.selectbox("Run", [n for n in all_names if "/" not in n], index=None, placeholder="Choose the run to delete",
                           key=f"runs_delete_pick_{round_}")
     if victim:
         sure_key = f"runs_delete_sure_{victim}"  # a confirmation belongs to the run it names, never to another

@@ -48,3 +48,41 @@ def test_deleting_a_run_never_arms_the_next(studio_demo, tmp_path):
         wait_idle(page)
         assert page.get_by_role("button", name="Delete alpha").is_disabled()
         assert not page.get_by_role("checkbox", name="Yes, delete alpha and all its checkpoints").is_checked()
+
+
+def test_filter_by_a_config_key_then_compare_the_run_it_found(studio_demo, tiny_run, tmp_path):
+    """A season's Runs page: type a config filter, the table keeps the one run, B is picked from the filtered
+    runs (listed first), and "Is B better than A?" answers for it."""
+    import shutil
+    from maskcls.common.fileio import write_json
+    from maskcls.common.runfolder import RunFolder
+    runs = tmp_path / "runs"
+    for name in ("base", "other", "wide"):
+        shutil.copytree(tiny_run[0] / tiny_run[1], runs / name, ignore=shutil.ignore_patterns(".*.lock"))
+    wide = RunFolder(runs, "wide")
+    write_json(wide.config_path, {**wide.read_config(), "lr": 0.0042})
+    with running_studio(MASKCLS_RUNS=str(runs), MASKCLS_CACHE=os.environ["MASKCLS_CACHE"]) as (url, _), \
+            chromium_page(1400, 1100) as page:
+        page.goto(url + "/runs")
+        wait_idle(page)
+        page.get_by_text("3 of 3 runs").wait_for()
+        box = page.get_by_role("textbox", name="Config")
+        box.fill("lr=0.0042")
+        box.press("Enter")
+        wait_idle(page)
+        page.get_by_text("1 of 3 runs").wait_for()
+        shot(page, "runs-filtered")
+        choose(page, page.get_by_role("combobox", name="A", exact=True), "base")
+        b = page.get_by_role("combobox", name="B", exact=True)
+        b.click()
+        options = page.get_by_role("option")
+        options.first.wait_for()
+        assert options.first.inner_text().strip() == "wide"  # the run the filter found leads the list
+        page.keyboard.press("Escape")
+        choose(page, b, "wide")
+        wait_idle(page)
+        page.get_by_role("button", name="Compare").click()
+        wait_idle(page)
+        page.get_by_text("B = run wide").wait_for()
+        shot(page, "runs-filtered-compared")
+        assert page.get_by_text("no evidence of a difference: +0.000").count() == 1  # a copy of the same model

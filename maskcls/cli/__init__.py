@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from maskcls.cli import augment, bench, data, infer, study, sweep, team, train
+from maskcls.cli import augment, bench, data, infer, runs, study, sweep, team, train
 from maskcls.cli.common import Parents
 
-GROUPS = (data, train, infer, study, sweep, team, augment, bench)
+GROUPS = (data, train, runs, infer, study, sweep, team, augment, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from maskcls.common.jobfolder import JobFolder
 
 TEAM_DIR = "team"  # <runs root>/team/MEMBER/RUN: teammates' runs pulled from the team store
 PULLED_FILE = ".team.json"  # in a pulled run: where it came from; the run is read-only here
+USED_FILE = "used_by.json"  # {checkpoint: [what uses it]}: a submission, a soup, a review; prune keeps these
 
 
 class RunFolder(JobFolder):
@@ -154,6 +155,29 @@ class RunFolder(JobFolder):
 
     def checkpoint(self, name: str) -> Path:
         return inside(self.path, check_name(name, "checkpoint name"))
+
+    def mark_used(self, checkpoint: str, by: str) -> None:
+        """Record that `by` (a submission, a soup, a review) uses `checkpoint`, so that a prune keeps it; one lock
+        around read-change-replace, as several predictions may end at once."""
+        from maskcls.common.fileio import locked, write_json
+        path = self.path / USED_FILE
+        with locked(path):
+            marks = self.used_marks()
+            if by not in marks.setdefault(check_name(checkpoint, "checkpoint name"), []):
+                marks[checkpoint].append(by)
+                write_json(path, marks)
+
+    def used_marks(self) -> dict[str, list[str]]:
+        """{checkpoint: [what uses it]}; a damaged file reads as every checkpoint used (nothing is pruned)."""
+        try:
+            marks = read_json(self.path / USED_FILE)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {"*": [f"{USED_FILE} could not be read"]}
+        if not isinstance(marks, dict) or not all(isinstance(v, list) for v in marks.values()):
+            return {"*": [f"{USED_FILE} is not a table of checkpoints"]}
+        return marks
 
     def prune_epochs(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` epoch files (0 keeps all); best.pt and last.pt always stay."""

@@ -7,6 +7,7 @@ benchmarks all go through the same code.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -306,11 +307,21 @@ def predict_submission(data_root, runs_root, members: list[Member], method_name:
     ctx = Ensembling(runs_root, inputs, tta, tuned, progress)
     probs = run_method(ctx, members, None)
     probs_path = write_submission(out, info["image_id"].tolist(), probs)
+    mark_members_used(runs_root, members, f"{method_name} submission {Path(out).resolve()}")
     seconds = time.perf_counter() - t0
     return {**ctx.info, "csv": Path(out), "probs_csv": probs_path, "rows": len(info), "probs": probs,
             "score": demo_score(info, probs),
             "seconds": {"total": round(seconds, 2), "decode": round(inputs.decode_seconds, 2),
                         "models": round(seconds - inputs.decode_seconds, 2)}}
+
+
+def mark_members_used(runs_root, members: list[Member], by: str) -> None:
+    """Each member's checkpoint is recorded in its run as used by this submission (or soup): a prune keeps it."""
+    for m in members:
+        try:
+            member_run(runs_root, m).mark_used(m.checkpoint, by)
+        except (OSError, ValueError) as e:  # a read-only run folder: the submission stands, the mark is missing
+            warnings.warn(f"could not record that {by} uses {m.run}:{m.checkpoint} ({e}); a prune may remove it")
 
 
 def class_distribution(train_labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:

@@ -9,8 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from maskcls.common.runfolder import RunFolder, is_run_folder
 from maskcls.orchestration.jobs import job_info
-from maskcls.common.runfolder import RunFolder, is_run_folder, list_pulled, list_runs
+from maskcls.orchestration.run_index import COLUMNS, index_tables
 
 
 def eta_seconds(info) -> float | None:
@@ -21,63 +22,15 @@ def eta_seconds(info) -> float | None:
     return elapsed * (1 - info.progress) / info.progress
 
 
-def run_row(run: RunFolder, ref: str | None = None) -> dict:
-    """One run's summary; `ref` names a teammate's pulled run (MEMBER/RUN)."""
-    info = job_info(run)
-    try:
-        cfg = run.read_config()
-    except (OSError, ValueError):
-        cfg = {}
-    metrics = run.read_metrics()
-    scored = [m for m in metrics if m.get("val_macro_f1") is not None]  # full-data runs have no validation
-    best = max(scored, key=lambda m: m["val_macro_f1"]) if scored else {}
-    aug = cfg.get("augment")
-    end = info.ended or (time.time() if info.state == "running" else None)
-    return {"name": ref or run.name, "member": ref.split("/")[0] if ref else "", "state": info.state,
-            "model": cfg.get("model"), "head": cfg.get("head"),
-            "loss": cfg.get("loss"), "sampler": cfg.get("sampler"),
-            "augmentation": aug if isinstance(aug, str) else "custom spec",
-            "best macro F1": best.get("val_macro_f1"), **_interval_columns(run.read_intervals()),
-            "best accuracy": max((m["val_accuracy"] for m in scored), default=None),
-            "epochs": len(metrics), "of": cfg.get("epochs"), "device": info.device,
-            "duration s": round(end - info.started, 1) if (end and info.started) else None,
-            "started": pd.to_datetime(info.started, unit="s") if info.started else None, "error": info.error}
-
-
-def _interval_columns(intervals: dict | None) -> dict:
-    ci = (intervals or {}).get("macro_f1_ci") or [None, None]
-    free = (intervals or {}).get("selection_free") or {}
-    return {"F1 low": ci[0], "F1 high": ci[1], "F1 selection-free": free.get("macro_f1")}
-
-
-COLUMNS = ["name", "member", "state", "model", "head", "loss", "sampler", "augmentation", "best macro F1", "F1 low", "F1 high",
-           "F1 selection-free", "seed sd", "best accuracy", "epochs", "of", "device", "duration s", "started", "error"]
-
-
-def group_row(runs_root, name: str) -> dict:
-    """A repeat group as one row: the seeds' mean macro F1, their standard deviation, the interval of the mean."""
-    from maskcls.orchestration.repeats import repeat_runs, repeat_summary
-    runs = repeat_runs(runs_root, name)
-    cfg = runs[0].read_config()
-    base = {"name": f"{name} (repeat of {len(runs)})", "model": cfg.get("model"), "head": cfg.get("head"),
-            "loss": cfg.get("loss"), "sampler": cfg.get("sampler"), "of": cfg.get("epochs")}
-    try:
-        s = repeat_summary(runs_root, name)
-    except ValueError as e:
-        return {**base, "state": "running", "error": str(e)}
-    done = s["completed"] == s["seeds"]
-    return {**base, "state": "completed" if done else f"{s['completed']}/{s['seeds']} done",
-            "best macro F1": s["macro_f1_mean"], "F1 low": s["macro_f1_ci"][0], "F1 high": s["macro_f1_ci"][1],
-            "seed sd": s["macro_f1_sd"]}
-
-
-def runs_table(runs_root, groups: bool = True) -> pd.DataFrame:
-    """Every run, then (with `groups`) each repeat group as one row."""
-    rows = [run_row(r) for r in list_runs(runs_root)] + [run_row(r, ref) for ref, r in list_pulled(runs_root)]
-    if groups:
-        from maskcls.orchestration.repeats import list_repeat_groups
-        rows += [group_row(runs_root, g) for g in list_repeat_groups(runs_root)]
-    return pd.DataFrame(rows, columns=COLUMNS)
+def runs_table(runs_root, groups: bool = True, rows: list[dict] | None = None) -> pd.DataFrame:
+    """Every run (from the run index, or the index `rows` a filter kept), then (with `groups`) each repeat group as
+    one row."""
+    if rows is None or groups:
+        runs, group_rows = index_tables(runs_root)
+        rows = list(runs if rows is None else rows) + (group_rows if groups else [])
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["started"] = pd.to_datetime(table["started"], unit="s")
+    return table
 
 
 def prediction_set(runs_root, ref: str) -> tuple[list, str]:

@@ -60,7 +60,7 @@ def source_of(runs_root, ref: str) -> tuple[pd.DataFrame, RunConfig, str]:
 
 
 def open_review(runs_root, ref: str, *, into: str = DEFAULT_FILE, distance: int | None = None,
-                preds: pd.DataFrame | None = None, cfg: RunConfig | None = None) -> Review:
+                preds: pd.DataFrame | None = None, cfg: RunConfig | None = None, checkpoint: str = "best.pt") -> Review:
     """The queue of `ref` (a run or a fold group) against the corrections file `into`. `distance`: the borderline
     distance in years (default: the run's drop_borderline, at least 1). `preds`/`cfg` skip reading them again."""
     source = "the predictions given"
@@ -72,7 +72,20 @@ def open_review(runs_root, ref: str, *, into: str = DEFAULT_FILE, distance: int 
         raise ValueError(f"the borderline distance must be 0 years or more, got {d}")
     queue = review_queue(preds, AgeBounds(cfg.age_lower, cfg.age_upper), d, person_ages(cfg))
     accepted, rejected = reviewed_ids(file)
+    mark_reviewed(runs_root, ref, checkpoint, f"review into {file.name}")
     return Review(queue, queue.without(accepted | rejected), preds, cfg, source, file)
+
+
+def mark_reviewed(runs_root, ref: str, checkpoint: str, by: str) -> None:
+    """The run a review reads (its checkpoint's predictions, its Grad-CAM) keeps that checkpoint through a prune;
+    a fold group's review reads each fold's best.pt, which a prune never removes."""
+    from maskcls.common.runfolder import RunFolder
+    run = RunFolder.open(runs_root, ref)
+    if run.exists() and checkpoint != "best.pt":
+        try:
+            run.mark_used(checkpoint, by)
+        except (OSError, ValueError):
+            pass  # a read-only folder: nothing here can prune it either
 
 
 def find(review: Review, person: str) -> pd.Series:

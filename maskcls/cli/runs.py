@@ -1,0 +1,72 @@
+"""Finding runs in a long season of them, and the disk they use: runs list, runs du, runs prune."""
+from __future__ import annotations
+
+from maskcls.cli.common import add, emit, runs_root_of
+
+
+def register(sub, parents) -> None:
+    runs = sub.add_parser("runs", help="find runs (filters over the run index), their disk use, prune checkpoints",
+                          description="find runs (filters over the run index), their disk use, prune checkpoints")
+    acts = runs.add_subparsers(dest="action", required=True)
+    p = add(acts, "list", cmd_list, "runs matching every filter given, one line each (or --json)",
+            parents.of("runs_root", "json"))
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key's value, e.g. model=efficientnet_b0 (repeatable: all must hold)")
+    p.add_argument("--state", action="append", default=[], help="completed, running, failed, ... (repeatable)")
+    p.add_argument("--kind", action="append", default=[], choices=("lone", "sweep", "ladder", "repeat", "folds", "team"),
+                   help="the group kind (repeatable)")
+    p.add_argument("--name", default="", help="part of the run's name")
+    p.add_argument("--f1", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"), help="best macro F1 range")
+    p.add_argument("--sort", default="name", help="name, f1, started, disk or state")
+    p.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
+    add(acts, "du", cmd_du, "disk use per run and in total, what a prune frees, free space on the runs root's disk",
+        parents.of("runs_root", "json"))
+    p = add(acts, "prune", cmd_prune, "remove finished runs' epoch checkpoints and last.pt (optimizer state); never "
+            "best.pt, a checkpoint a submission, soup or review uses, or a run not finished",
+            parents.of("runs_root", "json"))
+    p.add_argument("--dry-run", action="store_true", help="say what would go and what stays, change nothing")
+    p.add_argument("--keep-best", type=int, nargs="?", const=1, default=0, metavar="K",
+                   help="leave the K best finished runs whole (K = 1 when given alone)")
+
+
+def cmd_list(args) -> int:
+    from maskcls.orchestration.run_index import filter_rows, index_rows, parse_where, sort_rows
+    if args.f1 is not None and not (0 <= args.f1[0] <= args.f1[1] <= 1):
+        raise ValueError(f"--f1 is LOW HIGH with 0 <= LOW <= HIGH <= 1, got {args.f1[0]:g} {args.f1[1]:g}")
+    if args.limit < 0:
+        raise ValueError(f"--limit is 0 (all) or more, got {args.limit}")
+    rows = filter_rows(index_rows(runs_root_of(args)), text=args.name, states=args.state, kinds=args.kind,
+                       where=parse_where(args.where), f1=tuple(args.f1) if args.f1 else None)
+    rows = sort_rows(rows, args.sort)[: args.limit or None]
+    text = "\n".join(f"{r['name']:36s} {r['state']:10s} {str(r['model']):18s} " +
+                     (f"{r['best macro F1']:.4f}" if r["best macro F1"] is not None else "     -") +
+                     (f" [{r['F1 low']:.4f}, {r['F1 high']:.4f}]" if r.get("F1 low") is not None else "") +
+                     f"  {r['disk MB']:.1f} MB" for r in rows) or "no run matches"
+    emit(rows, args.json, text)
+    return 0
+
+
+def cmd_du(args) -> int:
+    from maskcls.orchestration.prune import disk_use
+    use = disk_use(runs_root_of(args))
+    lines = [f"{r['run']:36s} {r['state']:10s} {r['mb']:10.1f} MB  ({r['reclaimable_mb']:.1f} MB in epoch files "
+             f"and last.pt)" for r in use["runs"]]
+    lines.append(f"total {use['total_mb']:.1f} MB in {len(use['runs'])} runs (+ {use['other_mb']:.1f} MB of "
+                 f"submissions, corrections, sweeps and ladders); a prune frees {use['prunable_mb']:.1f} MB; "
+                 f"{use['free_mb'] / 1e3:.1f} GB free of {use['disk_mb'] / 1e3:.1f} GB on this disk")
+    emit(use, args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from maskcls.orchestration.prune import prune
+    if args.keep_best < 0:
+        raise ValueError(f"--keep-best is a number of runs, 0 or more, got {args.keep_best}")
+    plan = prune(runs_root_of(args), keep_best=args.keep_best, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    lines = [f"{verb} {r}/{f} ({b / 1e6:.1f} MB)" for r, f, b in plan.remove]
+    lines += [f"kept {r}/{f}: {why}" if f != "*" else f"kept {r} whole: {why}" for r, f, why in plan.keep]
+    lines.append(f"{verb} {len(plan.remove)} files, {plan.bytes / 1e6:.1f} MB" + (" (dry run: nothing changed)"
+                                                                                   if args.dry_run else ""))
+    emit(plan.as_dict(), args.json, "\n".join(lines))
+    return 0

@@ -1,0 +1,290 @@
+"""The run index: one small summary per run, kept in `<runs root>/.run-index.json` and refreshed from a run's files
+only when they change, so a page draw or a listing of thousands of runs reads one table instead of every folder.
+
+A row is reused while the run's watched files (config, status, metrics, intervals, the pulled marker) and its
+folder (checkpoints added or removed) keep their sizes and change times. A run whose state is not final (queued,
+running) is summarised again on every read: its liveness is checked, not remembered. A damaged or foreign index
+file is ignored and rebuilt; writers replace it atomically, so two readers at once both see a whole index.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+from pathlib import Path
+
+from maskcls.common.fileio import NAME_RE, read_json, write_json
+from maskcls.common.runfolder import PULLED_FILE, RunFolder, list_pulled
+from maskcls.orchestration.jobs import job_info
+
+INDEX_FILE = ".run-index.json"
+VERSION = 2
+WATCHED = ("config.json", "status.json", "metrics.jsonl", "intervals.json", PULLED_FILE)
+FINAL = {"completed", "failed", "cancelled", "pruned"}
+KINDS = ("lone", "sweep", "ladder", "repeat", "folds", "team")
+
+
+def run_row(run: RunFolder, ref: str | None = None) -> dict:
+    """One run's summary; `ref` names a teammate's pulled run (MEMBER/RUN)."""
+    info = job_info(run)
+    try:
+        cfg = run.read_config()
+    except (OSError, ValueError):
+        cfg = {}
+    metrics = run.read_metrics()
+    scored = [m for m in metrics if m.get("val_macro_f1") is not None]  # full-data runs have no validation
+    best = max(scored, key=lambda m: m["val_macro_f1"]) if scored else {}
+    aug = cfg.get("augment")
+    end = info.ended or (time.time() if info.state == "running" else None)
+    return {"name": ref or run.name, "member": ref.split("/")[0] if ref else "", "state": info.state,
+            "model": cfg.get("model"), "head": cfg.get("head"),
+            "loss": cfg.get("loss"), "sampler": cfg.get("sampler"),
+            "augmentation": aug if isinstance(aug, str) else "custom spec",
+            "best macro F1": best.get("val_macro_f1"), **_interval_columns(run.read_intervals()),
+            "best accuracy": max((m["val_accuracy"] for m in scored), default=None),
+            "epochs": len(metrics), "of": cfg.get("epochs"), "device": info.device,
+            "duration s": round(end - info.started, 1) if (end and info.started) else None,
+            "started": pd.to_datetime(info.started, unit="s") if info.started else None, "error": info.error}
+
+
+def _interval_columns(intervals: dict | None) -> dict:
+    ci = (intervals or {}).get("macro_f1_ci") or [None, None]
+    free = (intervals or {}).get("selection_free") or {}
+    return {"F1 low": ci[0], "F1 high": ci[1], "F1 selection-free": free.get("macro_f1")}
+
+
+COLUMNS = ["name", "member", "state", "model", "head", "loss", "sampler", "augmentation", "best macro F1", "F1 low",
+           "F1 high", "F1 selection-free", "seed sd", "best accuracy", "epochs", "of", "device", "duration s", "started",
+           "kind", "group", "disk MB", "reclaimable MB", "error"]
+
+
+def group_row(runs_root, name: str) -> dict:
+    """A repeat group as one row: the seeds' mean macro F1, their standard deviation, the interval of the mean."""
+    from maskcls.orchestration.repeats import repeat_runs, repeat_summary
+    runs = repeat_runs(runs_root, name)
+    cfg = runs[0].read_config()
+    base = {"name": f"{name} (repeat of {len(runs)})", "model": cfg.get("model"), "head": cfg.get("head"),
+            "loss": cfg.get("loss"), "sampler": cfg.get("sampler"), "of": cfg.get("epochs")}
+    try:
+        s = repeat_summary(runs_root, name)
+    except ValueError as e:
+        return {**base, "state": "running", "error": str(e)}
+    done = s["completed"] == s["seeds"]
+    return {**base, "state": "completed" if done else f"{s['completed']}/{s['seeds']} done",
+            "best macro F1": s["macro_f1_mean"], "F1 low": s["macro_f1_ci"][0], "F1 high": s["macro_f1_ci"][1],
+            "seed sd": s["macro_f1_sd"]}
+
+
+def signature(path: Path) -> list:
+    """What says a run changed: the watched files' sizes and change times, and the folder's change time."""
+    out, base = [], str(path)
+    for name in WATCHED:
+        try:
+            st = os.stat(f"{base}/{name}")
+            out.append([name, st.st_size, st.st_mtime_ns])
+        except OSError:
+            continue
+    try:
+        out.append([".", 0, os.stat(path).st_mtime_ns])
+    except OSError:
+        pass
+    return out
+
+
+def kind_of(ref: str) -> str:
+    """The kind of group a run belongs to, read from its name as the trackers read it (team for a pulled run)."""
+    from maskcls.train.tracking.base import GROUP_RE
+    if "/" in ref:
+        return "team"
+    if GROUP_RE[0].match(ref):
+        return "ladder"
+    m = GROUP_RE[1].match(ref)
+    if not m:
+        return "lone"
+    tail = ref[len(m["group"]) + 1:]
+    return {"f": "folds", "s": "repeat", "t": "sweep"}[tail[0]]
+
+
+def disk_bytes(path: Path) -> tuple[int, int]:
+    """(all bytes in the run folder, bytes a prune could free: epoch checkpoints and last.pt)."""
+    total = free = 0
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return 0, 0
+    for e in entries:
+        try:
+            if not e.is_file(follow_symlinks=False):
+                continue
+            size = e.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+        total += size
+        if e.name == "last.pt" or (e.name.startswith("epoch_") and e.name.endswith(".pt")):
+            free += size
+    return total, free
+
+
+def summarise(run: RunFolder, ref: str | None = None) -> dict:
+    """One run's index row: the Runs table's columns, its group, its flat config and its size on disk."""
+    from maskcls.train.tracking.base import group_of
+    row = run_row(run, ref)
+    try:
+        cfg = run.read_config()
+    except (OSError, ValueError):
+        cfg = {}
+    total, reclaimable = disk_bytes(run.path)
+    name = ref or run.name
+    return {**row, "started": row["started"].timestamp() if row["started"] is not None else None,
+            "kind": kind_of(name), "group": (name.split("/")[0] if ref else group_of(name)) or "",
+            "disk MB": round(total / 1e6, 2), "reclaimable MB": round(reclaimable / 1e6, 2),
+            "config": {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool)) or v is None}}
+
+
+def _load(path: Path) -> dict:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("runs"), dict) \
+            or not isinstance(data.get("groups"), dict):
+        return {}
+    return data
+
+
+def _folders(root: Path):
+    """(ref, folder path) of every run folder: this machine's, then pulled ones. A plain folder with a valid name
+    is taken as it is; a link goes through RunFolder, which refuses one that leaves the runs root."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        entries = []
+    for e in entries:
+        if e.name.startswith(".") or not NAME_RE.match(e.name):
+            continue
+        if e.is_symlink():
+            try:
+                path = RunFolder(root, e.name).path
+            except ValueError:
+                continue
+        else:
+            path = Path(e.path)
+        yield e.name, path
+    for ref, run in list_pulled(root):
+        yield ref, run.path
+
+
+def _open(root: Path, ref: str, path: Path) -> RunFolder:
+    return RunFolder(path.parent, path.name) if "/" in ref else RunFolder(root, ref)
+
+
+def index_rows(runs_root) -> list[dict]:
+    """Every run's row (this machine's runs, then pulled ones), from the index where the run has not changed."""
+    return index_tables(runs_root, groups=False)[0]
+
+
+def index_tables(runs_root, groups: bool = True) -> tuple[list[dict], list[dict]]:
+    """(every run's row, each repeat group's row: the seeds' mean, spread and interval), both from the index where
+    nothing they read has changed. Without `groups` the group rows are neither read nor refreshed (a listing of
+    runs needs none)."""
+    root = Path(runs_root)
+    data = _load(root / INDEX_FILE)
+    cached, cached_groups = data.get("runs", {}), data.get("groups", {})
+    fresh: dict[str, dict] = {}
+    changed = False
+    for ref, path in _folders(root):
+        sig = signature(path)
+        if {"config.json", "status.json"} - {name for name, *_ in sig}:
+            continue  # not a run folder (someone's configs, a half-made folder)
+        old = cached.get(ref)
+        if old and old.get("sig") == sig and old["row"].get("state") in FINAL:
+            fresh[ref] = old
+            continue
+        fresh[ref] = {"sig": sig, "row": summarise(_open(root, ref, path), ref if "/" in ref else None)}
+        changed = changed or old is None or old != fresh[ref]
+    found = _groups(root, fresh, cached_groups) if groups else cached_groups
+    if (changed or set(fresh) != set(cached) or found != cached_groups) and root.is_dir():
+        try:
+            write_json(root / INDEX_FILE, {"version": VERSION, "written": time.time(), "runs": fresh,
+                                           "groups": found})
+        except OSError:
+            pass  # a read-only runs root still lists its runs, from the folders
+    return [e["row"] for e in fresh.values()], [g["row"] for g in found.values()] if groups else []
+
+
+def _groups(root: Path, fresh: dict, cached: dict) -> dict:
+    """Repeat groups (two or more seed runs NAME-sK) from the index's rows; a group is summarised again only when
+    one of its runs changed."""
+    from maskcls.orchestration.repeats import SEED_RE
+    members: dict[str, list] = {}
+    for ref, entry in fresh.items():
+        if "/" not in ref and (m := SEED_RE.match(ref)):
+            members.setdefault(m["name"], []).append([ref, entry["sig"], entry["row"]["state"]])
+    out = {}
+    for name, sigs in sorted(members.items()):
+        if len(sigs) < 2:
+            continue
+        old = cached.get(name)
+        final = all(state in FINAL for *_, state in sigs)
+        out[name] = old if old and old["sig"] == sigs and final else {"sig": sigs, "row": group_row(root, name)}
+    return out
+
+
+SORTS = {"f1": "best macro F1", "name": "name", "started": "started", "disk": "disk MB", "state": "state"}
+
+
+def parse_where(items: list[str]) -> dict[str, str]:
+    """KEY=VALUE filters on config keys, each key checked against the run config's fields."""
+    from maskcls.train.config import RunConfig
+    fields = set(RunConfig.__dataclass_fields__)
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"a filter is KEY=VALUE (e.g. model=efficientnet_b0), got {item!r}")
+        if key not in fields:
+            raise ValueError(f"no config key {key!r} to filter by; the keys are: {', '.join(sorted(fields))}")
+        out[key] = value.strip()
+    return out
+
+
+def _matches(value, wanted: str) -> bool:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() == wanted.lower() or (value is None and wanted in ("", "null"))
+    if isinstance(value, (int, float)):
+        try:
+            return float(wanted) == float(value)
+        except ValueError:
+            return False
+    return str(value) == wanted
+
+
+def filter_rows(rows: list[dict], *, text: str = "", states=(), kinds=(), members=(), where: dict | None = None,
+                f1: tuple[float, float] | None = None) -> list[dict]:
+    """The rows a user's filters keep: name text (any part, any case), states, group kinds, team members, config
+    key = value, and a best macro F1 range (a run with no F1 yet is outside every range)."""
+    text = text.strip().lower()
+    out = []
+    for r in rows:
+        if text and text not in str(r["name"]).lower() or states and r["state"] not in states:
+            continue
+        if kinds and r.get("kind") not in kinds or members and r.get("member") not in members:
+            continue
+        if where and not all(_matches(r.get("config", {}).get(k), v) for k, v in where.items()):
+            continue
+        if f1 is not None and (r.get("best macro F1") is None or not f1[0] <= r["best macro F1"] <= f1[1]):
+            continue
+        out.append(r)
+    return out
+
+
+def sort_rows(rows: list[dict], by: str = "name") -> list[dict]:
+    """Rows sorted by `by` (f1 and disk largest first, started newest first); runs with no value last."""
+    if by not in SORTS:
+        raise ValueError(f"--sort is one of {', '.join(SORTS)}, got {by!r}")
+    col = SORTS[by]
+    have = [r for r in rows if r.get(col) is not None]
+    rest = [r for r in rows if r.get(col) is None]
+    return sorted(have, key=lambda r: r[col], reverse=by in ("f1", "disk", "started")) + rest

@@ -1,0 +1,153 @@
+"""A season of runs: the run index (refreshed only when a run changes), filters in the CLI, disk use and prune
+(it keeps exactly what a submission, a soup and a review use, changes nothing on --dry-run, never touches a
+running run)."""
+import json
+import shutil
+
+import pytest
+
+from conftest import copy_run
+from maskcls.cli import main
+from maskcls.common.fileio import write_json
+from maskcls.common.runfolder import RunFolder
+from maskcls.orchestration import run_index
+from maskcls.orchestration.run_index import INDEX_FILE, filter_rows, index_rows, kind_of, parse_where
+
+
+def runs_like(tiny_run, tmp_path, names):
+    """Copies of the shared tiny run under tmp_path/runs, one per name; returns the runs root."""
+    runs, base = copy_run(tiny_run, tmp_path)
+    for n in names:
+        shutil.copytree(runs / base, runs / n)
+    shutil.rmtree(runs / base)
+    return runs
+
+
+def files(runs):
+    return sorted(str(p.relative_to(runs)) for p in runs.rglob("*.pt"))
+
+
+def test_the_index_reuses_a_row_until_the_run_changes(tiny_run, tmp_path, monkeypatch):
+    runs = runs_like(tiny_run, tmp_path, ["a", "b", "c"])
+    calls = []
+    real = run_index.summarise
+    monkeypatch.setattr(run_index, "summarise", lambda run, ref=None: calls.append(run.name) or real(run, ref))
+    assert [r["name"] for r in index_rows(runs)] == ["a", "b", "c"] and calls == ["a", "b", "c"]
+    calls.clear()
+    index_rows(runs)
+    assert calls == []  # nothing changed: one file read, no folder summarised
+    RunFolder(runs, "b").write_status(state="failed", error="disk full")
+    rows = {r["name"]: r for r in index_rows(runs)}
+    assert calls == ["b"] and rows["b"]["state"] == "failed"
+    calls.clear()
+    (runs / "c" / "epoch_001.pt").unlink()  # the folder changed: its size on disk is read again
+    assert {r["name"]: r for r in index_rows(runs)}["c"]["disk MB"] < rows["c"]["disk MB"] and calls == ["c"]
+    shutil.rmtree(runs / "a")
+    assert [r["name"] for r in index_rows(runs)] == ["b", "c"]
+    (runs / INDEX_FILE).write_text("{not json")  # a damaged index is rebuilt, never trusted
+    calls.clear()
+    assert [r["name"] for r in index_rows(runs)] == ["b", "c"] and calls == ["b", "c"]
+    assert json.loads((runs / INDEX_FILE).read_text())["version"] == run_index.VERSION
+
+
+def test_a_run_not_finished_is_summarised_on_every_read(tiny_run, tmp_path, monkeypatch):
+    from maskcls.common.jobfolder import this_process
+    runs = runs_like(tiny_run, tmp_path, ["live", "lost"])
+    RunFolder(runs, "live").write_status(state="running", **this_process())  # this test's process: alive
+    RunFolder(runs, "lost").write_status(state="running", pid=2 ** 22 + 7, pid_start=1)  # a process long gone
+    calls = []
+    real = run_index.summarise
+    monkeypatch.setattr(run_index, "summarise", lambda run, ref=None: calls.append(run.name) or real(run, ref))
+    first = {r["name"]: r["state"] for r in index_rows(runs)}
+    index_rows(runs)
+    assert first == {"live": "running", "lost": "failed"}  # its process is gone: read as failed (lost)
+    assert calls == ["live", "lost", "live"]  # liveness is checked on every read, a verdict of lost is kept
+
+
+def test_filters_by_name_state_kind_config_and_f1(tiny_run, tmp_path):
+    runs = runs_like(tiny_run, tmp_path, ["base", "lad-r1-s1", "sw-t001", "rep-s2", "cv-fold1"])
+    cfg = RunFolder(runs, "sw-t001").read_config()
+    write_json(RunFolder(runs, "sw-t001").config_path, {**cfg, "model": "resnet18", "lr": 0.002})
+    rows = index_rows(runs)
+    assert {r["name"]: r["kind"] for r in rows} == {"base": "lone", "lad-r1-s1": "ladder", "sw-t001": "sweep",
+                                                   "rep-s2": "repeat", "cv-fold1": "folds"}
+    assert kind_of("alice/base") == "team"
+    assert [r["name"] for r in filter_rows(rows, where=parse_where(["model=resnet18"]))] == ["sw-t001"]
+    assert [r["name"] for r in filter_rows(rows, where=parse_where(["lr=2e-3"]))] == ["sw-t001"]  # numbers as numbers
+    assert [r["name"] for r in filter_rows(rows, kinds=["ladder", "folds"])] == ["cv-fold1", "lad-r1-s1"]
+    assert [r["name"] for r in filter_rows(rows, text="REP")] == ["rep-s2"]
+    assert filter_rows(rows, states=["running"]) == [] and len(filter_rows(rows, states=["completed"])) == 5
+    f1 = rows[0]["best macro F1"]
+    assert len(filter_rows(rows, f1=(f1, f1))) == 5 and filter_rows(rows, f1=(f1 + 0.01, 1)) == []
+    with pytest.raises(ValueError, match="no config key 'modle'.*model"):
+        parse_where(["modle=x"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_where(["model"])
+
+
+def test_runs_list_in_the_cli(tiny_run, tmp_path, capsys):
+    runs = runs_like(tiny_run, tmp_path, ["a", "b"])
+    write_json(RunFolder(runs, "b").config_path, {**RunFolder(runs, "b").read_config(), "model": "resnet18"})
+    assert main(["runs", "list", "--runs-root", str(runs), "--where", "model=resnet18", "--sort", "f1",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in out] == ["b"] and out[0]["F1 low"] <= out[0]["best macro F1"] <= out[0]["F1 high"]
+    assert main(["runs", "list", "--runs-root", str(runs), "--where", "nope=1"]) == 2
+    assert "no config key 'nope'" in capsys.readouterr().err
+    assert main(["runs", "list", "--runs-root", str(runs), "--f1", "0.9", "0.1"]) == 2
+    assert "LOW HIGH" in capsys.readouterr().err
+    assert main(["runs", "list", "--runs-root", str(runs), "--sort", "size"]) == 2
+    assert "--sort is one of" in capsys.readouterr().err
+
+
+def test_prune_keeps_exactly_what_is_used(tiny_run, tmp_path, demo_root, capsys):
+    from maskcls.orchestration.reviews import open_review
+    from maskcls.infer.evaluation import validation_predictions
+    from maskcls.train.config import RunConfig
+    runs = runs_like(tiny_run, tmp_path, ["sub", "soup", "rev", "free", "live", "broken"])
+    assert files(runs).count("free/epoch_001.pt") == 1 and (runs / "free" / "epoch_002.pt").is_file()
+    r = ["--runs-root", str(runs)]
+    assert main(["predict", "--data", str(demo_root), "--members", "sub:epoch_001.pt", "--out",
+                 str(tmp_path / "s.csv"), *r]) == 0
+    assert main(["predict", "--data", str(demo_root), "--members", "soup:epoch_001.pt", "soup:epoch_002.pt",
+                 "--method", "soup", "--out", str(tmp_path / "soup.csv"), *r]) == 0
+    rev = RunFolder(runs, "rev")
+    open_review(runs, "rev", checkpoint="epoch_002.pt", preds=validation_predictions(runs, "rev", "epoch_002.pt"),
+                cfg=RunConfig.from_dict(rev.read_config()))
+    live = RunFolder(runs, "live")
+    held = live.acquire_lock()  # this test's process trains it, as far as anyone can tell
+    from maskcls.common.jobfolder import this_process
+    live.write_status(state="running", **this_process())
+    RunFolder(runs, "broken").write_status(state="cancelled")
+    capsys.readouterr()
+    before = files(runs)
+    assert main(["runs", "prune", "--dry-run", "--json", *r]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert files(runs) == before  # a dry run changes nothing
+    removed = sorted(f"{x['run']}/{x['file']}" for x in plan["remove"])
+    assert removed == ["free/epoch_001.pt", "free/epoch_002.pt", "free/last.pt", "rev/epoch_001.pt", "rev/last.pt",
+                       "soup/last.pt", "sub/epoch_002.pt", "sub/last.pt"]
+    why = {f"{x['run']}/{x['file']}": x["why"] for x in plan["keep"]}
+    assert "soft submission" in why["sub/epoch_001.pt"] and "soup submission" in why["soup/epoch_002.pt"]
+    assert "review into" in why["rev/epoch_002.pt"]
+    assert "running" in why["live/*"] and "cancelled" in why["broken/*"] and "resume" in why["broken/*"]
+    assert main(["runs", "prune", *r]) == 0
+    out = capsys.readouterr().out
+    assert "removed 8 files" in out
+    after = files(runs)
+    assert after == sorted(set(before) - set(removed))
+    assert all(f"{n}/best.pt" in after for n in ("sub", "soup", "rev", "free", "live", "broken"))
+    held.close()
+    assert main(["runs", "du", "--json", *r]) == 0
+    use = json.loads(capsys.readouterr().out)
+    assert {x["run"] for x in use["runs"]} == {"sub", "soup", "rev", "free", "live", "broken"}
+    assert use["free_mb"] > 0 and use["total_mb"] >= sum(x["mb"] for x in use["runs"])
+
+
+def test_keep_best_and_a_damaged_used_by_file(tiny_run, tmp_path, capsys):
+    runs = runs_like(tiny_run, tmp_path, ["a", "b"])
+    (runs / "b" / "used_by.json").write_text("[1, 2")
+    assert main(["runs", "prune", "--dry-run", "--keep-best", "--json", "--runs-root", str(runs)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["remove"] == []  # a is the best (the two tie; one is kept whole), b's marks cannot be read
+    assert any(k["run"] == "b" and "could not be read" in k["why"] for k in plan["keep"])
