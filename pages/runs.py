@@ -11,6 +11,7 @@ from maskcls.data.labels import class_names
 from maskcls.orchestration.compare import compare_refs, config_diff, curves_figure, delete_run, runs_table
 from maskcls.orchestration.folds import list_oof
 from maskcls.orchestration.repeats import list_repeat_groups
+from maskcls.orchestration.prune import disk_use, plan_prune, prune
 from maskcls.orchestration.run_index import KINDS, filter_rows, index_rows, parse_where
 from maskcls.common.settings import TEAM_ENV
 from maskcls.orchestration.team.store import TeamStore
@@ -130,6 +131,35 @@ if picked:
             st.write("Same config.")
         else:
             st.dataframe(diff, width="stretch")
+
+if "runs_pruned" in st.session_state:
+    st.session_state["runs_disk"] = True
+if st.toggle("Disk use and prune", key="runs_disk", help="each run's size is in the table; this reads every "
+             "finished run's checkpoints to say what a prune would remove and what it keeps"):
+    pruned = st.session_state.pop("runs_pruned", None)
+    if pruned:
+        st.success(pruned)
+    plan = plan_prune(runs_root, keep_best=int(st.session_state.get("runs_keep_best", 0)))
+    use = disk_use(runs_root, plan)
+    m = st.columns(4)
+    m[0].metric("Runs use", f"{use['total_mb'] / 1e3:.2f} GB")
+    m[1].metric("A prune frees", f"{use['prunable_mb'] / 1e3:.2f} GB")
+    m[2].metric("Free on this disk", f"{use['free_mb'] / 1e3:.1f} GB")
+    m[3].metric("Disk", f"{use['disk_mb'] / 1e3:.0f} GB")
+    keep_best = st.number_input("Leave the K best finished runs whole", 0, 1000, 0, key="runs_keep_best")
+    if plan.remove:
+        st.dataframe(pd.DataFrame(plan.remove, columns=["run", "file", "bytes"]), hide_index=True, height=180,
+                     key="runs_prune_plan")
+    if plan.keep:
+        st.caption("Kept: " + "; ".join(f"{r}/{f}: {why}" if f != "*" else f"{r}: {why}" for r, f, why in
+                                         plan.keep[:20]) + (" ..." if len(plan.keep) > 20 else ""))
+    sure = st.checkbox(f"Yes, remove these {len(plan.remove)} checkpoint files ({plan.bytes / 1e6:.0f} MB)",
+                       key="runs_prune_sure", disabled=not plan.remove)
+    if st.button("Prune", disabled=not (sure and plan.remove), key="runs_prune"):
+        done = prune(runs_root, keep_best=int(keep_best))
+        st.session_state.pop("runs_prune_sure", None)
+        st.session_state["runs_pruned"] = f"Removed {len(done.remove)} files ({done.bytes / 1e6:.0f} MB)."
+        st.rerun()
 
 with st.expander("Delete a run", expanded="runs_deleted" in st.session_state):
     deleted = st.session_state.pop("runs_deleted", None)

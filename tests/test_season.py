@@ -151,3 +151,20 @@ def test_keep_best_and_a_damaged_used_by_file(tiny_run, tmp_path, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["remove"] == []  # a is the best (the two tie; one is kept whole), b's marks cannot be read
     assert any(k["run"] == "b" and "could not be read" in k["why"] for k in plan["keep"])
+
+
+def test_the_runs_page_prunes_only_after_the_tick(tiny_run, tmp_path):
+    from conftest import app_test
+    runs = runs_like(tiny_run, tmp_path, ["a", "b"])
+    at = app_test("pages/runs.py", runs_root=str(runs))
+    assert not at.exception and "2 of 2 runs" in at.caption[0].value
+    at.toggle(key="runs_disk").set_value(True).run()
+    assert [m.label for m in at.metric][:2] == ["Runs use", "A prune frees"]
+    assert at.button(key="runs_prune").disabled  # nothing goes before the confirmation is ticked
+    before = files(runs)
+    at.checkbox(key="runs_prune_sure").check().run()
+    at.button(key="runs_prune").click().run()
+    assert not at.exception
+    assert any("Removed 6 files" in s.value for s in at.success)
+    assert files(runs) == ["a/best.pt", "b/best.pt"] and len(before) == 8
+    assert not at.checkbox(key="runs_prune_sure").value  # the tick does not carry over to the next prune

@@ -126,7 +126,7 @@ def prune(runs_root, keep_best: int = 0, dry_run: bool = False) -> PrunePlan:
     return done
 
 
-def disk_use(runs_root) -> dict:
+def disk_use(runs_root, plan: PrunePlan | None = None) -> dict:
     """Bytes per run and in total, what a prune would free, and the free space on the runs root's disk."""
     rows = [{"run": r["name"], "state": r["state"], "mb": r["disk MB"], "reclaimable_mb": r["reclaimable MB"]}
             for r in index_rows(runs_root)]
@@ -137,7 +137,8 @@ def disk_use(runs_root) -> dict:
             for dirpath, _, files in os.walk(root / sub):
                 other += disk_bytes(Path(dirpath))[0]
     usage = shutil.disk_usage(root if root.is_dir() else root.parent)
-    plan = plan_prune(runs_root) if root.is_dir() else PrunePlan()
+    if plan is None:
+        plan = plan_prune(runs_root) if root.is_dir() else PrunePlan()
     return {"runs": sorted(rows, key=lambda r: r["mb"], reverse=True),
             "total_mb": round(sum(r["mb"] for r in rows) + other / 1e6, 2), "other_mb": round(other / 1e6, 2),
             "prunable_mb": round(plan.bytes / 1e6, 2), "free_mb": round(usage.free / 1e6, 2),
