@@ -14,7 +14,7 @@ from maskcls.models.backbones import CURATED
 from maskcls.common.runfolder import RunFolder
 from maskcls.common.settings import MEMBER_ENV, TEAM_ENV
 from maskcls.orchestration.compare import curves_figure, eta_seconds
-from maskcls.train.driver import full_data_config
+from maskcls.train.driver import full_data_config, room_warning
 
 def face_crop_warning(margin: float) -> str | None:
     """The eval set's fallback rate against validation's, from the boxes already cached (nothing is detected)."""
@@ -137,6 +137,9 @@ if submitted or to_sweep or repeat:
             "class_weights": class_weights, "ema": float(ema), "drop_borderline": int(borderline),
             "face_crop": bool(face), "face_margin": float(margin), "remove_background": bool(remove_bg),
             "track": track, "team": bool(team)})
+        room = room_warning(cfg, runs_root) if not to_sweep else None
+        if room:
+            st.warning(f"Disk: {room}")
         if to_sweep:
             st.session_state["sweep_base"] = cfg.to_dict()
             st.switch_page(str(ui.REPO / "pages" / "sweeps.py"))

@@ -168,3 +168,25 @@ def test_the_runs_page_prunes_only_after_the_tick(tiny_run, tmp_path):
     assert any("Removed 6 files" in s.value for s in at.success)
     assert files(runs) == ["a/best.pt", "b/best.pt"] and len(before) == 8
     assert not at.checkbox(key="runs_prune_sure").value  # the tick does not carry over to the next prune
+
+
+def test_training_warns_when_the_disk_cannot_hold_its_checkpoints(demo_root, tmp_path, monkeypatch):
+    import collections
+    import shutil as sh
+
+    from conftest import tiny
+    from maskcls.train import driver
+    cfg = tiny(demo_root, tmp_path, epochs=1)
+    need = driver.expected_checkpoint_bytes(cfg)
+    from maskcls.models.backbones import parameter_count
+    assert need == 4 * parameter_count(cfg.model) * (1 + 1 + 3)  # best, one epoch file, last with Adam's moments
+    assert driver.room_warning(cfg, tmp_path / "not-yet" / "runs") is None  # plenty here; a missing root's disk
+    usage = collections.namedtuple("usage", "total used free")
+    real = sh.disk_usage
+    monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10**9, 10**9 - need // 2, need // 2)
+                        if str(p) == str(tmp_path) else real(p))  # the runs root's disk is tight, the cache's not
+    message = driver.room_warning(cfg, tmp_path)
+    assert "checkpoints will need about" in message and "runs prune" in message
+    with pytest.warns(UserWarning, match="checkpoints will need about"):
+        driver.train_run(cfg, tmp_path / "runs", "tight")  # a warning, not a refusal: the run trains
+    assert RunFolder(tmp_path / "runs", "tight").state()["state"] == "completed"

@@ -110,3 +110,12 @@ def create_model(name: str, pretrained: bool = False, weights_file: str = "", he
 def set_backbone_trainable(model: MaskModel, trainable: bool) -> None:
     for p in model.backbone.parameters():
         p.requires_grad_(trainable)
+
+
+def parameter_count(name: str) -> int:
+    """How many weights the model has, counted on the meta device (nothing allocated, nothing downloaded)."""
+    import timm
+    import torch
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False, num_classes=18)
+    return sum(p.numel() for p in model.parameters())

@@ -121,8 +121,9 @@ def job_threads(slots: int) -> int:
 
 def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int = 1) -> TrainingJob:
     """Create the run and start its job; returns at once (the job may be queued)."""
-    from maskcls.train.driver import check_startable
+    from maskcls.train.driver import check_startable, warn_if_no_room
     check_startable(cfg)
+    warn_if_no_room(cfg, runs_root)
     device = device_of(cfg.device)
     job = TrainingJob(create_run(runs_root, name, cfg).root, name)
     env = dict(os.environ)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -246,6 +248,7 @@ def train_run(cfg: RunConfig, runs_root: str | os.PathLike, name: str, resume: b
     """
     if not resume:
         check_startable(cfg)
+        warn_if_no_room(cfg, runs_root)
         run = create_run(runs_root, name, cfg)
         return run_training(RunConfig.from_dict(run.read_config()), run, False, progress)  # its paths absolute
     run = RunFolder.open(runs_root, name)
@@ -281,6 +284,37 @@ def check_startable(cfg: RunConfig) -> None:
     if cfg.team:
         from maskcls.common.settings import team_settings
         team_settings()  # where to push it and as whom are named now, not when it ends
+
+
+def expected_checkpoint_bytes(cfg: RunConfig) -> int:
+    """What a run's checkpoints will take: best.pt and each kept epoch file (fp32 weights) and last.pt (weights
+    and the optimizer's two moments)."""
+    from maskcls.models.backbones import parameter_count
+    kept = min(cfg.keep_epochs or cfg.epochs, cfg.epochs)
+    return 4 * parameter_count(cfg.model) * (1 + kept + 3)
+
+
+def room_warning(cfg: RunConfig, runs_root) -> str | None:
+    """A warning, before a run starts, when the runs root's disk cannot hold its checkpoints (None when it can)."""
+    import shutil
+    folder = Path(runs_root)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        need, free = expected_checkpoint_bytes(cfg), shutil.disk_usage(folder).free
+    except (OSError, RuntimeError, ValueError):
+        return None  # the model is named by check_startable; a disk that cannot be asked is not guessed at
+    if need <= free:
+        return None
+    return (f"the run's checkpoints will need about {need / 2**30:.1f} GB ({cfg.model}: best.pt, last.pt with the "
+            f"optimizer state, {min(cfg.keep_epochs or cfg.epochs, cfg.epochs)} epoch files) but {folder} has "
+            f"{free / 2**30:.1f} GB free: `maskcls runs prune` frees finished runs' epoch files, or lower keep_epochs")
+
+
+def warn_if_no_room(cfg: RunConfig, runs_root) -> None:
+    message = room_warning(cfg, runs_root)
+    if message:
+        warnings.warn(message, stacklevel=3)
 
 
 def full_data_config(run: RunFolder) -> RunConfig:
