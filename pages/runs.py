@@ -13,6 +13,7 @@ from maskcls.orchestration.folds import list_oof
 from maskcls.orchestration.repeats import list_repeat_groups
 from maskcls.orchestration.prune import disk_use, plan_prune, prune
 from maskcls.orchestration.run_index import KINDS, filter_rows, index_rows, parse_where
+from maskcls.common.runfolder import damaged_folders
 from maskcls.common.settings import TEAM_ENV
 from maskcls.orchestration.team.store import TeamStore
 from maskcls.orchestration.team.transfer import pull_run, team_rows
@@ -42,6 +43,9 @@ kept = filter_rows(rows, text=text, states=states, kinds=kinds, where=where,
                    f1=f1 if f1 != (0.0, 1.0) else None)
 table = runs_table(runs_root, groups=not filtering, rows=kept)
 st.caption(f"{len(kept)} of {len(rows)} runs" + (" (repeat groups show when no filter is set)" if filtering else ""))
+damaged = damaged_folders(runs_root)
+if damaged:
+    st.warning("Damaged run folders, not listed: " + "; ".join(f"{n} ({why})" for n, why in damaged))
 if table.empty:
     st.info("No run matches these filters.")
 st.dataframe(table, hide_index=True, width="stretch", key="runs_table",

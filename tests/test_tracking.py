@@ -140,11 +140,17 @@ def test_an_old_run_exported_to_tensorboard(demo_root, tmp_path, capsys):
     train_run(tiny(demo_root, tmp_path, epochs=2), tmp_path / "runs", "old")
     code, out, err = run_cli(capsys, "export", "old", "--to", "tensorboard", "--json", "--runs-root", tmp_path / "runs")
     assert code == 0, err
-    assert json.loads(out) == {"run": "old", "to": "tensorboard", "epochs": 2, "confusion": True, "group": None}
+    assert json.loads(out) == {"run": "old", "to": "tensorboard", "epochs": 2, "confusion": True, "group": None,
+                               "replaced": []}
     acc = EventAccumulator(str(tmp_path / "runs" / "old" / "tensorboard"))
     acc.Reload()
     assert {e.step: e.value for e in acc.Scalars("val_macro_f1")} == pytest.approx(
         f1_by_epoch(RunFolder(tmp_path / "runs", "old")))
+    first = sorted((tmp_path / "runs" / "old" / "tensorboard").glob("events.out.tfevents.*"))
+    code, out, err = run_cli(capsys, "export", "old", "--to", "tensorboard", "--json", "--runs-root", tmp_path / "runs")
+    assert code == 0 and json.loads(out)["replaced"] == [p.name for p in first]
+    again = sorted((tmp_path / "runs" / "old" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(again) == 1 and again != first  # exported twice: one file, each curve once
 
 
 @pytest.mark.parametrize("uri", ["sqlite:////nonexistent-maskcls/dir/x.db", "file:///nonexistent-maskcls/dir/mlruns",

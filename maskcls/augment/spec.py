@@ -11,7 +11,7 @@ import copy
 import json
 from dataclasses import asdict, dataclass, field
 
-from maskcls.common.fileio import json_kind
+from maskcls.common.fileio import json_kind, loads
 
 MODES = ("each", "all", "preprocess")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -118,17 +118,22 @@ class AugmentSpec:
         d = copy.deepcopy(d)
         _check_shapes(d)
         mix = d.pop("mix", {}) or {}
+        transforms = d.pop("transforms", []) or []  # their shapes were checked by _check_shapes
         bad = sorted(set(mix) - set(BatchMix.__dataclass_fields__))
         if bad:
             raise SpecError(f"mix.{bad[0]}", f"unknown key; valid: {sorted(BatchMix.__dataclass_fields__)}")
         items = []
-        for i, t in enumerate(d.pop("transforms", []) or []):
+        for i, t in enumerate(transforms):
             if not isinstance(t, dict) or "name" not in t:
                 raise SpecError(f"transforms[{i}]", "each transform needs a 'name'")
             extra = sorted(set(t) - {"name", "p", "params"})
             if extra:
                 raise SpecError(f"transforms[{i}].{extra[0]}", "unknown key; valid: name, p, params")
-            items.append(TransformSpec(t["name"], t.get("p", 0.5), dict(t.get("params", {}) or {})))
+            params = t.get("params", {}) or {}
+            if not isinstance(params, dict):
+                raise SpecError(f"transforms[{i}].params", f"expected an object of parameters, found "
+                                                           f"{json_kind(params)}")
+            items.append(TransformSpec(t["name"], t.get("p", 0.5), dict(params)))
         spec = cls(transforms=items, mix=BatchMix(**mix), **d)
         spec.mean, spec.std = tuple(spec.mean), tuple(spec.std)
         return spec.validate()
@@ -136,7 +141,7 @@ class AugmentSpec:
     @classmethod
     def from_json(cls, text: str) -> "AugmentSpec":
         try:
-            d = json.loads(text)
+            d = loads(text)
         except json.JSONDecodeError as e:
             raise SpecError("json", f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
         return cls.from_dict(d)

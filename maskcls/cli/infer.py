@@ -205,11 +205,11 @@ def cmd_submissions_cancel(args) -> int:
 def cmd_review(args) -> int:
     from maskcls.orchestration import reviews
     review = reviews.open_review(runs_root_of(args), args.ref, into=args.into, distance=args.distance)
-    if args.accept:
+    if args.accept is not None:
         row = reviews.accept(review, args.accept)
         print(f"{args.accept}: accepted into {review.file} ({row['note']})")
         return 0
-    if args.reject:
+    if args.reject is not None:
         reviews.reject(review, args.reject)
         print(f"{args.reject}: rejected (kept as labelled; listed in {review.file.with_suffix('.rejected')})")
         return 0

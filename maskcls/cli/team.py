@@ -35,16 +35,22 @@ def register(sub, parents) -> None:
 def cmd_serve(args) -> int:
     import signal
 
-    from maskcls.orchestration.team.serve import start_store
-    proc = start_store(args.backend_store_uri, args.artifacts, host=args.host, port=args.port, auth=args.auth)
+    from maskcls.orchestration.team.serve import start_store, stop_store
+
+    def stop(signum, frame):  # a closed terminal or `kill` stops the server too, not only Ctrl-C
+        raise KeyboardInterrupt
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # set before the start: a signal while it starts stops it too
+        signal.signal(sig, stop)
+    try:
+        proc = start_store(args.backend_store_uri, args.artifacts, host=args.host, port=args.port, auth=args.auth)
+    except KeyboardInterrupt:
+        return 130
     print(f"team store on http://{args.host}:{args.port} (pid {proc.pid}); members: export "
-          f"MASKCLS_TEAM=http://{args.host}:{args.port} MASKCLS_MEMBER=<name>; Ctrl-C stops it")
+          f"MASKCLS_TEAM=http://{args.host}:{args.port} MASKCLS_MEMBER=<name>; Ctrl-C stops it", flush=True)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        import os
-        os.killpg(proc.pid, signal.SIGTERM)  # the group this command started and leads
-        proc.wait(30)
+        stop_store(proc)
         return 0
 
 
@@ -93,7 +99,9 @@ def cmd_list(args) -> int:
 
 def cmd_pull(args) -> int:
     from maskcls.orchestration.team.store import TeamStore
-    from maskcls.orchestration.team.transfer import pull_run
+    from maskcls.orchestration.team.transfer import check_ref, pull_run
+    for ref in args.refs:  # every name is checked before the store is asked anything
+        check_ref(ref)
     store = TeamStore.connect(args.team)
     runs_root = runs_root_of(args)
     pulled = [pull_run(store, runs_root, ref, data_root=args.data) for ref in args.refs]

@@ -47,7 +47,13 @@ def register(sub, parents) -> None:
 
 
 def cmd_train(args) -> int:
-    """One mode per function: resume, all data, folds, or a new run."""
+    """One mode per function: resume, all data, folds, seeds, or a new run; modes given together are refused,
+    never one of them silently dropped."""
+    modes = [f for f, given in (("--resume", args.resume), ("--full-data", args.full_data),
+                                ("--folds", args.folds is not None), ("--seeds", args.seeds is not None)) if given]
+    if len(modes) > 1:
+        raise ValueError(f"{' and '.join(modes)} cannot go together: each trains a different set of runs (a repeat "
+                         f"group of fold groups is not supported); give one")
     if args.resume:
         return train_resume(args)
     if args.full_data:
@@ -147,7 +153,7 @@ def cmd_jobs_submit(args) -> int:
         if not args.name:
             raise ValueError("--folds and --seeds need --name NAME: the runs become NAME-fold1..K or NAME-s1..N")
         if args.folds is not None and args.seeds is not None:
-            raise ValueError("--seeds and --folds cannot go together")
+            raise ValueError("--seeds and --folds cannot go together: each trains a different set of runs; give one")
         from maskcls.orchestration.repeats import submit_repeats
         names = (jobs.submit_folds(cfg, runs_root, args.name, args.folds) if args.folds is not None else
                  submit_repeats(cfg, runs_root, args.name, args.seeds))

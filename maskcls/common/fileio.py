@@ -108,9 +108,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def loads(text: str) -> Any:
+    """The one JSON parser of the project: json.loads, and a JSONDecodeError (with where it is) for what json
+    takes silently or fails on with a traceback: a key given twice in one object (the last would win unseen),
+    and nesting too deep for the parser."""
+    def pairs(items):
+        seen = {}
+        for k, v in items:
+            if k in seen:
+                first = text.find(json.dumps(k))
+                raise json.JSONDecodeError(f"the key {k!r} is given twice in one object (which one is meant?)", text,
+                                           max(text.find(json.dumps(k), first + 1), 0))
+            seen[k] = v
+        return seen
+    try:
+        return json.loads(text, object_pairs_hook=pairs)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply (arrays or objects inside one another more than about "
+                                   "a thousand levels)", text, 0) from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        return loads(f.read())
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:

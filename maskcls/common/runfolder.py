@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from maskcls.common.checkpoints import CheckpointError, load_checkpoint
-from maskcls.common.fileio import NAME_RE, check_name, inside, read_json, write_csv, write_text
+from maskcls.common.fileio import NAME_RE, check_name, inside, json_kind, read_json, write_csv, write_text
 from maskcls.common.jobfolder import JobFolder
 
 TEAM_DIR = "team"  # <runs root>/team/MEMBER/RUN: teammates' runs pulled from the team store
@@ -106,10 +106,16 @@ class RunFolder(JobFolder):
         return len(rows) - len(keep)
 
     def read_config(self) -> dict:
+        """The run's config.json as written: a JSON object (its keys are checked where a RunConfig is made)."""
         try:
-            return read_json(self.config_path)
+            cfg = read_json(self.config_path)
         except json.JSONDecodeError as e:
             raise ValueError(f"{self.config_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.config_path} is not UTF-8 text (expected a JSON object)") from None
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{self.config_path} holds a JSON {json_kind(cfg)}, expected an object of config keys")
+        return cfg
 
     # the trainer's lock: held by the one process that trains this folder, released by the kernel at its exit
     lock_path = property(lambda self: self.path / ".train.lock")
@@ -320,6 +326,22 @@ def list_runs(runs_root: str | os.PathLike) -> list[RunFolder]:
                 out.append(RunFolder(root, p.name))
             except ValueError:
                 continue
+    return out
+
+
+def damaged_folders(runs_root: str | os.PathLike) -> list[tuple[str, str]]:
+    """(name, what is missing) of folders that hold one of a run's two first files but not the other: a run
+    damaged by hand or by a full disk, shown by name rather than left out of every list."""
+    root = Path(runs_root)
+    out = []
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.name.startswith(".") or not NAME_RE.match(p.name) or not p.is_dir() or p.name == TEAM_DIR:
+            continue
+        has = [(p / f).is_file() for f in ("config.json", "status.json")]
+        if has == [True, False]:
+            out.append((p.name, "no status.json"))
+        elif has == [False, True]:
+            out.append((p.name, "no config.json"))
     return out
 
 

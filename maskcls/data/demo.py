@@ -203,14 +203,29 @@ def _plan(people: int, eval_people: int, seed: int, from_listing, eval_ids
 
 def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100, seed: int = 0, *,
                from_listing: str | os.PathLike | None = None, eval_ids: str | os.PathLike | None = None,
-               workers: int | None = None, progress=None, photo: bool = False) -> dict:
+               workers: int | None = None, progress=None, photo: bool = False, hold_lock: bool = True) -> dict:
     """Generate the dataset under `out`; returns counts and seconds. `progress(done, total)` is optional.
 
-    `photo` renders photo-like images (texture, sensor noise, phone JPEG settings: maskcls.data.photo)."""
-    t0 = time.perf_counter()
+    `photo` renders photo-like images (texture, sensor noise, phone JPEG settings: maskcls.data.photo). The
+    folder's lock is held throughout (`hold_lock`; the studio's generate_demo holds it itself): a second
+    generation into the same folder waits for the first, then finds the images written and finishes."""
     train, evals, plan = _plan(people, eval_people, seed, from_listing, eval_ids)
     root = Path(out)
-    claim_folder(root, {"generator": GENERATOR_VERSION, **plan, "seed": seed, "photo": bool(photo)})
+    marks = {"generator": GENERATOR_VERSION, **plan, "seed": seed, "photo": bool(photo)}
+    claim_folder(root, marks)  # refused before a lock file is made in someone's dataset
+    if not hold_lock:
+        return _write(root, train, evals, marks, workers, progress, photo)
+    with open(root / LOCK_FILE, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the kernel lets go if the holder dies
+        try:
+            return _write(root, train, evals, marks, workers, progress, photo)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write(root: Path, train, evals, marks: dict, workers, progress, photo: bool) -> dict:
+    t0 = time.perf_counter()
+    claim_folder(root, marks)
     for spec in train:
         (root / "train" / "images" / spec.folder).mkdir(parents=True, exist_ok=True)
     (root / "eval" / "images").mkdir(parents=True, exist_ok=True)
@@ -240,10 +255,10 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
             image_id = os.path.basename(rel)
             rows.append(image_id)
             truth[image_id], person[image_id] = encode(MASK_FILES[stem], s.gender, band), i + 1
-    if plan.get("eval_ids"):  # a listing's eval ids (given, or found beside it): info.csv keeps their order
-        order = read_lines(plan["eval_ids"])
+    if marks.get("eval_ids"):  # a listing's eval ids (given, or found beside it): info.csv keeps their order
+        order = read_lines(marks["eval_ids"])
     else:
-        order = list(np.random.default_rng(seed + 1).permutation(rows)) if rows else []
+        order = list(np.random.default_rng(marks["seed"] + 1).permutation(rows)) if rows else []
     write_text(root / "eval" / "info.csv", pd.DataFrame({"ImageID": order, "ans": 0}).to_csv(index=False))
     # the hidden truth holds who is in each photo too: a demo eval score is resampled by person, as validation is
     write_text(root / "eval" / "labels.csv",
@@ -340,7 +355,8 @@ def generate_demo(folder: str | os.PathLike, progress=None, **kwargs) -> bool:
                 write_text(folder / PROGRESS_FILE, json.dumps({"done": done, "total": n, "runs": runs,
                                                                 "drawn": state["drawn"], "pid": os.getpid()}))
         tell(0, total)
-        info = write_demo(folder, params["people"], params["eval_people"], params["seed"], progress=tell)
+        info = write_demo(folder, params["people"], params["eval_people"], params["seed"], progress=tell,
+                          hold_lock=False)  # this function holds the folder's lock
         write_text(folder / PROGRESS_FILE, json.dumps({"done": total, "total": total, "runs": runs,
                                                         "drawn": state["drawn"] + info["drawn_people"]}))
         write_text(folder / ".complete", json.dumps(info))

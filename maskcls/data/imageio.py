@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import warnings
 
@@ -116,7 +117,24 @@ def load_rgb(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Im
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise ImageError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+        raise ImageError(path, decode_reason(path, e)) from None
+
+
+def decode_reason(path, e: BaseException) -> str:
+    """Why a photo could not be read, in words: an empty file, one cut short, or what the decoder said (without
+    the reprs of its file objects)."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return "empty file (0 bytes)"
+    text = re.sub(r"<_io\.\w+ name=[^>]*>", "the file", str(e))
+    if isinstance(e, Image.UnidentifiedImageError) or "cannot identify image file" in text:
+        return f"not an image Pillow can read ({size:,} bytes: another format, or not an image at all)"
+    if "truncated" in text or "broken data stream" in text or "premature end" in text.lower():
+        return f"the image is cut short ({size:,} bytes: an interrupted copy?)"
+    return f"cannot decode image ({type(e).__name__}: {text})"
 
 
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16-bit and 32-bit single-channel images
@@ -153,7 +171,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     except Image.DecompressionBombError:
         raise ImageError(path, f"image too large (limit {MAX_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+        raise ImageError(path, decode_reason(path, e)) from None
     check_size(path, w, h)
     return w, h
 

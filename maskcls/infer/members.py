@@ -112,8 +112,10 @@ class EvalInputs:
                                     device=self.device if self.device.type == "cuda" else "cpu",
                                     decode_device=self.device if nvjpeg_preferred() else None)
             if cache.problems:
-                raise ValueError(f"{len(cache.problems)} image(s) could not be decoded, e.g. "
-                                 f"{cache.problems[0][0]}: {cache.problems[0][1]}")
+                shown = "; ".join(f"{p}: {why}" for p, why in cache.problems[:5])
+                more = f"; and {len(cache.problems) - 5} more" if len(cache.problems) > 5 else ""
+                raise ValueError(f"{len(cache.problems)} eval image(s) could not be decoded, so no submission was "
+                                 f"written (every ImageID needs an answer): {shown}{more}")
             n = len(self.paths)
             self._loaders[key] = CachedLoader(cache.array, np.arange(n), np.zeros(n), self.batch_size, spec=spec,
                                               train=False, device=self.device, channels_last=cfg.channels_last)

@@ -37,6 +37,9 @@ DATA_FOLDERS = ("eval/images", "train/images")
 def check_output(out: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
     """Refuse, before any work, an output path that is a folder, sits in a folder that cannot be written, or would
     overwrite the data itself (the submission and info.csv share their columns: one typo replaces the eval list)."""
+    if str(out).strip() in ("", "-"):
+        raise ValueError(f"--out {str(out)!r}: expected a file name such as submission.csv (the submission and its "
+                         f"probabilities are two files, so they cannot go to standard output)")
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a folder; expected a file name such as {str(out / 'submission.csv')!r}")

@@ -59,7 +59,7 @@ class TrainingJob(RunFolder):
         status = self.read_status()
         device = status.get("device") or device_of(cfg.device)
         try:
-            held = wait_for_slot(self, device, int(status.get("slots", 1)))
+            held = wait_for_slot(self, device, max(1, int(status.get("slots", 1))))  # 0 would never open
         except Cancelled:
             self.log("cancelled while queued")
             raise
@@ -119,9 +119,20 @@ def job_threads(slots: int) -> int:
     return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
 
 
+MAX_SLOTS = 64
+
+
+def check_slots(slots) -> None:
+    """Jobs per device at once: 0 would wait for a slot that never opens (and hold the device's queue)."""
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= MAX_SLOTS:
+        raise ValueError(f"--slots (jobs per device at once) must be a whole number from 1 to {MAX_SLOTS}, got "
+                         f"{slots!r}")
+
+
 def submit(cfg: RunConfig, runs_root: str | os.PathLike, name: str, slots: int = 1) -> TrainingJob:
     """Create the run and start its job; returns at once (the job may be queued)."""
     from maskcls.train.driver import check_startable, warn_if_no_room
+    check_slots(slots)
     check_startable(cfg)
     warn_if_no_room(cfg, runs_root)
     device = device_of(cfg.device)
@@ -158,7 +169,12 @@ def job_info(run: RunFolder) -> JobInfo:
 
 
 def list_jobs(runs_root: str | os.PathLike) -> list[JobInfo]:
-    return [job_info(r) for r in list_runs(runs_root) if r.status_path.exists()]
+    """Every run's job, then each damaged folder (one of config.json and status.json missing) as `damaged`."""
+    from maskcls.common.jobfolder import DAMAGED
+    from maskcls.common.runfolder import damaged_folders
+    return [job_info(r) for r in list_runs(runs_root) if r.status_path.exists()] + [
+        JobInfo(name, DAMAGED, "?", 0.0, 0, 0, None, None, None, None, f"damaged run folder: {why}", None)
+        for name, why in damaged_folders(runs_root)]
 
 
 def cancel(runs_root: str | os.PathLike, name: str, grace: float = 5.0) -> JobInfo:

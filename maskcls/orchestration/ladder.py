@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from maskcls.common.fileio import check_name, inside, read_json, write_json
+from maskcls.common.fileio import check_name, inside, loads, read_json, write_json
 from maskcls.common.jobfolder import now
 from maskcls.train.config import SPLIT_KEYS, RunConfig
 
@@ -90,7 +90,7 @@ def read_steps(spec) -> tuple[str, list]:
             shipped = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
             raise LadderError(f"steps {str(spec)!r}: no such file and no shipped ladder of that name ({shipped})")
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
+            spec = loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise LadderError(f"steps {str(path)!r} is not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:

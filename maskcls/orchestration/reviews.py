@@ -90,6 +90,8 @@ def mark_reviewed(runs_root, ref: str, checkpoint: str, by: str) -> None:
 
 def find(review: Review, person: str) -> pd.Series:
     """The queue's row of one person (main list first, then borderline)."""
+    if not str(person).strip():
+        raise ValueError("expected a person id such as 000001, got an empty one (an unset variable?)")
     for table in (review.queue.main, review.queue.borderline):
         hit = table[table["person_id"] == str(person)]
         if len(hit):

@@ -44,6 +44,15 @@ def same_images(a: list, b: list) -> bool:
     return True
 
 
+def unpaired_reason(a: list, b: list) -> str:
+    """Why two sets do not pair, in the user's terms: other people, or the same people with other photos/labels."""
+    people = [set(f["person_id"].astype(str)) for f in a + b]
+    if all(p == people[0] for p in people):
+        return ("validated on the same people but not on the same photos with the same labels (another copy of the "
+                "data with photos changed, added or removed, or a corrections file one side applied)")
+    return "validated on different people (another split, or folds against a split)"
+
+
 def stacked_confusions(frames: list, order=None) -> tuple[np.ndarray, np.ndarray]:
     """(M, P, K*K) per-person confusions of each table (rows aligned by photo to `order`, a list of image keys,
     when given), person ids."""
@@ -196,8 +205,7 @@ def compare_sets(a: list, b: list, *, names=("A", "B"), level: float = LEVEL) ->
             "people": [int(ca.shape[1]), int(cb.shape[1])], "level": level, "method": "jackknife-t",
             "per_class": per_class, "verdict": verdict(d["difference"], d["interval"], d["p_value"], *names,
                                                        claim=claim),
-            "note": None if paired else "validated on different people (another split, or folds against a split): "
-                                        "compared unpaired, so the interval is wider"}
+            "note": None if paired else unpaired_reason(a, b) + ": compared unpaired, so the interval is wider"}
 
 
 def explain(c: dict) -> list[str]:

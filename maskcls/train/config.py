@@ -7,6 +7,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
+from maskcls.common.fileio import loads
 from maskcls.augment.spec import AugmentSpec, create_preset, list_presets
 from maskcls.train.config_checks import TRACKERS, ConfigError, check_value
 
@@ -118,7 +119,7 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
         try:
-            d = json.loads(text)
+            d = loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"config is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
         return cls.from_dict(d)
@@ -138,7 +139,7 @@ class RunConfig:
             if k not in d:
                 raise ConfigError(f"unknown config key {k!r} in --set")
             try:
-                v = json.loads(raw)
+                v = loads(raw)
             except json.JSONDecodeError:
                 v = raw
             if k == "image_size" and isinstance(v, str) and "," in v:

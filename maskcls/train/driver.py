@@ -94,6 +94,8 @@ def _train(cfg: RunConfig, run: RunFolder, *, resume: bool, dist: Dist, progress
     data = load_data(cfg, device, dist, say, progress)
     learner = create_learner(cfg, data, device=device, dist=dist, run=run, say=say)
     start_epoch, best_f1 = resume_from(run, learner, say) if resume else (1, -1.0)
+    if resume and start_epoch > 1:
+        restore_summary(run, start_epoch - 1, best_f1)
     say(f"model {cfg.model} ({cfg.head} head) on {device}; {cfg.epochs} epochs of {learner.steps} steps; "
         f"world {dist.world}")
     learner.tracking = open_tracking(cfg, run, lambda m: run.log(f"WARNING: {m}")) if dist.main else None
@@ -284,6 +286,16 @@ def check_startable(cfg: RunConfig) -> None:
     if cfg.team:
         from maskcls.common.settings import team_settings
         team_settings()  # where to push it and as whom are named now, not when it ends
+
+
+def restore_summary(run: RunFolder, epoch: int, best_f1: float) -> None:
+    """A resumed run's status says where the checkpoint left it (a lost or damaged status.json would otherwise end
+    a resume with nothing left to train as "epoch 0, best F1 none" while its checkpoints say otherwise)."""
+    status = run.read_status()
+    scored = [m for m in run.read_metrics() if m.get("val_macro_f1") is not None]
+    best = max(scored, key=lambda m: m["val_macro_f1"]) if scored else {}
+    fill = {"best_f1": best_f1 if best_f1 >= 0 else None, "best_epoch": best.get("epoch")}
+    run.write_status(epoch=epoch, **{k: v for k, v in fill.items() if status.get(k) is None and v is not None})
 
 
 def expected_checkpoint_bytes(cfg: RunConfig) -> int:

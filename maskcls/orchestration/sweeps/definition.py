@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from maskcls.common.fileio import check_name, inside, read_json, write_json
+from maskcls.common.fileio import check_name, inside, locked, read_json, write_json
 from maskcls.common.jobfolder import now
 from maskcls.orchestration.sweeps.snapshot import write_snapshot
 from maskcls.orchestration.sweeps.space import PRUNERS, SAMPLERS, Param, SweepError, parse_space
@@ -81,7 +81,6 @@ def create_sweep(runs_root, name: str, base, space: dict, *, sampler: str = "tpe
                  storage: str = "", total: int = 0, resume: bool = False) -> Sweep:
     """Check everything, then write sweep.json and create the study. An existing name is refused unless
     `resume` (the study and its trials are kept; the new space, sampler and pruner apply to new trials)."""
-    import optuna
     check_name(name, "sweep name")
     if sampler not in SAMPLERS:
         raise SweepError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
@@ -97,6 +96,14 @@ def create_sweep(runs_root, name: str, base, space: dict, *, sampler: str = "tpe
         raise SweepError(f"a sweep trains each trial in its worker's process on one device: base gpus must be 1, "
                          f"got {base.gpus}")
     parse_space(space)
+    with locked(sweeps_root(runs_root) / "create", timeout=300):  # two creates at once: one makes the storage,
+        return _create(runs_root, name, base, space, sampler=sampler, pruner=pruner, storage=storage, total=total,
+                       resume=resume)  # the other is told the sweep exists
+
+
+def _create(runs_root, name: str, base, space: dict, *, sampler: str, pruner: str, storage: str, total: int,
+            resume: bool) -> Sweep:
+    import optuna
     path = sweep_path(runs_root, name)
     if path.exists() and not resume:
         raise SweepError(f"a sweep named {name!r} already exists in {runs_root}: add trials with `maskcls sweep run "
@@ -111,7 +118,8 @@ def create_sweep(runs_root, name: str, base, space: dict, *, sampler: str = "tpe
     url = storage_url(sweep, runs_root, storage or None)  # the password, if given, is used but not stored
     if url.startswith("sqlite"):
         sweeps_root(runs_root).mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize", load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=open_storage(url, create=True), direction="maximize",
+                                load_if_exists=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_snapshot(path.parent, study)
     write_json(path, sweep.to_dict())
@@ -140,7 +148,8 @@ def open_study(runs_root, sweep: Sweep, storage: str | None = None, *, rdb=None)
         return optuna.load_study(study_name=sweep.name, storage=rdb or open_storage(storage_url(sweep, runs_root, storage)),
                                  sampler=_sampler(sweep), pruner=_pruner(sweep))
     except KeyError:
-        raise SweepError(f"sweep {sweep.name!r}: its study is not in {shown_url(storage_url(sweep, runs_root, storage))}"
+        where = getattr(rdb, "url", None) or storage_url(sweep, runs_root, storage)  # the storage that was asked
+        raise SweepError(f"sweep {sweep.name!r}: its study is not in {shown_url(where)}"
                          f" (another storage? pass the one it was created with: --storage URL)") from None
 
 

@@ -4,6 +4,7 @@ of several machines share), its password (used, never stored), and opening it wi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from maskcls.orchestration.sweeps.space import SweepError
 
@@ -69,10 +70,17 @@ def connect_timeout() -> int:
         return 10
 
 
-def open_storage(url: str):
-    """The RDBStorage at `url` (a SweepError naming the host and the way on when it cannot be opened)."""
+def open_storage(url: str, create: bool = False):
+    """The RDBStorage at `url` (a SweepError naming the host and the way on when it cannot be opened). A SQLite
+    file that does not exist is made only by a sweep's creation (`create`): elsewhere a mistyped path would
+    leave an empty database behind and look for the study in it."""
     import optuna
     _quiet_optuna()
+    if url.startswith("sqlite") and not create:
+        file = url.split("sqlite:///", 1)[-1]
+        if file and file != ":memory:" and not Path(file).is_file():
+            raise SweepError(f"no sweep storage at {shown_url(url)}: the file {file} does not exist (mistyped "
+                             f"--storage? `maskcls sweep list` shows the sweeps of this runs root)")
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
     else:  # a host that accepts and never answers must not hang a command or a page draw

@@ -11,6 +11,7 @@ who serves, written only to a 0600 file that is removed once the server has read
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -40,10 +41,50 @@ def auth_config(folder: Path) -> Path:
     return Path(path)
 
 
+def check_port(host: str, port: int) -> None:
+    """A port that is out of range or already taken is refused before a server starts: on a taken port the
+    readiness check would hear the other server and tell teammates to push into it."""
+    import socket
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"--port must be a whole number from 1 to 65535, got {port!r}")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ValueError(f"{host}:{port} is already in use or cannot be bound ({e.strerror}): another team store "
+                             f"or server is there; stop it or choose another --port") from None
+
+
+def failure_line(text: str) -> str:
+    """The line of a server's log that says why it stopped: the last exception line, not SQLAlchemy's footer."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if re.search(r"(Error|Exception|refused|denied|No such)\b", ln) and not ln.startswith("(Background"):
+            return ln
+    return lines[-1] if lines else ""
+
+
+def check_backend(backend: str) -> None:
+    """A PostgreSQL backend the store cannot reach is named before MLflow starts (it would retry for minutes
+    behind a port that never answers)."""
+    from maskcls.orchestration.sweeps.storage import connect_timeout, shown_url, with_password
+    if not backend.startswith(("postgresql://", "postgres://")):
+        return
+    import psycopg
+    try:
+        psycopg.connect(with_password(backend), connect_timeout=connect_timeout()).close()
+    except psycopg.Error as e:
+        why = " ".join(str(e).split())[:300]
+        raise ValueError(f"the team store's database at {shown_url(backend)} cannot be reached: {why}") from None
+
+
 def start_store(backend: str, artifacts: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 5000,
                 auth: bool = False, wait: float = 120.0) -> subprocess.Popen:
-    """Start the team store and return once it answers (its own process group, stopped by the caller)."""
+    """Start the team store and return once it answers (its own process group, stopped by the caller); a store
+    that stops or never answers is stopped and named with the line of its log that says why."""
     from maskcls.orchestration.sweeps.storage import shown_url, with_password
+    check_port(host, port)
+    check_backend(backend)
     artifacts = Path(artifacts).resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": with_password(backend),
@@ -51,24 +92,51 @@ def start_store(backend: str, artifacts: str | os.PathLike, *, host: str = "127.
     ini = auth_config(artifacts.parent) if auth else None
     if ini:
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
-    log = open(artifacts.parent / "store.log", "ab")  # a pipe nobody reads would stall a long-running server
+    log_path = artifacts.parent / "store.log"
+    log = open(log_path, "ab")  # a pipe nobody reads would stall a long-running server
+    start = log.tell()
     proc = subprocess.Popen(serve_command(host=host, port=port, artifacts=artifacts, auth=auth), env=env,
                             start_new_session=True, stdout=log, stderr=log)
     log.close()
+
+    def this_start(raw: bool = False) -> str:
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+        return text if raw else failure_line(text)
     try:
         end = time.time() + wait
-        while not answers(f"http://{host}:{port}"):
-            if proc.poll() is not None:
-                err = (artifacts.parent / "store.log").read_text(errors="replace").strip().splitlines()
+        while not (proc.poll() is None and answers(f"http://{host}:{port}")):
+            if proc.poll() is not None or "Traceback (most recent call last)" in this_start(raw=True):
+                # its workers may live on after the app failed (a database it cannot reach): not worth waiting for
                 raise ValueError(f"the team store did not start (backend {shown_url(backend)}): "
-                                 f"{err[-1] if err else 'exit ' + str(proc.returncode)}")
+                                 f"{this_start() or 'exit ' + str(proc.returncode)}")
             if time.time() > end:
-                raise ValueError(f"the team store did not answer on {host}:{port} within {wait:.0f} s")
+                raise ValueError(f"the team store did not answer on {host}:{port} within {wait:.0f} s "
+                                 f"({this_start() or 'nothing in its log'})")
             time.sleep(0.5)
+    except BaseException:
+        stop_store(proc)
+        raise
     finally:
         if ini:
             ini.unlink(missing_ok=True)
     return proc
+
+
+def stop_store(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM the store's process group (start_store made it and proc leads it), SIGKILL after `grace`."""
+    import signal
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
 
 
 def answers(url: str) -> bool:

@@ -109,8 +109,13 @@ class reached:
         if "401" in text or "not authenticated" in text or "403" in text:
             why = ("it refused our credentials (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, or "
                    "~/.mlflow/credentials)")
-        elif any(w in text for w in ("Max retries", "Connection refused", "timed out", "Timeout", "NewConnectionError",
-                                     "ConnectionError", "Name or service not known", "Failed to establish")):
+        elif any(w in text for w in ("Name or service not known", "nodename nor servname", "getaddrinfo failed",
+                                     "Temporary failure in name resolution", "NameResolutionError")):
+            why = f"no host named {urlsplit(self.uri).hostname!r} could be found (a typo in MASKCLS_TEAM / --team?)"
+        elif "Connection refused" in text or "ConnectionRefusedError" in text:
+            why = "nothing listens on that port: the connection was refused (is `maskcls team serve` running there?)"
+        elif any(w in text for w in ("Max retries", "timed out", "Timeout", "NewConnectionError", "ConnectionError",
+                                     "Failed to establish")):
             why = f"it did not answer within {TIMEOUT_S} s (is `maskcls team serve` running there?)"
         else:
             why = f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}"

@@ -151,13 +151,19 @@ def pulled_folder(runs_root, member: str, run: str) -> Path:
     return inside(runs_root, TEAM_DIR, check_name(member, "member name"), check_name(run))
 
 
-def pull_run(store: TeamStore, runs_root, ref: str, *, data_root: str | None = None) -> RunFolder:
-    """MEMBER/RUN from the store into <runs root>/team/MEMBER/RUN (atomic, resumable, checked)."""
+def check_ref(ref: str) -> tuple[str, str]:
+    """(member, run) of MEMBER/RUN, both checked as names (nothing that could leave the runs root)."""
     member, _, name = ref.partition("/")
     if not name:
         raise TeamError(f"expected MEMBER/RUN, got {ref!r}")
+    return check_name(member, "member name"), check_name(name)
+
+
+def pull_run(store: TeamStore, runs_root, ref: str, *, data_root: str | None = None) -> RunFolder:
+    """MEMBER/RUN from the store into <runs root>/team/MEMBER/RUN (atomic, resumable, checked)."""
+    member, name = check_ref(ref)
     target = pulled_folder(runs_root, member, name)
-    record = store.find(check_name(member, "member name"), check_name(name))
+    record = store.find(member, name)
     if record is None:
         raise TeamError(f"the team store at {shown(store.uri)} holds no run {name!r} of {member!r} (`maskcls team "
                         f"list` shows what it holds)")

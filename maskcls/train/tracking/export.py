@@ -22,6 +22,7 @@ def export_run(run, to: str, *, project: str = "maskcls", uri: str = "", artifac
     if not rows:
         raise ValueError(f"run {run.name!r} has no metrics.jsonl rows to export")
     problems: list[str] = []
+    earlier = sorted((Path(run.path) / "tensorboard").glob("events.out.tfevents.*")) if to == "tensorboard" else []
     ctx = TrackContext(run.name, Path(run.path), Path(run.root), config, config.get("track_group") or group_of(run.name),
                        project or "maskcls", uri, artifacts)
     tracking = Tracking([to], ctx, problems.append, after="nothing more was sent")
@@ -38,7 +39,10 @@ def export_run(run, to: str, *, project: str = "maskcls", uri: str = "", artifac
                    run.best_path if run.best_path.exists() else None, wait=wait)
     if problems:
         raise ValueError(f"export of {run.name!r} to {to}: " + "; ".join(problems))
-    return {"run": run.name, "to": to, "epochs": len(rows), "confusion": preds is not None, "group": ctx.group}
+    for old in earlier:  # the new event file holds every epoch: the earlier ones would show each curve twice
+        old.unlink(missing_ok=True)
+    return {"run": run.name, "to": to, "epochs": len(rows), "confusion": preds is not None, "group": ctx.group,
+            "replaced": [p.name for p in earlier]}
 
 
 __all__ = ["TRACKERS", "export_run"]
