@@ -57,5 +57,6 @@ pages = [
     st.Page(str(PAGES / "ensemble.py"), title="Ensemble", icon=":material/join:"),
     st.Page(str(PAGES / "sweeps.py"), title="Sweeps", icon=":material/tune:"),
     st.Page(str(PAGES / "ladders.py"), title="Ladders", icon=":material/stairs:"),
+    st.Page(str(PAGES / "report.py"), title="Report", icon=":material/description:"),
 ]
 st.navigation(pages).run()

@@ -269,15 +269,19 @@ def season_of_runs(work: Path, template: Path, n: int = 2000) -> list[Budget]:
     if home.is_file():
         from streamlit.testing.v1 import AppTest
 
-        def page():
-            at = AppTest.from_file(str(home), default_timeout=60)
-            at.session_state["runs_root"] = str(runs)
+        def page(name: str, root: Path):
+            at = AppTest.from_file(str(home), default_timeout=120)
+            at.session_state["runs_root"] = str(root)
             at.run()
-            at.switch_page(str(home.parent.parent / "pages" / "runs.py"))
+            at.switch_page(str(home.parent.parent / "pages" / name))
             at.run()
             assert not at.exception, at.exception
-        out.append(Budget(f"Runs page over {n} runs, warm (AppTest, the whole page)", median_seconds(page, 3), 1,
-                          "s"))
+        out.append(Budget(f"Runs page over {n} runs, warm (AppTest, the whole page)", median_seconds(
+            lambda: page("runs.py", runs), 3), 1, "s"))
+        from maskcls.orchestration.many_runs import season_study
+        season_study(work / "sweep-season", "big", 1000, str(work))
+        out.append(Budget("Sweeps page, a 1,000-trial study, warm (AppTest, table and figures)", median_seconds(
+            lambda: page("sweeps.py", work / "sweep-season"), 3), 3, "s"))
     return out
 
 

@@ -72,7 +72,8 @@ def test_team_serve_stops_its_server_on_sigterm(tmp_path):
         os.killpg(server, signal.SIGKILL)  # the group the command started, left behind: this test's to clean
         pytest.fail("the MLflow server outlived `maskcls team serve`")
     with socket.socket() as s:
-        s.bind(("127.0.0.1", port))  # the port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT left by the health checks is no server
+        s.bind(("127.0.0.1", port))  # nothing listens there any more
 
 
 def test_deep_json_and_repeated_keys_are_refused_by_name(demo_root, tmp_path, capsys):
@@ -239,6 +240,6 @@ def test_undecodable_photos_say_empty_or_cut_short(tmp_path):
             load_preprocessed(p, (64, 48))
         reasons[p.name] = str(e.value)
     assert "empty file (0 bytes)" in reasons["empty.jpg"]
-    assert "cut short" in reasons["cut.jpg"] or "cannot decode" in reasons["cut.jpg"]
+    assert "cannot decode image" in reasons["cut.jpg"]
     assert "not an image Pillow can read" in reasons["text.jpg"]
     assert all("_io." not in r for r in reasons.values())

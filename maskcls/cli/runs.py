@@ -5,6 +5,7 @@ from maskcls.cli.common import add, emit, runs_root_of
 
 
 def register(sub, parents) -> None:
+    register_report(sub, parents)
     runs = sub.add_parser("runs", help="find runs (filters over the run index), their disk use, prune checkpoints",
                           description="find runs (filters over the run index), their disk use, prune checkpoints")
     acts = runs.add_subparsers(dest="action", required=True)
@@ -27,6 +28,58 @@ def register(sub, parents) -> None:
     p.add_argument("--dry-run", action="store_true", help="say what would go and what stays, change nothing")
     p.add_argument("--keep-best", type=int, nargs="?", const=1, default=0, metavar="K",
                    help="leave the K best finished runs whole (K = 1 when given alone)")
+
+
+def register_report(sub, parents) -> None:
+    p = add(sub, "report", cmd_report, "the wrap-up report: data, experiments, ladders, comparisons, the best model, "
+            "label review, submissions, environment; every macro F1 with its interval (HTML, and Markdown + PNGs)",
+            parents.of("runs_root", "json"))
+    p.add_argument("--runs", nargs="+", default=[], metavar="RUN", help="runs in the experiments table (default: "
+                   "every finished run)")
+    p.add_argument("--ladder", action="append", default=[], metavar="NAME", help="a ladder to include (repeatable)")
+    p.add_argument("--compare", action="append", default=[], metavar="A:B", help="a comparison to include")
+    p.add_argument("--submission", action="append", default=[], metavar="NAME", help="submissions to include "
+                   "(default: all)")
+    p.add_argument("--notes", help="a Markdown file of notes: '## Section' headings, the team's words under each")
+    p.add_argument("--title", default="Mask classification: wrap-up report")
+    p.add_argument("--no-markdown", action="store_true", help="only the HTML file")
+    p.add_argument("--out", default="report.html")
+
+
+def read_notes(path: str | None) -> dict[str, str]:
+    """Notes by section from a Markdown file: the text under each '## Title' heading."""
+    from maskcls.wrapup import SECTIONS
+    if not path:
+        return {}
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--notes {path!r} cannot be read ({e})") from None
+    notes, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            if current not in SECTIONS:
+                raise ValueError(f"--notes {path!r}: no section {current!r}; the sections are {', '.join(SECTIONS)}")
+            notes[current] = ""
+        elif current:
+            notes[current] += line + "\n"
+    return {k: v.strip() for k, v in notes.items() if v.strip()}
+
+
+def cmd_report(args) -> int:
+    import time
+
+    from maskcls.wrapup import ReportRequest
+    from maskcls.wrapup_render import write_report
+    t0 = time.perf_counter()
+    request = ReportRequest(args.runs, args.ladder, args.compare, args.submission, read_notes(args.notes), args.title)
+    result = write_report(runs_root_of(args), request, args.out, markdown=not args.no_markdown)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    emit(result, args.json, f"wrote {result['html']} ({result['bytes'] / 1e6:.1f} MB)"
+         + (f" and {result['markdown']} with {len(result['figures'])} figures" if "markdown" in result else "")
+         + f" in {result['seconds']} s")
+    return 0
 
 
 def cmd_list(args) -> int:

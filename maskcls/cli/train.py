@@ -49,8 +49,8 @@ def register(sub, parents) -> None:
 def cmd_train(args) -> int:
     """One mode per function: resume, all data, folds, seeds, or a new run; modes given together are refused,
     never one of them silently dropped."""
-    modes = [f for f, given in (("--resume", args.resume), ("--full-data", args.full_data),
-                                ("--folds", args.folds is not None), ("--seeds", args.seeds is not None)) if given]
+    modes = [f for f, given in (("--resume", args.resume), ("--folds", args.folds is not None),
+                                ("--seeds", args.seeds is not None)) if given]  # --full-data says its own
     if len(modes) > 1:
         raise ValueError(f"{' and '.join(modes)} cannot go together: each trains a different set of runs (a repeat "
                          f"group of fold groups is not supported); give one")

@@ -214,16 +214,16 @@ def write_demo(out: str | os.PathLike, people: int = 300, eval_people: int = 100
     marks = {"generator": GENERATOR_VERSION, **plan, "seed": seed, "photo": bool(photo)}
     claim_folder(root, marks)  # refused before a lock file is made in someone's dataset
     if not hold_lock:
-        return _write(root, train, evals, marks, workers, progress, photo)
+        return _write(root, train, evals, marks, workers=workers, progress=progress, photo=photo)
     with open(root / LOCK_FILE, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the kernel lets go if the holder dies
         try:
-            return _write(root, train, evals, marks, workers, progress, photo)
+            return _write(root, train, evals, marks, workers=workers, progress=progress, photo=photo)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _write(root: Path, train, evals, marks: dict, workers, progress, photo: bool) -> dict:
+def _write(root: Path, train, evals, marks: dict, *, workers, progress, photo: bool) -> dict:
     t0 = time.perf_counter()
     claim_folder(root, marks)
     for spec in train:

@@ -128,12 +128,12 @@ def decode_reason(path, e: BaseException) -> str:
     except OSError:
         size = None
     if size == 0:
-        return "empty file (0 bytes)"
+        return "cannot decode image: empty file (0 bytes)"
     text = re.sub(r"<_io\.\w+ name=[^>]*>", "the file", str(e))
     if isinstance(e, Image.UnidentifiedImageError) or "cannot identify image file" in text:
-        return f"not an image Pillow can read ({size:,} bytes: another format, or not an image at all)"
+        return f"cannot decode image: not an image Pillow can read ({size:,} bytes: another format, or not an image)"
     if "truncated" in text or "broken data stream" in text or "premature end" in text.lower():
-        return f"the image is cut short ({size:,} bytes: an interrupted copy?)"
+        return f"cannot decode image: it is cut short ({size:,} bytes: an interrupted copy?)"
     return f"cannot decode image ({type(e).__name__}: {text})"
 
 

@@ -60,3 +60,30 @@ def make_runs(template: Path, runs_root, n: int, seed: int = 0) -> list[str]:
                                      "lr": float(rng.choice([1e-4, 3e-4, 1e-3, 3e-3]))})
         write_json(run.status_path, {**status, "state": "completed", "pid": None})
     return names
+
+
+def season_study(runs_root, name: str, trials: int, data_root: str, seed: int = 0) -> None:
+    """A sweep `name` of `trials` finished trials (learning rate and loss drawn, 5 epochs of F1 each) in the runs
+    root's own storage, with its snapshot: what the Sweeps page reads after a long sweep."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from maskcls.orchestration.sweeps import create_sweep
+    from maskcls.orchestration.sweeps.definition import open_study, sweeps_root
+    from maskcls.orchestration.sweeps.snapshot import write_snapshot
+    from maskcls.train.config import RunConfig
+    space = {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+             "loss": {"type": "categorical", "choices": ["ce", "focal"]}}
+    sweep = create_sweep(runs_root, name, RunConfig(data_root=data_root), space)
+    study = open_study(runs_root, sweep)
+    rng = np.random.default_rng(seed)
+    dists = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "loss": CategoricalDistribution(["ce", "focal"])}
+    made = []
+    for i in range(trials):
+        f1 = {e: float(rng.uniform(0.3, 0.8)) for e in range(1, 6)}
+        made.append(optuna.trial.create_trial(
+            params={"lr": float(10 ** rng.uniform(-4, -2)), "loss": str(rng.choice(["ce", "focal"]))},
+            distributions=dists, value=max(f1.values()), intermediate_values=f1,
+            user_attrs={"run": f"{name}-t{i:03d}"}))
+    study.add_trials(made)
+    write_snapshot(sweeps_root(runs_root) / name, study)

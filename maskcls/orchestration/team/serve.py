@@ -48,6 +48,7 @@ def check_port(host: str, port: int) -> None:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"--port must be a whole number from 1 to 65535, got {port!r}")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed one's TIME_WAIT is free
         try:
             s.bind((host, port))
         except OSError as e:

@@ -1,0 +1,240 @@
+"""The wrap-up report: the team's experiments as one document, every macro F1 with its interval.
+
+Built from what the runs root already holds (run summaries and intervals, validation predictions, ladders,
+corrections files, submissions): nothing is retrained or predicted again. One HTML file that opens offline
+(plotly.js inline, no request to any host) and a Markdown file with PNG figures beside it (matplotlib) for a wiki.
+Each figure is captioned with the command that reproduces it.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from maskcls.common.runfolder import RunFolder
+
+SECTIONS = ("Data", "Experiments", "Ladders", "Comparisons", "Best model", "Label review", "Submissions",
+            "Environment")
+
+
+@dataclass
+class ReportRequest:
+    """What goes in: runs (all finished ones when empty), ladders, A:B comparisons, submissions, notes by section."""
+
+    runs: list[str] = field(default_factory=list)
+    ladders: list[str] = field(default_factory=list)
+    compares: list[str] = field(default_factory=list)
+    submissions: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    title: str = "Mask classification: wrap-up report"
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list = field(default_factory=list)  # ("text", str) | ("table", DataFrame) | ("figure", fig, command)
+
+
+def f1_text(value, interval) -> str:
+    """A macro F1 and its 95 % interval, the only way the report writes one."""
+    if value is None:
+        return "-"
+    if not interval or interval[0] is None:
+        return f"{value:.4f} (no interval: no validation predictions)"
+    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _runs(runs_root, request: ReportRequest) -> list[dict]:
+    from maskcls.orchestration.run_index import index_rows
+    rows = [r for r in index_rows(runs_root) if r["best macro F1"] is not None]
+    if request.runs:
+        known = {r["name"] for r in rows}
+        missing = [n for n in request.runs if n not in known]
+        if missing:
+            raise ValueError(f"no finished run with a validation F1 named {', '.join(map(repr, missing))} in "
+                             f"{runs_root} (`maskcls runs list` shows them)")
+        rows = [r for r in rows if r["name"] in request.runs]
+    return sorted(rows, key=lambda r: -r["best macro F1"])
+
+
+def data_section(runs: list[dict], runs_root) -> Section:
+    from maskcls import charts
+    from maskcls.data.index import index_data
+    from maskcls.data.labels import AgeBounds
+    sec = Section("Data")
+    cfg = RunFolder.open(runs_root, runs[0]["name"]).read_config() if runs else {}
+    root = cfg.get("data_root")
+    if not root or not Path(root).is_dir():
+        sec.blocks.append(("text", f"The data root {root!r} of the runs is not on this machine: no data section."))
+        return sec
+    index = index_data(root)
+    bounds = AgeBounds(cfg.get("age_lower", 30), cfg.get("age_upper", 60))
+    table = charts.class_count_table(index.train, bounds)
+    split = charts.split_comparison(index.train, cfg.get("val_ratio", 0.2), cfg.get("split_seed", 42))
+    leak = split["random image split"]["leaked_people"]
+    sec.blocks += [("text", f"{index.train['person_id'].nunique():,} people, {len(index.train):,} training photos, "
+                            f"{len(index.eval):,} eval photos; the largest class is "
+                            f"{charts.imbalance_ratio(table['images']):.1f}x the smallest. A random image split would "
+                            f"put {leak:,} people's photos on both sides (a leak); the person-level split puts none."),
+                   ("figure", charts.class_count_figure(table), f"maskcls scan {root}")]
+    for name, fig in charts.attribute_figures(index.train, bounds).items():
+        sec.blocks.append(("figure", fig, f"maskcls scan {root} --json  # {name}"))
+    return sec
+
+
+def experiments_section(runs: list[dict], runs_root) -> Section:
+    from maskcls.orchestration.compare import config_diff
+    sec = Section("Experiments")
+    if not runs:
+        sec.blocks.append(("text", "No finished run with validation predictions."))
+        return sec
+    diff = config_diff(runs_root, [r["name"] for r in runs])
+    rows = []
+    for r in runs:
+        changed = {k: diff.loc[k, r["name"]] for k in diff.index} if not diff.empty else {}
+        rows.append({"run": r["name"], "member": r.get("member") or "", "model": r["model"],
+                     "macro F1 [95 % interval]": f1_text(r["best macro F1"], [r["F1 low"], r["F1 high"]]),
+                     "selection-free F1": f"{r['F1 selection-free']:.4f}" if r.get("F1 selection-free") else "-",
+                     "config": ", ".join(f"{k}={v}" for k, v in changed.items() if k not in ("name",))[:300]})
+    sec.blocks += [("text", "Each run's best-epoch validation macro F1 with its 95 % interval over people (all of a "
+                            "person's photos resampled together); the config column lists the keys that differ "
+                            "between the runs shown."),
+                   ("table", pd.DataFrame(rows), "maskcls runs list --sort f1 --json")]
+    return sec
+
+
+def ladder_section(runs_root, ladders: list[str]) -> Section:
+    from maskcls import charts
+    from maskcls.orchestration.ladder_report import ladder_status
+    sec = Section("Ladders")
+    if not ladders:
+        sec.blocks.append(("text", "No ladder chosen."))
+    for name in ladders:
+        s = ladder_status(runs_root, name)
+        rungs = pd.DataFrame([{"rung": r["rung"], "step": r["step"], "runs": len(r["runs"]),
+                               "macro F1 [95 % interval]": f1_text(r["macro_f1"], r["interval"])} for r in s["rungs"]])
+        steps = pd.DataFrame([{"step": x["step"], "verdict": x.get("verdict", "not trained yet"),
+                               "gain": x.get("line", "-")} for x in s["steps"]])
+        sec.blocks += [("text", f"Ladder {name} ({s['mode']}, {s['seeds']} seed(s) a rung)."
+                                + (f" {s['caution']}" if s.get("caution") else "")),
+                       ("table", rungs, f"maskcls ablate status {name}"), ("table", steps, f"maskcls ablate status {name}"),
+                       ("figure", charts.waterfall_figure(s["steps"], s["rungs"][0]["macro_f1"], f"Ladder {name}"),
+                        f"maskcls ablate status {name} --json")]
+    return sec
+
+
+def comparison_section(runs_root, compares: list[str]) -> Section:
+    from maskcls import charts
+    from maskcls.data.labels import class_names
+    from maskcls.orchestration.compare import compare_refs
+    from maskcls.train.comparison import explain
+    sec = Section("Comparisons")
+    if not compares:
+        sec.blocks.append(("text", "No comparison chosen."))
+    for pair in compares:
+        a, sep, b = pair.partition(":")
+        if not sep or not a or not b:
+            raise ValueError(f"--compare is A:B (two runs or groups), got {pair!r}")
+        c = compare_refs(runs_root, a, b)
+        sec.blocks += [("text", f"**{b} against {a}**: {c['verdict']}. " + " ".join(explain(c))),
+                       ("figure", charts.class_difference_figure(c["per_class"], class_names(), f"{b} - {a}"),
+                        f"maskcls compare {a} {b}")]
+    return sec
+
+
+def best_model_section(runs: list[dict], runs_root) -> Section:
+    from maskcls import charts
+    from maskcls.data.labels import class_names, short_class_names
+    from maskcls.infer.evaluation import report
+    sec = Section("Best model")
+    local = [r for r in runs if RunFolder.open(runs_root, r["name"]).read_predictions() is not None]
+    if not local:
+        sec.blocks.append(("text", "No run with validation predictions."))
+        return sec
+    best = local[0]
+    preds = RunFolder.open(runs_root, best["name"]).read_predictions()
+    r = report(preds)
+    intervals = RunFolder.open(runs_root, best["name"]).read_intervals() or {}
+    exp = intervals.get("expected_test_f1")
+    sec.blocks += [("text", f"{best['name']}: macro F1 {f1_text(best['best macro F1'], [best['F1 low'], best['F1 high']])}"
+                            f" on {preds['person_id'].nunique()} validation people"
+                            + (f"; expected eval macro F1 [{exp[0]:.4f}, {exp[1]:.4f}] (an unseen set the eval "
+                               f"set's size)" if exp else "") + "."),
+                   ("figure", charts.confusion_figure(r["confusion"], short_class_names(), False,
+                                                      f"Confusion of {best['name']}", class_names()),
+                    f"maskcls evaluate {best['name']}"),
+                   ("figure", charts.per_class_f1_figure(r["per_class"], class_names(),
+                                                         intervals.get("per_class_f1_ci")),
+                    f"maskcls evaluate {best['name']} --json")]
+    return sec
+
+
+def review_section(runs_root) -> Section:
+    from maskcls.data.corrections import corrections_path, list_saved_corrections, load_corrections, reviewed_ids
+    sec = Section("Label review")
+    rows = []
+    for name in list_saved_corrections(runs_root):
+        path = corrections_path(runs_root, name)
+        accepted, rejected = reviewed_ids(path)
+        table = load_corrections(path)
+        rows.append({"corrections file": name, "accepted": len(accepted), "rejected": len(rejected),
+                     "gender changed": int((table["gender"] != "").sum()), "age changed": int((table["age"] != "").sum()),
+                     "mask swapped": int((table["swap_mask"] == "1").sum())})
+    sec.blocks.append(("table", pd.DataFrame(rows), "maskcls review RUN --json") if rows else
+                      ("text", "No corrections file: no label was reviewed."))
+    return sec
+
+
+def submission_section(runs_root, names: list[str]) -> Section:
+    from maskcls.orchestration.submissions import list_submissions
+    sec = Section("Submissions")
+    subs = [s for s in list_submissions(runs_root) if not names or s.get("name") in names]
+    rows = []
+    for s in subs:
+        score = s.get("score") or {}
+        rows.append({"submission": s.get("name"), "state": s.get("state"), "method": s.get("method"),
+                     "TTA": "flip" if s.get("tta") else "none", "members": ", ".join(s.get("members", [])),
+                     "demo score (macro F1 [95 % interval])": f1_text(score.get("macro_f1"), score.get("macro_f1_ci"))
+                     if score else "-"})
+    sec.blocks.append(("table", pd.DataFrame(rows), "maskcls submissions --json") if rows else
+                      ("text", "No submission chosen or made."))
+    for s in subs:
+        for m in s.get("members", [])[:1]:
+            exp = (RunFolder.open(runs_root, m.split(":")[0]).read_intervals() or {})
+            if exp.get("expected_test_f1"):
+                lo, hi = exp["expected_test_f1"]
+                sec.blocks.append(("text", f"{s.get('name')}: its first member's expected eval macro F1 [{lo:.4f}, "
+                                           f"{hi:.4f}]; the public and private halves can differ by up to "
+                                           f"{exp.get('public_private_gap_abs', float('nan')):.4f}."))
+    return sec
+
+
+def environment_section(runs: list[dict], runs_root) -> Section:
+    import timm
+    import torch
+
+    from maskcls import __version__
+    sec = Section("Environment")
+    prints = {}
+    for r in runs[:20]:
+        origin = RunFolder.open(runs_root, r["name"]).pulled() or {}
+        prints[r["name"]] = (origin.get("data_fingerprint") or "-", origin.get("split_fingerprint") or "-")
+    sec.blocks.append(("table", pd.DataFrame([{"maskcls": __version__, "torch": torch.__version__,
+                                               "timm": timm.__version__, "python": platform.python_version(),
+                                               "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                                               else "CPU"}]), "maskcls --help"))
+    if any(v != ("-", "-") for v in prints.values()):
+        sec.blocks.append(("table", pd.DataFrame([{"run": k, "data fingerprint": v[0], "split fingerprint": v[1]}
+                                                  for k, v in prints.items()]), "maskcls team list --json"))
+    return sec
+
+
+def build_report(runs_root, request: ReportRequest) -> list[Section]:
+    """Every section, in the order the team's wrap-up uses."""
+    runs = _runs(runs_root, request)
+    return [data_section(runs, runs_root), experiments_section(runs, runs_root),
+            ladder_section(runs_root, request.ladders), comparison_section(runs_root, request.compares),
+            best_model_section(runs, runs_root), review_section(runs_root),
+            submission_section(runs_root, request.submissions), environment_section(runs, runs_root)]
