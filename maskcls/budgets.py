@@ -12,41 +12,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-
-@dataclass
-class Budget:
-    name: str
-    figure: float
-    limit: float
-    unit: str
-    higher_is_better: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.figure >= self.limit if self.higher_is_better else self.figure <= self.limit
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
-
-    def line(self) -> str:
-        sign = ">=" if self.higher_is_better else "<="
-        return f"{self.name:58s} {self.figure:10.3f} {self.unit:5s} budget {sign} {self.limit:g}  " \
-               f"{'ok' if self.ok else 'OVER'}"
-
-
-def median_seconds(fn, n: int = 5) -> float:
-    fn()  # warm-up: a rerender in a running studio, not the first one
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from maskcls.budget_base import Budget, median_seconds
 
 
 def index_real_layout(work: Path) -> Budget:
@@ -235,54 +205,14 @@ def interval_work(demo: Path, work: Path) -> list[Budget]:
         run.append_metrics({"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 0.8, "val_macro_f1": 0.8})
         run.write_intervals(run_intervals(a))
     budgets.append(Budget("Runs page table over 50 runs", median_seconds(lambda: runs_table(runs), 3), 2, "s"))
-    budgets += season_of_runs(work, runs / "r00")
+    run = RunFolder(runs, "r00")  # the season's template: with predictions and the demo as its data
+    run.write_predictions(a)
+    write_json(run.config_path, {"model": "resnet10t", "epochs": 8, "data_root": str(demo)})
+    from maskcls.budgets_season import report_time, season_of_runs
+    budgets += season_of_runs(work, runs / "r00") + [report_time(work, runs / "r00")]
     shutil.rmtree(runs)
     budgets.append(ladder_report_time(work, frame))
     return budgets
-
-
-def season_of_runs(work: Path, template: Path, n: int = 2000) -> list[Budget]:
-    """2,000 runs made from one run: the Runs table from the run index (warm) and rebuilt from every folder
-    (cold), a filter, `runs list --json` as a process, and the Runs page itself (AppTest) warm."""
-    from maskcls.orchestration.compare import runs_table
-    from maskcls.orchestration.many_runs import make_runs
-    from maskcls.orchestration.run_index import INDEX_FILE, filter_rows, index_rows, parse_where
-    runs = work / "season"
-    make_runs(template, runs, n)
-    index = runs / INDEX_FILE
-
-    def cold():
-        index.unlink(missing_ok=True)
-        runs_table(runs)
-    t0 = time.perf_counter()
-    cold()
-    out = [Budget(f"Runs table, {n} runs, cold (the index built from every folder)", time.perf_counter() - t0, 4,
-                  "s"), Budget(f"Runs table, {n} runs, warm (from the run index)", median_seconds(
-                      lambda: runs_table(runs), 3), 1, "s")]
-    where = parse_where(["model=efficientnet_b0", "lr=0.001"])
-    out.append(Budget(f"a filter (config key = value) over {n} runs, table drawn", median_seconds(
-        lambda: runs_table(runs, groups=False, rows=filter_rows(index_rows(runs), where=where)), 3), 0.5, "s"))
-    cmd = [sys.executable, "-m", "maskcls", "runs", "list", "--runs-root", str(runs), "--json"]
-    out.append(Budget(f"`maskcls runs list --json` over {n} runs, the whole process", median_seconds(
-        lambda: subprocess.run(cmd, capture_output=True, check=True), 3), 0.5, "s"))
-    home = Path(__file__).resolve().parent.parent / "dashboard" / "Home.py"
-    if home.is_file():
-        from streamlit.testing.v1 import AppTest
-
-        def page(name: str, root: Path):
-            at = AppTest.from_file(str(home), default_timeout=120)
-            at.session_state["runs_root"] = str(root)
-            at.run()
-            at.switch_page(str(home.parent.parent / "pages" / name))
-            at.run()
-            assert not at.exception, at.exception
-        out.append(Budget(f"Runs page over {n} runs, warm (AppTest, the whole page)", median_seconds(
-            lambda: page("runs.py", runs), 3), 1, "s"))
-        from maskcls.orchestration.many_runs import season_study
-        season_study(work / "sweep-season", "big", 1000, str(work))
-        out.append(Budget("Sweeps page, a 1,000-trial study, warm (AppTest, table and figures)", median_seconds(
-            lambda: page("sweeps.py", work / "sweep-season"), 3), 3, "s"))
-    return out
 
 
 def ladder_report_time(work: Path, frame) -> Budget:

@@ -243,3 +243,11 @@ def test_undecodable_photos_say_empty_or_cut_short(tmp_path):
     assert "cannot decode image" in reasons["cut.jpg"]
     assert "not an image Pillow can read" in reasons["text.jpg"]
     assert all("_io." not in r for r in reasons.values())
+
+
+def test_vectorised_image_keys_match_image_key():
+    import pandas as pd
+    from maskcls.data.fingerprints import image_key, image_keys
+    paths = ["p1/a.jpg", "/data/train/images/000001_male_Asian_19/mask1.jpg", "0.jpg", "/x.jpg", "a/b/c/d e.png",
+             "dätä 🙂 x/train/images/p/m.jpg"]
+    assert image_keys(pd.Series(paths)).tolist() == [image_key(p) for p in paths]

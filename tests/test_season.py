@@ -4,6 +4,7 @@ running run)."""
 import json
 import shutil
 
+import pandas as pd
 import pytest
 
 from conftest import copy_run
@@ -190,3 +191,15 @@ def test_training_warns_when_the_disk_cannot_hold_its_checkpoints(demo_root, tmp
     with pytest.warns(UserWarning, match="checkpoints will need about"):
         driver.train_run(cfg, tmp_path / "runs", "tight")  # a warning, not a refusal: the run trains
     assert RunFolder(tmp_path / "runs", "tight").state()["state"] == "completed"
+
+
+def test_repeat_groups_past_the_time_limit_fill_in_on_the_next_read(tiny_run, tmp_path, monkeypatch):
+    from maskcls.orchestration.compare import runs_table
+    runs = runs_like(tiny_run, tmp_path, ["g-s1", "g-s2", "h-s1", "h-s2"])
+    monkeypatch.setattr(run_index, "GROUP_SECONDS", 0.0)  # no time for any group's interval on this read
+    first = runs_table(runs).set_index("name")
+    assert first.loc["g (repeat of 2)", "state"] == "summarising" and pd.isna(first.loc["g (repeat of 2)", "F1 low"])
+    assert first.loc["g (repeat of 2)", "best macro F1"] == pytest.approx(first.loc["g-s1", "best macro F1"])
+    monkeypatch.setattr(run_index, "GROUP_SECONDS", 60.0)
+    second = runs_table(runs).set_index("name")
+    assert second.loc["g (repeat of 2)", "state"] == "completed" and not pd.isna(second.loc["h (repeat of 2)", "F1 low"])

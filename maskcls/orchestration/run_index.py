@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import time
-
-import pandas as pd
 from pathlib import Path
 
 from maskcls.common.fileio import NAME_RE, read_json, write_json
 from maskcls.common.runfolder import PULLED_FILE, RunFolder, list_pulled
-from maskcls.orchestration.jobs import job_info
 
 INDEX_FILE = ".run-index.json"
 VERSION = 2
@@ -27,6 +24,9 @@ KINDS = ("lone", "sweep", "ladder", "repeat", "folds", "team")
 
 def run_row(run: RunFolder, ref: str | None = None) -> dict:
     """One run's summary; `ref` names a teammate's pulled run (MEMBER/RUN)."""
+    import pandas as pd  # here, not at the top: a listing from the index needs neither pandas nor the jobs
+
+    from maskcls.orchestration.jobs import job_info
     info = job_info(run)
     try:
         cfg = run.read_config()
@@ -222,13 +222,32 @@ def _groups(root: Path, fresh: dict, cached: dict) -> dict:
         if "/" not in ref and (m := SEED_RE.match(ref)):
             members.setdefault(m["name"], []).append([ref, entry["sig"], entry["row"]["state"]])
     out = {}
+    deadline = time.monotonic() + GROUP_SECONDS
     for name, sigs in sorted(members.items()):
         if len(sigs) < 2:
             continue
         old = cached.get(name)
         final = all(state in FINAL for *_, state in sigs)
-        out[name] = old if old and old["sig"] == sigs and final else {"sig": sigs, "row": group_row(root, name)}
+        if old and old["sig"] == sigs and final:
+            out[name] = old
+        elif time.monotonic() < deadline:
+            out[name] = {"sig": sigs, "row": group_row(root, name)}
+        else:  # a first look at a season: the rest is summarised on the next reads, the table drawn now
+            out[name] = {"sig": None, "row": pending_group_row(name, [fresh[r]["row"] for r, *_ in sigs])}
     return out
+
+
+GROUP_SECONDS = 1.5  # the most one read spends on repeat groups' intervals (their predictions, resampled)
+
+
+def pending_group_row(name: str, rows: list[dict]) -> dict:
+    """A repeat group's row before its interval is computed: the seeds' mean and spread from the index alone."""
+    import statistics
+    f1 = [r["best macro F1"] for r in rows if r.get("best macro F1") is not None]
+    return {"name": f"{name} (repeat of {len(rows)})", "model": rows[0].get("model"), "state": "summarising",
+            "best macro F1": statistics.mean(f1) if f1 else None,
+            "seed sd": statistics.stdev(f1) if len(f1) > 1 else None,
+            "error": "its interval over people is being computed: the next look shows it"}
 
 
 SORTS = {"f1": "best macro F1", "name": "name", "started": "started", "disk": "disk MB", "state": "state"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskcls.data.fingerprints import image_key
+from maskcls.data.fingerprints import image_keys
 from maskcls.train.intervals import K, LEVEL, f1_of, person_confusions, resampled_macro
 
 MIN_CLASS_PEOPLE = 3  # fewer validation people than this in a class: its F1 difference cannot be resolved
@@ -31,7 +31,7 @@ def _probs(frame) -> np.ndarray:
 def keyed(frame):
     """The table indexed by each photo's person folder and file name, not its absolute path: two machines' runs of
     the same data pair although their data roots differ."""
-    return frame.set_index(frame["path"].map(image_key))
+    return frame.set_index(image_keys(frame["path"]).to_numpy())
 
 
 def same_images(a: list, b: list) -> bool:
