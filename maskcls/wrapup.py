@@ -168,7 +168,39 @@ def best_model_section(runs: list[dict], runs_root) -> Section:
                    ("figure", charts.per_class_f1_figure(r["per_class"], class_names(),
                                                          intervals.get("per_class_f1_ci")),
                     f"maskcls evaluate {best['name']} --json")]
+    sec.blocks += worst_errors(runs_root, best["name"], preds)
     return sec
+
+
+def worst_errors(runs_root, name: str, preds, n: int = 3) -> list:
+    """Grad-CAM of the run's `n` most confident errors (the photo, the map of the predicted class, of the true
+    class), when the photos and best.pt are on this machine; otherwise a line saying why not."""
+    from maskcls.common.checkpoints import CheckpointError, load_checkpoint
+    from maskcls.data.imageio import ImageError
+    from maskcls.data.labels import class_names
+    from maskcls.infer.members import build_model
+    from maskcls.models.cam import explain_image
+    from maskcls.train.config import RunConfig
+    probs = preds[[f"p{i}" for i in range(18)]].to_numpy()
+    wrong = preds.assign(predicted=probs.argmax(1), confidence=probs.max(1))
+    wrong = wrong[wrong["predicted"] != wrong["label"]].sort_values("confidence", ascending=False).head(n)
+    if wrong.empty:
+        return [("text", "No validation error to explain.")]
+    try:
+        ckpt = load_checkpoint(RunFolder.open(runs_root, name).best_path)
+        cfg = RunConfig.from_dict(ckpt["config"])
+        model, names = build_model(ckpt, cfg, f"{name}:best.pt"), class_names()
+        out = [("text", f"Grad-CAM of {name}'s {len(wrong)} most confident errors (left to right: the photo as the "
+                        f"model sees it, the map of the predicted class, of the true class).")]
+        for row in wrong.itertuples():
+            views, captions = explain_image(model, cfg, row.path, [(int(row.predicted), "predicted"),
+                                                                  (int(row.label), "true")])
+            out.append(("images", views, f"{row.path.split('/')[-2]}/{row.path.split('/')[-1]}: predicted "
+                                         f"{names[int(row.predicted)]} ({row.confidence:.2f}), true "
+                                         f"{names[int(row.label)]}", f"the Evaluate page: {name}, its confusion cell"))
+        return out
+    except (CheckpointError, ImageError, OSError, ValueError) as e:
+        return [("text", f"No Grad-CAM of the worst errors: {e}")]
 
 
 def review_section(runs_root) -> Section:

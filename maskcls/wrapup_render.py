@@ -21,6 +21,19 @@ def _text_html(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
 
 
+def png_bytes(views: list) -> bytes:
+    """Images side by side as one PNG (the report's Grad-CAM rows)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    h = max(v.shape[0] for v in views)
+    row = np.concatenate([np.pad(v, ((0, h - v.shape[0]), (0, 4), (0, 0)), constant_values=255) for v in views], 1)
+    buf = io.BytesIO()
+    Image.fromarray(row.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def to_html(sections: list[Section], request: ReportRequest) -> str:
     """The whole report as one HTML document with no outside reference."""
     from plotly.offline import get_plotlyjs
@@ -37,6 +50,12 @@ def to_html(sections: list[Section], request: ReportRequest) -> str:
             elif block[0] == "table":
                 parts.append(block[1].to_html(index=False, escape=True, border=0))
                 parts.append(f"<p class='cmd'>{html.escape(block[2])}</p>")
+            elif block[0] == "images":
+                import base64
+                data = base64.b64encode(png_bytes(block[1])).decode()
+                parts.append(f"<figure><img alt='{html.escape(block[2])}' src='data:image/png;base64,{data}'>"
+                             f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+                parts.append(f"<p class='cmd'>reproduce: {html.escape(block[3])}</p>")
             else:
                 parts.append(block[1].to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
                 parts.append(f"<p class='cmd'>reproduce: {html.escape(block[2])}</p>")
@@ -102,6 +121,11 @@ def to_markdown(sections: list[Section], request: ReportRequest, out: Path) -> l
                 lines += [block[1], ""]
             elif block[0] == "table":
                 lines += [_md_table(block[1]), "", f"`{block[2]}`", ""]
+            elif block[0] == "images":
+                png = folder / f"{len(pngs) + 1:02d}-grad-cam.png"
+                png.write_bytes(png_bytes(block[1]))
+                pngs.append(png)
+                lines += [f"![{block[2]}]({folder.name}/{png.name})", "", block[2], ""]
             else:
                 png = folder / f"{len(pngs) + 1:02d}-{re.sub(r'[^a-z0-9]+', '-', sec.title.lower())}.png"
                 figure_png(block[1], png)

@@ -83,7 +83,9 @@ def test_the_report_renders_offline(season, tmp_path, capsys):
     out = tmp_path / "report.html"
     assert run_cli(capsys, "report", "--ladder", "lad", "--compare", "base:other", "--no-markdown", "--out", out,
                    "--runs-root", season)[0] == 0
-    n_figures = out.read_text().count("reproduce: ")
+    page_text = out.read_text()
+    n_figures = page_text.count('class="plotly-graph-div"')
+    assert n_figures >= 6 and "data:image/png;base64," in page_text  # charts, and the worst errors' Grad-CAM
     asked = []
     with chromium_page(1200, 900) as page:
         def block(route):
@@ -94,6 +96,8 @@ def test_the_report_renders_offline(season, tmp_path, capsys):
         page.wait_for_function(f"document.querySelectorAll('.plot-container .main-svg').length >= {n_figures}",
                                timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
+        page.get_by_text("most confident errors").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "report-gradcam.png"))
     assert asked == []
 
 
@@ -108,3 +112,42 @@ def test_the_report_page_builds_with_a_ladder_and_a_note(season):
     assert any("Built: 8 sections" in s.value for s in at.success)
     page = at.session_state["report_built"]["page"]
     assert "We tried a larger learning rate." in page and "Ladder lad (cumulative" in page
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@needs_chromium
+def test_the_report_page_in_a_browser_pick_a_ladder_note_download_open(season, studio_demo, tmp_path):
+    import os
+
+    from conftest import running_studio, shot, wait_idle
+    with running_studio(MASKCLS_RUNS=str(season), MASKCLS_CACHE=os.environ["MASKCLS_CACHE"]) as (url, _), \
+            chromium_page(1300, 1100) as page:
+        page.goto(url + "/report")
+        wait_idle(page)
+        page.get_by_role("combobox", name="Ladders").click()
+        page.get_by_role("option", name="lad", exact=True).click()
+        page.keyboard.press("Escape")
+        wait_idle(page)
+        page.get_by_text("Notes: the team's own words").click()
+        note = page.get_by_role("textbox", name="Ladders")
+        note.fill("The lr step did not pay on 12 people.")
+        note.press("Control+Enter")
+        wait_idle(page)
+        page.get_by_role("button", name="Build the report").click()
+        wait_idle(page)
+        page.get_by_text("Built: 8 sections").wait_for(timeout=120_000)
+        shot(page, "report-page")
+        with page.expect_download() as got:
+            page.get_by_role("button", name="Download report.html").click()
+        saved = tmp_path / "downloaded.html"
+        got.value.save_as(saved)
+    text = saved.read_text()
+    assert "The lr step did not pay on 12 people." in text and "Ladder lad (cumulative" in text
+    with chromium_page(1200, 900) as page:  # the downloaded file opens, offline
+        asked = []
+        page.route(re.compile(r"^https?://"), lambda route: (asked.append(route.request.url), route.abort()))
+        page.goto(saved.as_uri())
+        page.wait_for_function("document.querySelectorAll('.plot-container .main-svg').length >= 5", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "report-downloaded.png"))
+    assert asked == []
