@@ -12,15 +12,14 @@ from maskcls.infer.members import Member
 from maskcls.infer.demo_score import demo_interval_text, describe_demo_score
 from maskcls.orchestration.submissions import (SubmissionFolder, SubmissionRequest, cancel_submission, list_submissions, new_name,
     submit_here, read_submission, start_submission, suggest_background)
-from maskcls.common.runfolder import list_pulled, list_runs
+from maskcls.orchestration.run_index import index_rows
 from maskcls.common.checkpoints import CheckpointError
 from maskcls.infer.evaluation import report
 from maskcls.orchestration.folds import fold_runs, list_fold_groups, list_oof, read_oof
 
 st.title("Ensemble")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
-options = [f"{r.name}:{c}" for r in list_runs(runs_root) for c in r.list_checkpoints()] + [
-    f"{ref}:{c}" for ref, r in list_pulled(runs_root) for c in r.list_checkpoints()]  # teammates' pulled runs
+options = [f"{r['name']}:{c}" for r in index_rows(runs_root) for c in r["checkpoints"]]  # teammates' pulled runs too
 if not options:
     st.info("No checkpoints yet: train a run on the Train page.")
     st.stop()

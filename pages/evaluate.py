@@ -13,7 +13,8 @@ from maskcls.orchestration import reviews
 from maskcls.data.imageio import ImageError, thumbnail
 from maskcls.train.intervals import selection_lines
 from maskcls.data.labels import attribute_names, class_names, short_class_names
-from maskcls.common.runfolder import RunFolder, list_runs, probs_of
+from maskcls.common.runfolder import RunFolder, probs_of
+from maskcls.orchestration.run_index import index_rows
 from maskcls.common.checkpoints import CheckpointError, load_checkpoint
 from maskcls.train.config import RunConfig
 from maskcls.orchestration.folds import crossfit_bias, fold_runs, list_oof, oof_path, read_oof, save_fold_bias
@@ -52,13 +53,13 @@ def intervals(runs_root: str, ref: str, checkpoint: str, is_group: bool, stamp: 
 
 st.title("Evaluate")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
-runs = [r for r in list_runs(runs_root) if r.list_checkpoints()]
+runs = [r for r in index_rows(runs_root) if r["checkpoints"] and "/" not in r["name"]]  # from the run index
 if not runs:
     st.info("No run with a checkpoint yet: train one on the Train page.")
     st.stop()
 OOF = " (out-of-fold)"
 c = st.columns([2, 1, 1])
-name = c[0].selectbox("Run", [r.name for r in runs] + [g + OOF for g in list_oof(runs_root)], key="eval_run",
+name = c[0].selectbox("Run", [r["name"] for r in runs] + [g + OOF for g in list_oof(runs_root)], key="eval_run",
                       help="A k-fold group's out-of-fold table scores every training image with a model that never "
                            "trained on it: the most credible place to hunt label errors")
 group = name[:-len(OOF)] if name.endswith(OOF) else None

@@ -16,7 +16,7 @@ from maskcls.common.fileio import NAME_RE, read_json, write_json
 from maskcls.common.runfolder import PULLED_FILE, RunFolder, list_pulled
 
 INDEX_FILE = ".run-index.json"
-VERSION = 2
+VERSION = 3
 WATCHED = ("config.json", "status.json", "metrics.jsonl", "intervals.json", PULLED_FILE)
 FINAL = {"completed", "failed", "cancelled", "pruned"}
 KINDS = ("lone", "sweep", "ladder", "repeat", "folds", "team")
@@ -108,11 +108,18 @@ def kind_of(ref: str) -> str:
 
 def disk_bytes(path: Path) -> tuple[int, int]:
     """(all bytes in the run folder, bytes a prune could free: epoch checkpoints and last.pt)."""
+    return folder_files(path)[:2]
+
+
+def folder_files(path: Path) -> tuple[int, int, list[str]]:
+    """(bytes in the folder, bytes in epoch files and last.pt, its checkpoints in the order pickers list them:
+    best.pt, last.pt, then the epoch files)."""
     total = free = 0
+    names = []
     try:
         entries = list(os.scandir(path))
     except OSError:
-        return 0, 0
+        return 0, 0, []
     for e in entries:
         try:
             if not e.is_file(follow_symlinks=False):
@@ -121,9 +128,12 @@ def disk_bytes(path: Path) -> tuple[int, int]:
         except OSError:
             continue
         total += size
+        if e.name.endswith(".pt") and not e.name.startswith("."):
+            names.append(e.name)
         if e.name == "last.pt" or (e.name.startswith("epoch_") and e.name.endswith(".pt")):
             free += size
-    return total, free
+    first = [n for n in ("best.pt", "last.pt") if n in names]
+    return total, free, first + sorted(n for n in names if n.startswith("epoch_"))
 
 
 def summarise(run: RunFolder, ref: str | None = None) -> dict:
@@ -134,11 +144,11 @@ def summarise(run: RunFolder, ref: str | None = None) -> dict:
         cfg = run.read_config()
     except (OSError, ValueError):
         cfg = {}
-    total, reclaimable = disk_bytes(run.path)
+    total, reclaimable, checkpoints = folder_files(run.path)
     name = ref or run.name
     return {**row, "started": row["started"].timestamp() if row["started"] is not None else None,
             "kind": kind_of(name), "group": (name.split("/")[0] if ref else group_of(name)) or "",
-            "disk MB": round(total / 1e6, 2), "reclaimable MB": round(reclaimable / 1e6, 2),
+            "disk MB": round(total / 1e6, 2), "reclaimable MB": round(reclaimable / 1e6, 2), "checkpoints": checkpoints,
             "config": {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool)) or v is None}}
 
 
