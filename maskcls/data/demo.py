@@ -177,7 +177,9 @@ def claim_folder(root: Path, plan: dict) -> None:
             raise ValueError(f"{root} holds a demo generated with {_plan_text(found)}; asked for {_plan_text(plan)}. "
                              f"Writing it there would mix the two: choose another folder, or delete this one first")
         return
-    others = sorted(p.name for p in root.iterdir() if p.name not in STUDIO_JOB_FILES) if root.is_dir() else []
+    def ours(name: str) -> bool:  # the studio's job files, and a mark another generation is writing right now
+        return name in STUDIO_JOB_FILES or (name.startswith(f".{DEMO_MARK}.") and name.endswith(".tmp"))
+    others = sorted(p.name for p in root.iterdir() if not ours(p.name)) if root.is_dir() else []
     legacy_studio = (root / PROGRESS_FILE).exists()  # the studio's demo from before folders were marked
     if others and not legacy_studio:
         shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
