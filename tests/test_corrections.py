@@ -1,6 +1,6 @@
 """Label corrections: every row either applies or is reported; impossible rows are refused by line."""
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import example, HealthCheck, given, settings, strategies as st
 
 from conftest import app_test
 from maskcls.cli import main
@@ -109,6 +109,7 @@ decision = st.tuples(st.sampled_from(["accept", "reject"]), id_text, st.sampled_
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(decision, max_size=12), st.sampled_from(["", " "]))
+@example([("accept", "000000", "", "", "", "x\r0")], "")  # a lone carriage return in a note (it made a row '0')
 def test_the_corrections_file_holds_the_last_decision_for_each_person(tmp_path, decisions, pad):
     """Whatever a note holds (commas, quotes, new lines, any script) and however an id is padded, the file reads
     back as the last accepted row per person, and every rejection is kept."""

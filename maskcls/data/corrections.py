@@ -137,7 +137,10 @@ def corrections_summary(info: dict | None) -> str | None:
 
 
 def to_csv_text(table: pd.DataFrame) -> str:
-    return table.reindex(columns=COLUMNS).astype(object).fillna("").to_csv(index=False)
+    """Every field quoted: a note holding a lone carriage return would otherwise end its line on reading (its
+    tail became a row of its own, with an id such as '0')."""
+    import csv
+    return table.reindex(columns=COLUMNS).astype(object).fillna("").to_csv(index=False, quoting=csv.QUOTE_ALL)
 
 
 # -- named corrections files: what the studio's relabelling review writes ---------------------------------
