@@ -12,7 +12,7 @@ from maskcls.orchestration.compare import compare_refs, config_diff, curves_figu
 from maskcls.orchestration.folds import list_oof
 from maskcls.orchestration.repeats import list_repeat_groups
 from maskcls.orchestration.prune import disk_use, plan_prune, prune
-from maskcls.orchestration.run_index import KINDS, filter_rows, index_rows, parse_where
+from maskcls.orchestration.run_index import KINDS, filter_rows, index_tables, parse_where
 from maskcls.common.runfolder import damaged_folders
 from maskcls.common.settings import TEAM_ENV
 from maskcls.orchestration.team.store import TeamStore
@@ -21,7 +21,7 @@ from maskcls.train.comparison import explain
 
 st.title("Runs")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
-rows = index_rows(runs_root)
+rows, group_rows = index_tables(runs_root)  # one read of the index for the whole draw
 if not rows:
     st.info(f"No runs in {runs_root} yet: launch one on the Train page.")
     st.stop()
@@ -41,7 +41,7 @@ except ValueError as e:
 filtering = bool(text or states or kinds or where or f1 != (0.0, 1.0))
 kept = filter_rows(rows, text=text, states=states, kinds=kinds, where=where,
                    f1=f1 if f1 != (0.0, 1.0) else None)
-table = runs_table(runs_root, groups=not filtering, rows=kept)
+table = runs_table(runs_root, groups=not filtering, rows=kept, group_rows=group_rows)
 st.caption(f"{len(kept)} of {len(rows)} runs" + (" (repeat groups show when no filter is set)" if filtering else ""))
 damaged = damaged_folders(runs_root)
 if damaged:

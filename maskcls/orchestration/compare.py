@@ -22,13 +22,15 @@ def eta_seconds(info) -> float | None:
     return elapsed * (1 - info.progress) / info.progress
 
 
-def runs_table(runs_root, groups: bool = True, rows: list[dict] | None = None) -> pd.DataFrame:
+def runs_table(runs_root, groups: bool = True, rows: list[dict] | None = None,
+               group_rows: list[dict] | None = None) -> pd.DataFrame:
     """Every run (from the run index, or the index `rows` a filter kept), then (with `groups`) each repeat group as
-    one row."""
-    if rows is None or groups:
-        runs, group_rows = index_tables(runs_root)
-        rows = list(runs if rows is None else rows) + (group_rows if groups else [])
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    one row; a caller that already read the index passes both and nothing is read again."""
+    if rows is None or (groups and group_rows is None):
+        runs, found = index_tables(runs_root, groups=groups)
+        rows = runs if rows is None else rows
+        group_rows = found if group_rows is None else group_rows
+    table = pd.DataFrame(list(rows) + (list(group_rows) if groups else []), columns=COLUMNS)
     table["started"] = pd.to_datetime(table["started"], unit="s")
     return table
 
