@@ -41,17 +41,21 @@ def cmd_serve(args) -> int:
         raise KeyboardInterrupt
     for sig in (signal.SIGTERM, signal.SIGHUP):  # set before the start: a signal while it starts stops it too
         signal.signal(sig, stop)
+    started: list = []  # the server the moment it exists: a signal at any line after that still stops it
+    announced = False
     try:
-        proc = start_store(args.backend_store_uri, args.artifacts, host=args.host, port=args.port, auth=args.auth)
-    except KeyboardInterrupt:
-        return 130
-    print(f"team store on http://{args.host}:{args.port} (pid {proc.pid}); members: export "
-          f"MASKCLS_TEAM=http://{args.host}:{args.port} MASKCLS_MEMBER=<name>; Ctrl-C stops it", flush=True)
-    try:
+        proc = start_store(args.backend_store_uri, args.artifacts, host=args.host, port=args.port, auth=args.auth,
+                           started=started)
+        announced = True
+        print(f"team store on http://{args.host}:{args.port} (pid {proc.pid}); members: export "
+              f"MASKCLS_TEAM=http://{args.host}:{args.port} MASKCLS_MEMBER=<name>; Ctrl-C stops it", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
-        stop_store(proc)
-        return 0
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        for proc in started:
+            stop_store(proc)
+        return 0 if announced else 130
 
 
 def group_members(runs_root, ref: str) -> list:

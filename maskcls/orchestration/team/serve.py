@@ -80,9 +80,10 @@ def check_backend(backend: str) -> None:
 
 
 def start_store(backend: str, artifacts: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 5000,
-                auth: bool = False, wait: float = 120.0) -> subprocess.Popen:
+                auth: bool = False, wait: float = 120.0, started: list | None = None) -> subprocess.Popen:
     """Start the team store and return once it answers (its own process group, stopped by the caller); a store
-    that stops or never answers is stopped and named with the line of its log that says why."""
+    that stops or never answers is stopped and named with the line of its log that says why. `started` gets the
+    process as soon as it exists, so a caller interrupted between any two lines still knows what to stop."""
     from maskcls.orchestration.sweeps.storage import shown_url, with_password
     check_port(host, port)
     check_backend(backend)
@@ -98,6 +99,8 @@ def start_store(backend: str, artifacts: str | os.PathLike, *, host: str = "127.
     start = log.tell()
     proc = subprocess.Popen(serve_command(host=host, port=port, artifacts=artifacts, auth=auth), env=env,
                             start_new_session=True, stdout=log, stderr=log)
+    if started is not None:
+        started.append(proc)
     log.close()
 
     def this_start(raw: bool = False) -> str:
