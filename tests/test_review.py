@@ -42,11 +42,11 @@ def flipped_folds(tmp_path_factory):
     return base / "runs", root, flipped
 
 
-@pytest.mark.slow
 def strict(constant):
     raise ValueError(f"{constant} is not JSON")
 
 
+@pytest.mark.slow
 def test_planted_flips_lead_the_queue(flipped_folds):
     runs, _, flipped = flipped_folds
     q = reviews.open_review(runs, "rq").queue
