@@ -99,9 +99,11 @@ def test_a_signal_just_after_the_announcement_still_stops_the_server(tmp_path, m
     try:
         code, out, _ = run_cli(capsys, "team", "serve", "--backend-store-uri", f"sqlite:///{tmp_path / 'x.db'}",
                                "--artifacts", tmp_path / "art", "--port", free_port())
+        after = {sig: signal.getsignal(sig) for sig in old}
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+    assert after == old  # the command gives its caller's signal handlers back
     alive = [p for p in made if p.poll() is None]
     for p in alive:
         serve.stop_store(p)  # the group this test's own command started, left behind

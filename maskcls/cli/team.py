@@ -39,6 +39,8 @@ def cmd_serve(args) -> int:
 
     def stop(signum, frame):  # a closed terminal or `kill` stops the server too, not only Ctrl-C
         raise KeyboardInterrupt
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in stopping}  # given back at the end: a caller in-process keeps its own
     for sig in (signal.SIGTERM, signal.SIGHUP):  # set before the start: a signal while it starts stops it too
         signal.signal(sig, stop)
     started: list = []  # the server the moment it exists: a signal at any line after that still stops it
@@ -51,11 +53,14 @@ def cmd_serve(args) -> int:
               f"MASKCLS_TEAM=http://{args.host}:{args.port} MASKCLS_MEMBER=<name>; Ctrl-C stops it", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the stop short
+        for sig in stopping:  # a second signal must not cut the stop short
             signal.signal(sig, signal.SIG_IGN)
-        for proc in started:
-            stop_store(proc)
+        for server in started:
+            stop_store(server)
         return 0 if announced else 130
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def group_members(runs_root, ref: str) -> list:
