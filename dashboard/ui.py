@@ -15,7 +15,7 @@ import streamlit as st  # noqa: E402
 from maskcls.common.settings import check_runs_root, default_data_root, default_runs_root  # noqa: E402
 from maskcls.data.corrections import list_presets as correction_presets, list_saved_corrections  # noqa: E402
 from maskcls.data.index import DataIndex, index_data  # noqa: E402
-from maskcls.data.demo import STUDIO_DEMO, demo_folder, demo_progress, start_demo_generation  # noqa: E402
+from maskcls.data.demo import STUDIO_DEMO, DemoGeneration, demo_folder, demo_progress, start_demo_generation  # noqa: E402
 from maskcls.data.labels import AgeBounds  # noqa: E402
 
 DEFAULTS = {
@@ -94,8 +94,7 @@ def demo_root() -> str:
         elif idle_since is None:
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since > 5:
-            log = folder / "log.txt"
-            tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
+            tail = DemoGeneration(folder).log_tail(20) or "(no log)"
             st.error(f"The demo generator stopped before finishing ({state['done']}/{total} people). Reload the page "
                      f"to resume it. Its log ends with:\n\n```\n{tail}\n```")
             st.stop()

@@ -176,8 +176,9 @@ def waterfall_figure(steps: list[dict], base: float | None, title: str = "") -> 
         xs.append(s["step"])
         bases.append(level)
         gains.append(s["gain"])
-        lo.append(s["gain"] - s["interval"][0])
-        hi.append(s["interval"][1] - s["gain"])
+        interval = s.get("interval") or [s["gain"], s["gain"]]  # cannot judge: no error bar drawn
+        lo.append(s["gain"] - interval[0])
+        hi.append(interval[1] - s["gain"])
         colours.append({"pays": "#2a9d8f", "hurts": "#e76f51"}.get(s["verdict"], "#a8a8a8"))
         level += s["gain"]
     fig = go.Figure(go.Bar(x=xs, y=gains, base=bases, marker_color=colours,

@@ -29,12 +29,31 @@ class ReportRequest:
     submissions: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     title: str = "Mask classification: wrap-up report"
+    read_files: list[str] = field(default_factory=list)  # files the request was read from (the notes): never an output
 
 
 @dataclass
 class Section:
     title: str
     blocks: list = field(default_factory=list)  # ("text", str) | ("table", DataFrame) | ("figure", fig, command)
+
+
+def parse_notes(text: str, source: str = "notes") -> dict[str, str]:
+    """The team's notes by section: the text under each '## Title' heading (a title must be one of SECTIONS); a
+    section given twice keeps both texts in order. Linear in the text's length."""
+    notes: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            if current not in SECTIONS:
+                raise ValueError(f"{source}: no section {current!r}; the sections are {', '.join(SECTIONS)}")
+            notes.setdefault(current, [])
+            if notes[current]:
+                notes[current].append("")
+        elif current:
+            notes[current].append(line)
+    return {k: "\n".join(v).strip() for k, v in notes.items() if "\n".join(v).strip()}
 
 
 def f1_text(value, interval) -> str:
@@ -176,7 +195,7 @@ def worst_errors(runs_root, name: str, preds, n: int = 3) -> list:
     """Grad-CAM of the run's `n` most confident errors (the photo, the map of the predicted class, of the true
     class), when the photos and best.pt are on this machine; otherwise a line saying why not."""
     from maskcls.common.checkpoints import CheckpointError, load_checkpoint
-    from maskcls.data.imageio import ImageError
+    from maskcls.data.imageio import ImageError, resolve_image
     from maskcls.data.labels import class_names
     from maskcls.infer.members import build_model
     from maskcls.models.cam import explain_image
@@ -187,14 +206,16 @@ def worst_errors(runs_root, name: str, preds, n: int = 3) -> list:
     if wrong.empty:
         return [("text", "No validation error to explain.")]
     try:
-        ckpt = load_checkpoint(RunFolder.open(runs_root, name).best_path)
+        run = RunFolder.open(runs_root, name)
+        data_root = run.read_config().get("data_root")  # this machine's data root (a pulled run's is re-based)
+        ckpt = load_checkpoint(run.best_path)
         cfg = RunConfig.from_dict(ckpt["config"])
         model, names = build_model(ckpt, cfg, f"{name}:best.pt"), class_names()
         out = [("text", f"Grad-CAM of {name}'s {len(wrong)} most confident errors (left to right: the photo as the "
                         f"model sees it, the map of the predicted class, of the true class).")]
         for row in wrong.itertuples():
-            views, captions = explain_image(model, cfg, row.path, [(int(row.predicted), "predicted"),
-                                                                  (int(row.label), "true")])
+            views, captions = explain_image(model, cfg, resolve_image(data_root, row.path),
+                                            [(int(row.predicted), "predicted"), (int(row.label), "true")])
             out.append(("images", views, f"{row.path.split('/')[-2]}/{row.path.split('/')[-1]}: predicted "
                                          f"{names[int(row.predicted)]} ({row.confidence:.2f}), true "
                                          f"{names[int(row.label)]}", f"the Evaluate page: {name}, its confusion cell"))
@@ -263,8 +284,30 @@ def environment_section(runs: list[dict], runs_root) -> Section:
     return sec
 
 
+def check_request(runs_root, request: ReportRequest) -> None:
+    """What the request names exists, before any section is built: an unknown submission, ladder or a comparison
+    that is not A:B is refused by name (never a report that quietly leaves it out)."""
+    from maskcls.orchestration.ladder import list_ladders
+    from maskcls.orchestration.submissions import list_submissions
+    known = {s.get("name") for s in list_submissions(runs_root)} if request.submissions else set()
+    unknown = [n for n in request.submissions if n not in known]
+    if unknown:
+        raise ValueError(f"no submission named {', '.join(map(repr, unknown))} in {runs_root} (submissions: "
+                         f"{', '.join(sorted(map(str, known))) or 'none yet'})")
+    ladders = set(list_ladders(runs_root)) if request.ladders else set()
+    missing = [n for n in request.ladders if n not in ladders]
+    if missing:
+        raise ValueError(f"no ladder named {', '.join(map(repr, missing))} in {runs_root} (ladders: "
+                         f"{', '.join(sorted(ladders)) or 'none yet'})")
+    for pair in request.compares:
+        a, sep, b = pair.partition(":")
+        if not sep or not a or not b:
+            raise ValueError(f"--compare is A:B (two runs or groups), got {pair!r}")
+
+
 def build_report(runs_root, request: ReportRequest) -> list[Section]:
     """Every section, in the order the team's wrap-up uses."""
+    check_request(runs_root, request)
     runs = _runs(runs_root, request)
     return [data_section(runs, runs_root), experiments_section(runs, runs_root),
             ladder_section(runs_root, request.ladders), comparison_section(runs_root, request.compares),

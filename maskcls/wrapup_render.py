@@ -99,9 +99,16 @@ def figure_png(fig, path: Path) -> None:
     plt.close(out)
 
 
+def _md(text) -> str:
+    """Text for the Markdown file with HTML escaped as the HTML report escapes it: a run name or config value
+    holding `<script>` or `<img onerror=...>` shows as text in a wiki, never as markup."""
+    return html.escape(str(text), quote=False)
+
+
 def _md_table(frame: pd.DataFrame) -> str:
-    cells = [[str(v).replace("|", "\\|").replace("\n", " ") for v in row] for row in frame.astype(str).values]
-    head = "| " + " | ".join(map(str, frame.columns)) + " |\n| " + " | ".join("---" for _ in frame.columns) + " |"
+    cells = [[_md(v).replace("|", "\\|").replace("\n", " ") for v in row] for row in frame.astype(str).values]
+    head = "| " + " | ".join(_md(c) for c in frame.columns) + " |\n| " + " | ".join("---" for _ in frame.columns) \
+        + " |"
     return head + "".join("\n| " + " | ".join(r) + " |" for r in cells)
 
 
@@ -111,26 +118,26 @@ def to_markdown(sections: list[Section], request: ReportRequest, out: Path) -> l
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("[0-9][0-9]-*.png"):  # a report built again: no figure of the last one stays
         old.unlink()
-    lines, pngs = [f"# {request.title}", ""], []
+    lines, pngs = [f"# {_md(request.title)}", ""], []
     for sec in sections:
         lines += [f"## {sec.title}", ""]
         if request.notes.get(sec.title):
-            lines += ["> " + request.notes[sec.title].replace("\n", "\n> "), ""]
+            lines += ["> " + _md(request.notes[sec.title]).replace("\n", "\n> "), ""]
         for block in sec.blocks:
             if block[0] == "text":
-                lines += [block[1], ""]
+                lines += [_md(block[1]), ""]
             elif block[0] == "table":
-                lines += [_md_table(block[1]), "", f"`{block[2]}`", ""]
+                lines += [_md_table(block[1]), "", f"`{_md(block[2])}`", ""]
             elif block[0] == "images":
                 png = folder / f"{len(pngs) + 1:02d}-grad-cam.png"
                 png.write_bytes(png_bytes(block[1]))
                 pngs.append(png)
-                lines += [f"![{block[2]}]({folder.name}/{png.name})", "", block[2], ""]
+                lines += [f"![{_md(block[2])}]({folder.name}/{png.name})", "", _md(block[2]), ""]
             else:
                 png = folder / f"{len(pngs) + 1:02d}-{re.sub(r'[^a-z0-9]+', '-', sec.title.lower())}.png"
                 figure_png(block[1], png)
                 pngs.append(png)
-                lines += [f"![{sec.title}]({folder.name}/{png.name})", "", f"reproduce: `{block[2]}`", ""]
+                lines += [f"![{sec.title}]({folder.name}/{png.name})", "", f"reproduce: `{_md(block[2])}`", ""]
     write_text(out, "\n".join(lines))
     return pngs
 
@@ -138,11 +145,12 @@ def to_markdown(sections: list[Section], request: ReportRequest, out: Path) -> l
 def write_report(runs_root, request: ReportRequest, out, *, markdown: bool = True) -> dict:
     """Build the report and write `out` (.html) and, with `markdown`, `out`.md with its PNGs; returns the paths."""
     from maskcls.wrapup import build_report
-    out = Path(out)
-    if out.suffix.lower() != ".html":
+    from maskcls.common.outputs import guard_output
+    if not str(out).lower().endswith(".html"):
         raise ValueError(f"--out {str(out)!r}: expected an .html file name (the Markdown goes beside it)")
-    if not out.parent.is_dir():
-        raise ValueError(f"--out {str(out)!r}: the folder {str(out.parent)!r} does not exist")
+    out = guard_output(out, example="report.html", companions=("{stem}.md",) if markdown else (),
+                       folders=("{stem}_figures",) if markdown else (), reads=request.read_files,
+                       runs_root=runs_root).path
     sections = build_report(runs_root, request)
     page = to_html(sections, request)
     write_text(out, page)

@@ -6,6 +6,7 @@ import streamlit as st
 import ui
 from maskcls import charts
 from maskcls.common.settings import default_cache_dir
+from maskcls.common.fileio import LIMITS, read_text_file
 from maskcls.common.devices import resolve_device
 from maskcls.infer.ensemble import METHOD_HELP, METHODS, class_distribution, score_members
 from maskcls.infer.members import Member
@@ -123,7 +124,8 @@ def show_result(info: dict) -> None:
                       "not the model" if ci else ". This demo predates person ids in its truth: no interval"))
         if ci:
             st.caption(f"95 % interval over the {score['people']} eval people: {demo_interval_text(score)}")
-    st.download_button("Download submission CSV", job.csv_path.read_text(), file_name="submission.csv",
+    st.download_button("Download submission CSV", read_text_file(job.csv_path, "submission.csv", LIMITS["table"],
+                                                                 root=job.path), file_name="submission.csv",
                        mime="text/csv", key="ens_download", icon=":material/download:")
     dist = class_distribution(index.train["label"], sub["ans"].to_numpy())
     st.plotly_chart(charts.distribution_figure(dist, index.bounds), width="stretch", key="ens_dist")

@@ -6,11 +6,12 @@ import ui
 from maskcls import charts
 from maskcls.models.cam import explain_image, list_cam_methods
 from maskcls.data.corrections import reviewed_ids
+from maskcls.common.fileio import LIMITS, read_text_file
 from maskcls.infer.members import build_model
 from maskcls.infer.evaluation import cell_errors, eval_people, largest_error_cell, prediction_intervals, report, validation_predictions, save_bias, tune_biases
 from maskcls.infer.review import NEIGHBOURS, person_probabilities
 from maskcls.orchestration import reviews
-from maskcls.data.imageio import ImageError, thumbnail
+from maskcls.data.imageio import ImageError, resolve_image, thumbnail
 from maskcls.train.intervals import selection_lines
 from maskcls.data.labels import attribute_names, class_names, short_class_names
 from maskcls.common.runfolder import RunFolder, probs_of
@@ -79,6 +80,8 @@ except (ValueError, CheckpointError, OSError) as e:
     st.error(f"Cannot evaluate {name if group else f'{name}/{checkpoint}'}: {e}")
     st.stop()
 normalise = c[2].toggle("Row-normalised", key="eval_norm")
+# photos are opened only inside the run's own data root (a table naming any other file shows a warning instead)
+photo_root = (fold_runs(runs_root, group)[0] if group else RunFolder(runs_root, name)).read_config().get("data_root")
 ci = intervals(runs_root, name if not group else group, checkpoint, bool(group),
                oof_path(runs_root, group).stat().st_mtime if group else stamp)
 st.caption(f"Figures from {preds.attrs.get('source', 'the run')}.")
@@ -154,7 +157,7 @@ else:
     thumbs, captions = [], []
     for row in shown.itertuples():
         try:
-            thumbs.append(thumbnail(row.path, 128))
+            thumbs.append(thumbnail(resolve_image(photo_root, row.path), 128))
             captions.append(f"#{row.Index} p={row.probability:.2f} · {row.person_id}")
         except ImageError as e:
             st.warning(f"Skipped {row.path}: {e.reason}")
@@ -177,7 +180,8 @@ else:
             row = cell.loc[pick]
             targets = [(int(row.predicted), f"predicted: {names[int(row.predicted)]}"),
                        (int(row.label), f"true: {names[int(row.label)]}")]
-            views, labels_ = explain_image(model, cfg, row.path, targets, method=method, head=head)
+            views, labels_ = explain_image(model, cfg, resolve_image(photo_root, row.path), targets, method=method,
+                                           head=head)
             st.image(views, caption=labels_, width=220)
         except (ImageError, ValueError, CheckpointError, OSError) as e:
             st.error(f"Cannot show Grad-CAM: {e}")
@@ -223,7 +227,7 @@ for i, row in enumerate(pending.head(6).itertuples()):
         imgs = []
         for p in sorted(by_person.get(row.person_id, [])):
             try:
-                imgs.append(thumbnail(p, 96))
+                imgs.append(thumbnail(resolve_image(photo_root, p), 96))
             except ImageError:
                 pass
         if imgs:
@@ -240,7 +244,7 @@ for i, row in enumerate(pending.head(6).itertuples()):
 if accepted:
     st.caption(f"Next: choose **{review.file.stem}** in the sidebar's Label corrections, then train (Train page): the "
                f"run reads {review.file}. Headless: `maskcls review {group or name} --into {review.file.stem}`.")
-    st.download_button(f"Download {review.file.name}", review.file.read_text(encoding="utf-8"),
+    st.download_button(f"Download {review.file.name}", read_text_file(review.file, "corrections", LIMITS["table"]),
                        file_name=review.file.name, mime="text/csv")
 
 st.subheader("Macro-F1 decision tuning")

@@ -97,7 +97,8 @@ def live() -> None:
     points = ((event or {}).get("selection") or {}).get("points") or []
     chosen = scored[picked_step(points[0])] if points else None
     st.dataframe(pd.DataFrame([{"step": s["step"], "verdict": s["verdict"], "gain": s["gain"],
-                                "low": s["interval"][0], "high": s["interval"][1], "p": s["p_value"]}
+                                "low": (s["interval"] or [None, None])[0], "high": (s["interval"] or [None, None])[1],
+                                "p": s["p_value"]}
                                for s in scored]), hide_index=True, width="stretch", key="ladder_gains")
     if chosen:
         st.markdown(f"**{chosen['step']}**: {chosen['line']}")

@@ -12,12 +12,12 @@ from maskcls.orchestration.compare import compare_refs, config_diff, curves_figu
 from maskcls.orchestration.folds import list_oof
 from maskcls.orchestration.repeats import list_repeat_groups
 from maskcls.orchestration.prune import disk_use, plan_prune, prune
-from maskcls.orchestration.run_index import KINDS, filter_rows, index_tables, parse_where
+from maskcls.orchestration.run_index import KINDS, filter_rows, index_tables, parse_where, split_filters
 from maskcls.common.runfolder import damaged_folders
 from maskcls.common.settings import TEAM_ENV
 from maskcls.orchestration.team.store import TeamStore
 from maskcls.orchestration.team.transfer import pull_run, team_rows
-from maskcls.train.comparison import explain
+from maskcls.train.comparison import explain, verdict_kind
 
 st.title("Runs")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -30,11 +30,12 @@ text = c[0].text_input("Find", key="runs_find", placeholder="part of a name")
 states = c[1].multiselect("State", sorted({r["state"] for r in rows}), key="runs_states", placeholder="any")
 kinds = c[2].multiselect("Group", [k for k in KINDS if any(r["kind"] == k for r in rows)], key="runs_kinds",
                          placeholder="any", help="sweep trials, ladder rungs, repeat seeds, folds, teammates' runs")
-where_text = c[3].text_input("Config", key="runs_where", placeholder="model=resnet18, lr=0.001",
-                             help="config KEY=VALUE, several separated by commas")
+where_text = c[3].text_input("Config", key="runs_where", placeholder="model=resnet18, image_size=[64,48]",
+                             help="config KEY=VALUE, several separated by commas; lists as JSON, e.g. "
+                                  "image_size=[224,224]")
 f1 = c[4].slider("Best macro F1", 0.0, 1.0, (0.0, 1.0), 0.01, key="runs_f1")
 try:
-    where = parse_where([w for w in where_text.split(",") if w.strip()])
+    where = parse_where(split_filters(where_text))
 except ValueError as e:
     st.error(str(e))
     where = {}
@@ -60,8 +61,9 @@ st.dataframe(table, hide_index=True, width="stretch", key="runs_table",
                             "best accuracy": st.column_config.NumberColumn(format="%.4f")})
 
 @st.cache_data(ttl=10, show_spinner="Asking the team store…")
-def team_table(uri: str, root: str) -> pd.DataFrame:
-    return pd.DataFrame(team_rows(TeamStore.connect(uri), root))
+def team_table(uri: str, root: str) -> tuple[pd.DataFrame, list[str]]:
+    skipped: list[str] = []
+    return pd.DataFrame(team_rows(TeamStore.connect(uri), root, skipped)), skipped
 
 
 with st.expander("Team", expanded=bool(os.environ.get(TEAM_ENV))):
@@ -70,10 +72,12 @@ with st.expander("Team", expanded=bool(os.environ.get(TEAM_ENV))):
         st.caption(f"Every member's runs show here once {TEAM_ENV} names the team store (README: Working as a team).")
     else:
         try:
-            team = team_table(uri, str(runs_root))
+            team, skipped = team_table(uri, str(runs_root))
         except ValueError as e:
             st.error(str(e))
-            team = pd.DataFrame()
+            team, skipped = pd.DataFrame(), []
+        for line in skipped:
+            st.warning(f"A record of the team store is not shown: {line}")
         if team.empty:
             st.info("The team store holds no runs yet: `maskcls team push RUN`.")
         else:
@@ -112,8 +116,7 @@ if c[2].button("Compare", key="runs_cmp", type="primary", disabled=not refs):
         st.error(str(e))
 result = st.session_state.get("runs_cmp_result")
 if result and (result["a"], result["b"]) == (a, b):
-    (st.success if result["interval"][0] > 0 else st.warning if result["interval"][1] < 0 else st.info)(
-        result["verdict"])
+    {"better": st.success, "worse": st.warning}.get(verdict_kind(result), st.info)(result["verdict"])
     st.caption(("Paired: both were validated on the same people, so the people's own variation cancels out. " if
                 result["paired"] else f"Unpaired: {result['note']}. ")
                + f"A = {result['a_is']}, B = {result['b_is']}; interval and p from one jackknife-t over people"

@@ -6,7 +6,7 @@ import pandas as pd
 from hypothesis import given, settings, strategies as st
 
 from maskcls.train.calibration import BASE, PROCEDURES, Skill, study, validation_sets
-from maskcls.train.comparison import compare_sets, difference, resolvable, t_interval
+from maskcls.train.comparison import MIN_PEOPLE, compare_sets, difference, explain, resolvable, t_interval
 
 
 def frames(rng, people: int, accuracy: float, labels=None, persons=None):
@@ -39,11 +39,18 @@ def test_verdict_interval_and_p_never_disagree(people, acc_a, acc_b, seeds_a, se
     else:
         b = side(people + 1, acc_b, seeds_b)
     c = compare_sets(a, b, names=("a", "b"))
+    assert c["paired"] == paired and c["claim"] == ("configs" if max(seeds_a, seeds_b) > 1 else "models")
+    if not c["judged"]:  # issue 43: too few people, one class or no variance: no verdict, interval, p or resolution
+        assert c["verdict"].startswith("cannot judge") and c["interval"] is None and c["p_value"] is None
+        assert c["resolvable"] is None and c["cannot_judge"]
+        assert people < MIN_PEOPLE or c["standard_error"] <= 1e-12 or "one class" in c["cannot_judge"], c
+        return
+    assert people >= MIN_PEOPLE and c["standard_error"] > 0
     lo, hi = c["interval"]
     says = not c["verdict"].startswith("no evidence")
     assert says == (lo > 0 or hi < 0) == (c["p_value"] < 0.05), c["verdict"]
     assert lo <= c["difference"] <= hi and 0 <= c["p_value"] <= 1
-    assert c["paired"] == paired and c["claim"] == ("configs" if max(seeds_a, seeds_b) > 1 else "models")
+    assert hi - lo > 0 and c["resolvable"] > 0  # never a verdict on an interval of width 0
 
 
 def test_the_interval_is_the_test_inverted():
@@ -87,3 +94,44 @@ def test_a_real_difference_is_found():
     d = difference(ca, cb, paired=True)
     assert d["interval"][0] > 0 and d["p_value"] < 0.001
     assert set(PROCEDURES) >= {"jackknife-t (shipped)"}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 40), st.floats(0.0, 1.0), st.integers(1, 3), st.integers(0, 10**6))
+def test_no_variance_means_no_verdict(people, accuracy, seeds, seed):
+    """Issue 43: two copies of one model (or of one repeat group) have zero variance: the only verdict is "cannot
+    judge", never a difference with an interval [x, x] and p = 0, and no resolution of 0.000 is claimed."""
+    rng = np.random.default_rng(seed)
+    first = frames(rng, people, accuracy)
+    side = [first] + [frames(rng, people, accuracy, first["label"].to_numpy(), first["person_id"].to_numpy())
+                      for _ in range(seeds - 1)]
+    c = compare_sets(side, [f.copy() for f in side])
+    assert "0.000 is" not in " ".join(explain(c))
+    if seeds > 1:  # a repeat group against itself: its seeds' spread is a variance, so at most "no evidence"
+        assert c["verdict"].startswith(("no evidence", "cannot judge")) and (c["resolvable"] or 1) > 0, c["verdict"]
+        return
+    assert c["verdict"].startswith("cannot judge") and not c["judged"], c["verdict"]
+    assert c["interval"] is None and c["p_value"] is None and c["resolvable"] is None
+    assert "resolution: none" in " ".join(explain(c))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(MIN_PEOPLE, 40), st.integers(0, 17), st.floats(0.1, 0.9), st.floats(0.1, 0.9),
+       st.integers(0, 10**6))
+def test_one_class_among_the_labels_means_no_verdict(people, cls, acc_a, acc_b, seed):
+    """Issue 43: every validation person in one class gave "A is better than B by 0.333 [0.333, 0.333], p = 0"."""
+    rng = np.random.default_rng(seed)
+    labels = np.full(people * 7, cls)
+    a = frames(rng, people, acc_a, labels)
+    b = frames(rng, people, acc_b, labels, a["person_id"].to_numpy())
+    c = compare_sets([a], [b])
+    assert c["verdict"].startswith("cannot judge") and "one class" in c["cannot_judge"], c["verdict"]
+
+
+def test_two_people_get_no_verdict():
+    """Issue 43: 2 validation people said "better ... p = 0" with "resolution 0.000"."""
+    rng = np.random.default_rng(1)
+    a = frames(rng, 2, 0.2)
+    b = frames(rng, 2, 0.95, a["label"].to_numpy(), a["person_id"].to_numpy())
+    c = compare_sets([a], [b])
+    assert not c["judged"] and f"from {MIN_PEOPLE} people" in c["cannot_judge"] and c["interval"] is None

@@ -69,8 +69,10 @@ def test_a_run_against_itself_and_against_a_better_one():
     labels, predicted, persons = Population(2_000, seed=4).sample(150)
     a = frame(labels, predicted, persons, noise=0.1)
     same = compare_sets([a], [a.copy()])
-    assert same["paired"] and same["difference"] == 0 and same["interval"] == [0, 0] and same["p_value"] == 1
-    assert same["verdict"].startswith("no evidence of a difference: +0.000")
+    # issue 43: a run against itself has no variance: no interval [0, 0], p or resolution 0.000, no verdict
+    assert same["paired"] and same["difference"] == 0 and same["interval"] is None and same["p_value"] is None
+    assert same["verdict"].startswith("cannot judge: +0.000") and "zero variance" in same["verdict"]
+    assert same["resolvable"] is None
     better = predicted.copy()
     fix = np.random.default_rng(0).random(len(labels)) < 0.7
     better[fix] = labels[fix]  # B gets most of A's errors right

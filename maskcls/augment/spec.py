@@ -290,4 +290,5 @@ def load_saved_spec(runs_root, name: str) -> AugmentSpec:
     path = inside(runs_root, SPEC_FOLDER, check_name(name, "spec name") + ".json")
     if not path.exists():
         raise ValueError(f"no saved augmentation spec named {name!r} in {path.parent}")
-    return AugmentSpec.from_json(path.read_text())
+    from maskcls.common.fileio import LIMITS, read_text_file
+    return AugmentSpec.from_json(read_text_file(path, "augment spec", LIMITS["json"], root=path.parent))

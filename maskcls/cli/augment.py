@@ -1,8 +1,6 @@
 """Augmentation commands: preview draws of one image, save a spec for training, list presets and saved specs."""
 from __future__ import annotations
 
-import os
-
 from maskcls.cli.common import add, read_json_file, runs_root_of
 
 
@@ -45,8 +43,9 @@ def cmd_preview(args) -> int:
     spec = AugmentSpec.from_dict(read_json_file(args.spec, "augment spec")) if args.spec else create_preset(args.preset)
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
-    if os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out!r} is a folder; expected a .png file name")
+    from maskcls.common.outputs import guard_output
+    from maskcls.common.settings import default_runs_root
+    guard_output(args.out, example="grid.png", reads=[args.image, args.spec], runs_root=default_runs_root())
     source = load_source(args.image, spec)
     draws, fired, seconds = preview_draws(source, spec, args.n, args.seed)
     with atomic_path(args.out) as tmp:

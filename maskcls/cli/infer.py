@@ -125,7 +125,7 @@ def cmd_predict(args) -> int:
     from maskcls.infer.ensemble import predict_submission, score_members
     from maskcls.infer.demo_score import describe_demo_score
     from maskcls.infer.submission import check_output
-    check_output(args.out, args.data)
+    check_output(args.out, args.data, runs_root)
     progress = TerminalProgress(args.quiet)
     device = resolve_device(args.device)
     cache_dir = default_cache_dir(args.data, args.cache_dir)

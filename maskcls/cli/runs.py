@@ -47,24 +47,21 @@ def register_report(sub, parents) -> None:
 
 
 def read_notes(path: str | None) -> dict[str, str]:
-    """Notes by section from a Markdown file: the text under each '## Title' heading."""
-    from maskcls.wrapup import SECTIONS
+    """Notes by section from a Markdown file (bounded, regular, UTF-8): the text under each '## Title' heading; a
+    section given twice keeps both texts, in order."""
+    from maskcls.wrapup import parse_notes
+    from maskcls.common.fileio import LIMITS, read_text_file
     if not path:
         return {}
     try:
-        text = open(path, encoding="utf-8").read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"--notes {path!r} cannot be read ({e})") from None
-    notes, current = {}, None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = line[3:].strip()
-            if current not in SECTIONS:
-                raise ValueError(f"--notes {path!r}: no section {current!r}; the sections are {', '.join(SECTIONS)}")
-            notes[current] = ""
-        elif current:
-            notes[current] += line + "\n"
-    return {k: v.strip() for k, v in notes.items() if v.strip()}
+        text = read_text_file(path, "--notes", LIMITS["notes"])
+    except UnicodeDecodeError:
+        raise ValueError(f"--notes {path!r} is not UTF-8 text; expected a Markdown file of '## Section' notes") \
+            from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--notes {path!r} cannot be read ({getattr(e, 'strerror', None) or e}); expected a Markdown "
+                         f"file of '## Section' notes") from None
+    return parse_notes(text, f"--notes {path!r}")
 
 
 def cmd_report(args) -> int:
@@ -73,7 +70,8 @@ def cmd_report(args) -> int:
     from maskcls.wrapup import ReportRequest
     from maskcls.wrapup_render import write_report
     t0 = time.perf_counter()
-    request = ReportRequest(args.runs, args.ladder, args.compare, args.submission, read_notes(args.notes), args.title)
+    request = ReportRequest(args.runs, args.ladder, args.compare, args.submission, read_notes(args.notes), args.title,
+                            read_files=[args.notes] if args.notes else [])
     result = write_report(runs_root_of(args), request, args.out, markdown=not args.no_markdown)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     emit(result, args.json, f"wrote {result['html']} ({result['bytes'] / 1e6:.1f} MB)"

@@ -103,7 +103,8 @@ def cmd_status(args) -> int:
     lines = [f"ladder {s['ladder']} ({s['mode']}, {s['seeds']} seed(s) per rung"
              + (f", {s['folds']} folds" if s["folds"] else "") + ")"] + ([f"note: {s['caution']}"] if s["caution"] else [])
     for r in s["rungs"]:
-        score = (f"{r['macro_f1']:.4f} [{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]" if r["done"] else
+        score = (f"{r['macro_f1']:.4f} [{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]" if r["done"] and
+                 r["interval"] else "done, no validation predictions" if r["done"] else
                  ", ".join(f"{n} {st}" for n, st in r["runs"].items()))
         lines.append(f"  rung {r['rung']} {r['step']:24s} {score}")
     for st in s["steps"]:

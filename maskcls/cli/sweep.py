@@ -120,6 +120,9 @@ def trials_text(rows: list[dict]) -> str:
 
 def cmd_best(args) -> int:
     from maskcls.orchestration.sweeps.report import best_trial_config
+    if args.out:
+        from maskcls.common.outputs import guard_output
+        guard_output(args.out, example="best.json", runs_root=runs_root_of(args))
     number, cfg = best_trial_config(runs_root_of(args), args.name, args.storage)
     if args.out:
         from maskcls.common.fileio import write_text

@@ -97,23 +97,38 @@ def cmd_push(args) -> int:
 def cmd_list(args) -> int:
     from maskcls.orchestration.team.store import TeamStore
     from maskcls.orchestration.team.transfer import team_rows
-    rows = team_rows(TeamStore.connect(args.team), runs_root_of(args))
+    skipped: list[str] = []
+    rows = team_rows(TeamStore.connect(args.team), runs_root_of(args), skipped)
     f1 = lambda r: ("-" if r["macro_f1"] is None else f"{r['macro_f1']:.4f}" + (  # noqa: E731
-        f" [{r['f1_low']:.4f}, {r['f1_high']:.4f}]" if r["f1_low"] is not None else ""))
+        f" [{r['f1_low']:.4f}, {r['f1_high']:.4f}]" if r["f1_low"] is not None and r["f1_high"] is not None else ""))
     lines = [f"{r['ref']:32s} {r['state'] or '?':10s} {f1(r):26s} data {r['data_fp']} split {r['split_fp'] or '-':16s} "
              f"pulled: {r['pulled']}" + ("" if r["complete"] else " (being pushed)") for r in rows]
-    emit(rows, args.json, "\n".join(lines) or "the team store holds no runs yet")
+    if rows:
+        lines.append("(macro F1 as each pusher's record claims it; a pull recomputes it from the run's predictions)")
+    lines += [f"skipped {s}" for s in skipped]
+    emit({"runs": rows, "skipped": skipped} if args.json and skipped else rows, args.json,
+         "\n".join(lines) or "the team store holds no runs yet")
     return 0
 
 
 def cmd_pull(args) -> int:
     from maskcls.orchestration.team.store import TeamStore
-    from maskcls.orchestration.team.transfer import check_ref, pull_run
-    for ref in args.refs:  # every name is checked before the store is asked anything
+    from maskcls.orchestration.team.transfer import check_data_root, check_ref, pull_run
+    for ref in args.refs:  # every name (and the data root) is checked before the store is asked anything
         check_ref(ref)
+    check_data_root(args.data)
     store = TeamStore.connect(args.team)
     runs_root = runs_root_of(args)
     pulled = [pull_run(store, runs_root, ref, data_root=args.data) for ref in args.refs]
-    emit([{"ref": ref, "path": str(r.path)} for ref, r in zip(args.refs, pulled)], args.json,
-         "\n".join(f"{ref} -> {r.path} (use it as {ref})" for ref, r in zip(args.refs, pulled)))
+    out, lines = [], []
+    for ref, r in zip(args.refs, pulled):
+        origin = r.pulled() or {}
+        out.append({"ref": ref, "path": str(r.path), "verified": origin.get("verified"),
+                    "disagreements": origin.get("disagreements", []), "labels": origin.get("labels")})
+        f1 = (origin.get("verified") or {}).get("macro_f1")
+        lines.append(f"{ref} -> {r.path} (use it as {ref}); macro F1 recomputed from its predictions: "
+                     + (f"{f1:.4f}" if f1 is not None else "none (no validation predictions)")
+                     + f"; {origin.get('labels')}")
+        lines += [f"warning: {ref}: {d}" for d in origin.get("disagreements", [])]
+    emit(out, args.json, "\n".join(lines))
     return 0

@@ -49,11 +49,21 @@ def write_failure_reason(tmp: Path, error: BaseException) -> str:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load with weights_only=True: a checkpoint carrying code is refused, a damaged one is named."""
     import torch
+
+    from maskcls.common.fileio import LIMITS, open_bounded
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:  # a regular file of a sane size, checked on the descriptor torch then reads (no FIFO, device, swap)
+        fd = open_bounded(path, "checkpoint", LIMITS["checkpoint"])
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+    except ValueError as e:  # FileRefused: its message names the file and what it is
+        raise CheckpointError(f"{e}: not loaded") from None
+    except OSError as e:
+        raise CheckpointError(e.strerror if isinstance(e, IsADirectoryError) else
+                              f"checkpoint {str(path)!r} cannot be opened ({e.strerror})") from None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with os.fdopen(fd, "rb") as f:
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"checkpoint {str(path)!r} refused: it holds objects other than tensors and plain "
                               f"data, which could run code when loaded ({str(e).splitlines()[0][:200]})") from None

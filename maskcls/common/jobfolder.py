@@ -121,11 +121,13 @@ class JobFolder:
     def read_status(self) -> dict:
         """status.json as a dict ({} when missing or unreadable); one of the wrong shape reads as damaged."""
         try:
-            status = read_json(self.status_path)
+            status = read_json(self.status_path, "status.json", root=self.path)
         except FileNotFoundError:
             return {}
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             return {"state": DAMAGED, "error": f"damaged status.json: not valid JSON ({e})"}
+        except (ValueError, OSError) as e:
+            return {"state": DAMAGED, "error": f"damaged status.json: {e}"}
         problem = status_problem(status)
         if problem:
             return {"state": DAMAGED, "error": f"damaged status.json: {problem}"}
@@ -171,13 +173,18 @@ class JobFolder:
             f.write(line)
 
     def log_tail(self, lines: int = 40) -> str:
+        """The log's last `lines` lines (its last 64 kB read: a log of any size, never a FIFO or a device)."""
+        from maskcls.common.fileio import open_bounded
         try:
-            with open(self.log_path, "rb") as f:
-                f.seek(0, 2)
-                f.seek(max(0, f.tell() - 64_000))
-                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+            fd = open_bounded(self.log_path, "log.txt", 2 ** 62, root=self.path)
         except FileNotFoundError:
             return ""
+        except (OSError, ValueError) as e:
+            return f"(the log cannot be shown: {e})"
+        with os.fdopen(fd, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64_000))
+            return "\n".join(f.read(64_000).decode("utf-8", "replace").splitlines()[-lines:])
 
     def cancel(self, grace: float = 5.0) -> dict:
         """SIGTERM the job's verified process (its group when it leads one), SIGKILL after `grace` seconds; the

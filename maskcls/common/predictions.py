@@ -17,16 +17,19 @@ class TableError(ValueError):
     """A prediction table that cannot be used; the message names the file and the problem."""
 
 
-def read_predictions_table(path: str | os.PathLike, what: str = "validation predictions"):
-    """The table at `path`, checked: the columns, a class 0-17 in every label, probabilities that are numbers in
-    [0, 1], one row per photo."""
+SUM_TOLERANCE = 1e-3  # a row of probabilities sums to 1 within this (float32 softmax written as text)
+
+
+def read_predictions_table(path: str | os.PathLike, what: str = "validation predictions", *, root=None):
+    """The table at `path` (a bounded regular file; inside `root` when given), checked: the columns, a class 0-17
+    in every label, probabilities that are numbers in [0, 1] summing to 1 in every row, one row per photo."""
     import numpy as np
     import pandas as pd
     from maskcls.common.fileio import read_user_csv
     source = f"{what} {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else what
     expected = "expected columns path, person_id, label, p0..p17, one row per validation photo"
     try:
-        frame = read_user_csv(path, dtype={"person_id": str, "path": str})
+        frame = read_user_csv(path, root=root, dtype={"person_id": str, "path": str})
     except (ValueError, OSError) as e:
         raise TableError(f"{source} cannot be read ({e}); {expected}") from None
     missing = [c for c in COLUMNS if c not in frame.columns]
@@ -46,6 +49,12 @@ def read_predictions_table(path: str | os.PathLike, what: str = "validation pred
     if bad_rows.any():
         i = int(np.argmax(bad_rows))
         raise TableError(f"{source} is damaged: line {i + 2} holds a probability that is not a number from 0 to 1")
+    sums = probs.sum(1)
+    off = np.abs(sums - 1) > SUM_TOLERANCE
+    if off.any():
+        i = int(np.argmax(off))
+        raise TableError(f"{source} is damaged: the probabilities of line {i + 2} sum to {sums[i]:.4g}, expected 1 "
+                         f"(each row is one photo's 18 class probabilities)")
     for col in ("path", "person_id"):
         empty = frame[col].isna() | (frame[col].astype(str).str.strip() == "")
         if empty.any():
@@ -67,7 +76,7 @@ def epoch_columns(frame) -> list[str]:
     return sorted(cols, key=lambda c: int(c[1:]))
 
 
-def read_history_table(path: str | os.PathLike):
+def read_history_table(path: str | os.PathLike, *, root=None):
     """A run's val_history.csv (path, person_id, label, e1..eN: each epoch's predicted class of every validation
     photo), checked like the predictions tables."""
     import pandas as pd
@@ -75,7 +84,7 @@ def read_history_table(path: str | os.PathLike):
     source = f"validation history {os.fspath(path)!r}"
     expected = "expected columns path, person_id, label, e1..eN (each epoch's predicted class 0-17)"
     try:
-        frame = read_user_csv(path, dtype={"person_id": str, "path": str})
+        frame = read_user_csv(path, root=root, dtype={"person_id": str, "path": str})
     except (ValueError, OSError) as e:
         raise TableError(f"{source} cannot be read ({e}); {expected}") from None
     epochs = epoch_columns(frame)

@@ -11,15 +11,16 @@ import os
 from pathlib import Path
 
 from maskcls.common.checkpoints import CheckpointError, load_checkpoint
-from maskcls.common.fileio import NAME_RE, check_name, inside, json_kind, read_json, write_csv, write_text
+from maskcls.common.fileio import (LIMITS, NAME_RE, check_name, inside, is_reserved, json_kind, read_json,
+                                   read_text_file, write_csv, write_text)
 from maskcls.common.jobfolder import JobFolder
+from maskcls.common.runuse import RunUse
 
 TEAM_DIR = "team"  # <runs root>/team/MEMBER/RUN: teammates' runs pulled from the team store
 PULLED_FILE = ".team.json"  # in a pulled run: where it came from; the run is read-only here
-USED_FILE = "used_by.json"  # {checkpoint: [what uses it]}: a submission, a soup, a review; prune keeps these
 
 
-class RunFolder(JobFolder):
+class RunFolder(RunUse, JobFolder):
     """One training run's folder; state, log and cancel come from JobFolder."""
 
     kind = "run"
@@ -54,9 +55,10 @@ class RunFolder(JobFolder):
     def pulled(self) -> dict | None:
         """Where a teammate's pulled run came from (member, store, version), None for a run of this machine."""
         try:
-            return read_json(self.path / PULLED_FILE)
-        except (FileNotFoundError, NotADirectoryError, ValueError):
+            origin = read_json(self.path / PULLED_FILE, PULLED_FILE, root=self.path)
+        except (OSError, ValueError):
             return None
+        return origin if isinstance(origin, dict) else None
 
     def refuse_if_pulled(self, action: str) -> None:
         """Training, resuming and deleting belong to the run's owner: a pulled copy is read-only."""
@@ -81,13 +83,14 @@ class RunFolder(JobFolder):
         """One dict per epoch; a torn line (a killed writer) or a line of the wrong shape is left out."""
         rows = []
         try:
-            text = self.metrics_path.read_text(encoding="utf-8", errors="replace")
-        except (FileNotFoundError, IsADirectoryError):
-            return rows
+            text = read_text_file(self.metrics_path, "metrics.jsonl", LIMITS["metrics"], root=self.path,
+                                  errors="replace")
+        except (OSError, ValueError):
+            return rows  # missing, a folder, a FIFO, too large, a link out of the run: no epochs to show
         for line in text.splitlines():
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
             if isinstance(row, dict) and _numeric_epoch(row):
                 rows.append(row)
@@ -108,7 +111,7 @@ class RunFolder(JobFolder):
     def read_config(self) -> dict:
         """The run's config.json as written: a JSON object (its keys are checked where a RunConfig is made)."""
         try:
-            cfg = read_json(self.config_path)
+            cfg = read_json(self.config_path, "config.json", root=self.path)
         except json.JSONDecodeError as e:
             raise ValueError(f"{self.config_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
         except UnicodeDecodeError:
@@ -162,29 +165,6 @@ class RunFolder(JobFolder):
     def checkpoint(self, name: str) -> Path:
         return inside(self.path, check_name(name, "checkpoint name"))
 
-    def mark_used(self, checkpoint: str, by: str) -> None:
-        """Record that `by` (a submission, a soup, a review) uses `checkpoint`, so that a prune keeps it; one lock
-        around read-change-replace, as several predictions may end at once."""
-        from maskcls.common.fileio import locked, write_json
-        path = self.path / USED_FILE
-        with locked(path):
-            marks = self.used_marks()
-            if by not in marks.setdefault(check_name(checkpoint, "checkpoint name"), []):
-                marks[checkpoint].append(by)
-                write_json(path, marks)
-
-    def used_marks(self) -> dict[str, list[str]]:
-        """{checkpoint: [what uses it]}; a damaged file reads as every checkpoint used (nothing is pruned)."""
-        try:
-            marks = read_json(self.path / USED_FILE)
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            return {"*": [f"{USED_FILE} could not be read"]}
-        if not isinstance(marks, dict) or not all(isinstance(v, list) for v in marks.values()):
-            return {"*": [f"{USED_FILE} is not a table of checkpoints"]}
-        return marks
-
     def prune_epochs(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` epoch files (0 keeps all); best.pt and last.pt always stay."""
         files = sorted(self.path.glob("epoch_*.pt"))
@@ -216,7 +196,7 @@ class RunFolder(JobFolder):
     def read_history(self):
         """val_history.csv (None for a run from before it was written, or one without validation)."""
         from maskcls.common.predictions import read_history_table
-        return read_history_table(self.history_path) if self.history_path.exists() else None
+        return read_history_table(self.history_path, root=self.path) if self.history_path.exists() else None
 
     intervals_path = property(lambda self: self.path / "intervals.json")
 
@@ -229,10 +209,10 @@ class RunFolder(JobFolder):
     def read_intervals(self) -> dict | None:
         """intervals.json as written at the best epoch (None for a run from before, or one without validation)."""
         try:
-            out = read_json(self.intervals_path)
-        except (FileNotFoundError, ValueError):
+            out = read_json(self.intervals_path, "intervals.json", root=self.path)
+        except (OSError, ValueError):
             return None
-        return out if isinstance(out, dict) and "macro_f1_ci" in out else None
+        return out if valid_intervals(out) else None
 
     def read_predictions(self):
         """The best epoch's validation predictions (a DataFrame), None before there are any; a damaged table raises
@@ -240,19 +220,40 @@ class RunFolder(JobFolder):
         from maskcls.common.predictions import read_predictions_table
         if not self.predictions_path.exists():
             return None
-        return read_predictions_table(self.predictions_path, f"validation predictions of run {self.name!r}")
+        return read_predictions_table(self.predictions_path, f"validation predictions of run {self.name!r}",
+                                      root=self.path)
 
 
 METRIC_KEYS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds", "images_per_s")
 
 
+UNIT_KEYS = ("val_accuracy", "val_macro_f1")  # fractions: a value outside [0, 1] is no accuracy or F1
+
+
 def _numeric_epoch(row: dict) -> bool:
-    """A metrics row whose figures are numbers (or null), so every table and curve can use it."""
+    """A metrics row whose figures are finite numbers (or null), accuracy and F1 within [0, 1], so every table,
+    curve and sort can use it (a NaN or a 7.5 macro F1 would sort as a real figure)."""
     for k in METRIC_KEYS:
         v = row.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
             return False
-    return isinstance(row.get("epoch"), int)
+        if k in UNIT_KEYS and not 0 <= v <= 1:
+            return False
+    return isinstance(row.get("epoch"), int) and not isinstance(row.get("epoch"), bool) and row["epoch"] >= 0
+
+
+def valid_intervals(out) -> bool:
+    """intervals.json of the right shape: a macro F1 interval of two numbers within [0, 1], low before high."""
+    if not isinstance(out, dict):
+        return False
+    ci = out.get("macro_f1_ci")
+    if not isinstance(ci, list) or len(ci) != 2:
+        return False
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in ci):
+        return False
+    return ci[0] <= ci[1]
 
 
 def run_folder_path(runs_root: str | os.PathLike, ref: str) -> Path | None:
@@ -267,6 +268,9 @@ def run_folder_path(runs_root: str | os.PathLike, ref: str) -> Path | None:
     if sep and NAME_RE.match(member) and NAME_RE.match(name) and \
             (Path(runs_root) / TEAM_DIR / member / name / "config.json").is_file():
         return (Path(runs_root) / TEAM_DIR / member / name).resolve()  # MEMBER/RUN: a teammate's pulled run
+    if sep and NAME_RE.match(member) and NAME_RE.match(name) and not (Path(ref) / "config.json").is_file():
+        raise ValueError(f"{ref!r} is not in this runs root: a teammate's run MEMBER/RUN is used once it is pulled "
+                         f"(`maskcls team pull {ref}`, or Pull on the Runs page's Team section)")
     looks_like_path = os.sep in ref or (os.altsep and os.altsep in ref) or ref.startswith((".", "~"))
     if not looks_like_path:
         if (Path(runs_root) / ref).is_dir() or not (Path(ref) / "config.json").exists():
@@ -335,7 +339,7 @@ def damaged_folders(runs_root: str | os.PathLike) -> list[tuple[str, str]]:
     root = Path(runs_root)
     out = []
     for p in sorted(root.iterdir()) if root.is_dir() else []:
-        if p.name.startswith(".") or not NAME_RE.match(p.name) or not p.is_dir() or p.name == TEAM_DIR:
+        if p.name.startswith(".") or not NAME_RE.match(p.name) or not p.is_dir() or is_reserved(p.name):
             continue
         has = [(p / f).is_file() for f in ("config.json", "status.json")]
         if has == [True, False]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskcls.common.fileio import check_name, inside, locked, read_user_csv, write_text
+from maskcls.common.fileio import LIMITS, check_name, inside, locked, read_text_file, read_user_csv, write_text
 
 from maskcls.data.labels import GENDER_KEYS, parse_gender
 
@@ -163,7 +163,8 @@ def reviewed_ids(path: str | os.PathLike) -> tuple[set[str], set[str]]:
     path = Path(path)
     accepted = set(load_corrections(path)["id"]) if path.is_file() else set()
     rej = path.with_suffix(".rejected")
-    rejected = set(rej.read_text(encoding="utf-8").split()) if rej.is_file() else set()
+    rejected = set(read_text_file(rej, "rejections", LIMITS["table"], errors="replace").split()) if rej.is_file() \
+        else set()
     return accepted, rejected
 
 

@@ -176,6 +176,32 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return w, h
 
 
+IMAGE_FOLDERS = ("train/images", "eval/images")  # where a data root's photos live: nothing else is opened for a run
+
+
+def resolve_image(data_root, path: str | os.PathLike) -> str:
+    """The photo a run's table names, as a file inside `data_root`'s image folders: the path itself when it is one
+    (links resolved), else the same person folder / file under this data root's train/images (a teammate's run
+    names the photos by their own machine's paths). Anything else is refused: a row naming `/home/me/secret.png`
+    is never opened, embedded in a report or shown on a page."""
+    text = os.fspath(path)
+    if not data_root or not os.path.isdir(os.path.join(data_root, "train", "images")):
+        raise ImageError(text, f"the run's data root {str(data_root)!r} is not a data root on this machine (no "
+                               f"train/images): its photos cannot be shown")
+    root = os.path.realpath(data_root)
+    folders = [os.path.join(root, f) + os.sep for f in IMAGE_FOLDERS]
+    real = os.path.realpath(text)
+    if any(real.startswith(f) for f in folders):
+        return real
+    parts = text.replace("\\", "/").rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] not in ("", ".", "..") and parts[-1] not in ("", ".", ".."):
+        local = os.path.realpath(os.path.join(root, "train", "images", parts[-2], parts[-1]))
+        if local.startswith(folders[0]) and os.path.lexists(local):
+            return local
+    raise ImageError(text, f"not a photo of the run's data root {root!r} (only its {' and '.join(IMAGE_FOLDERS)} "
+                           f"are opened for a run): not opened")
+
+
 def thumbnail(path: str | os.PathLike, max_side: int = 160) -> np.ndarray:
     """A small RGB copy for galleries (JPEG draft decoding keeps this cheap)."""
     img = load_rgb(path, (max_side, max_side))

@@ -182,7 +182,7 @@ def report_shared_ids(train: pd.DataFrame, problems: list) -> None:
 
 def _cross_check_csv(csv_path: Path, train: pd.DataFrame, problems: list) -> None:
     try:
-        table = pd.read_csv(csv_path, dtype=str)
+        table = read_user_csv(csv_path, dtype=str)
     except Exception as e:  # pandas raises many types for malformed files
         problems.append((str(csv_path), "csv", f"cannot read train.csv ({e})"))
         return
@@ -226,7 +226,7 @@ def scan_eval(root: Path, problems: list) -> pd.DataFrame | None:
             problems.append((str(info), "missing", "eval/images exists but eval/info.csv is missing"))
         return None
     try:
-        table = pd.read_csv(info, dtype=str, keep_default_na=False)
+        table = read_user_csv(info, dtype=str, keep_default_na=False)
     except Exception as e:
         problems.append((str(info), "csv", f"cannot read eval/info.csv ({e})"))
         return None

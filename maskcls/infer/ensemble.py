@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -274,11 +275,12 @@ def score_members(runs_root, members: list[Member], method_name: str, device, ca
     y = val_rows["label"].to_numpy()
     ctx = Ensembling(runs_root, EvalInputs(val_rows["path"].tolist(), device, cache_dir), tta, progress=progress,
                      labels=y)
-    probs = member_probabilities(ctx, members)
+    with leases(runs_root, members):
+        probs = member_probabilities(ctx, members)
+        ctx.progress = None
+        ens = run_method(ctx, members, probs)
     rows = [{"member": m.label, "model": member_config(runs_root, m).model, "macro_f1": macro_f1(y, p.argmax(1)),
              "accuracy": float((p.argmax(1) == y).mean())} for m, p in zip(members, probs)]
-    ctx.progress = None
-    ens = run_method(ctx, members, probs)
     name = method_name
     if "chosen" in ctx.info:
         name = f"greedy-soup of {len(ctx.info['chosen'])}/{len(members)}: {', '.join(ctx.info['chosen'])}"
@@ -288,11 +290,13 @@ def score_members(runs_root, members: list[Member], method_name: str, device, ca
 
 
 def predict_submission(data_root, runs_root, members: list[Member], method_name: str, out, *, device="auto",
-                       tta: bool = False, tuned: bool = False, cache_dir=None, progress=None) -> dict:
+                       tta: bool = False, tuned: bool = False, cache_dir=None, progress=None,
+                       own_place: bool = False) -> dict:
     """Predict eval/info.csv with the ensemble and write the submission; shared by the CLI, studio and jobs.
 
     `progress(fraction, text)` hears where it stands. The result says how the time was spent.
-    `device` is a torch.device or a name ("auto", "cpu", "cuda").
+    `device` is a torch.device or a name ("auto", "cpu", "cuda"). `own_place`: `out` is a submission folder's
+    own file (a background submission), not a place a user named.
     """
     if isinstance(device, str):
         from maskcls.common.devices import resolve_device
@@ -301,18 +305,28 @@ def predict_submission(data_root, runs_root, members: list[Member], method_name:
     if not members:
         raise ValueError("an ensemble needs at least one member")
     t0 = time.perf_counter()
-    check_output(out, data_root)
+    check_output(out, data_root, None if own_place else runs_root)
     info, paths = eval_paths(data_root)
     inputs = EvalInputs(paths, device, default_cache_dir(data_root, cache_dir))
     ctx = Ensembling(runs_root, inputs, tta, tuned, progress)
-    probs = run_method(ctx, members, None)
-    probs_path = write_submission(out, info["image_id"].tolist(), probs)
-    mark_members_used(runs_root, members, f"{method_name} submission {Path(out).resolve()}")
+    with leases(runs_root, members):  # no prune removes a member's checkpoint until it is recorded as used
+        probs = run_method(ctx, members, None)
+        probs_path = write_submission(out, info["image_id"].tolist(), probs)
+        mark_members_used(runs_root, members, f"{method_name} submission {Path(out).resolve()}")
     seconds = time.perf_counter() - t0
     return {**ctx.info, "csv": Path(out), "probs_csv": probs_path, "rows": len(info), "probs": probs,
             "score": demo_score(info, probs),
             "seconds": {"total": round(seconds, 2), "decode": round(inputs.decode_seconds, 2),
                         "models": round(seconds - inputs.decode_seconds, 2)}}
+
+
+@contextmanager
+def leases(runs_root, members: list[Member]):
+    """Every member's run held (RunFolder.lease) while the block runs: a prune skips them until it ends."""
+    with ExitStack() as stack:
+        for run in {str(member_run(runs_root, m).path): member_run(runs_root, m) for m in members}.values():
+            stack.enter_context(run.lease())
+        yield
 
 
 def mark_members_used(runs_root, members: list[Member], by: str) -> None:

@@ -2,7 +2,6 @@
 and per-class logit biases tuned for macro F1."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -146,8 +145,16 @@ def load_bias(runs_root, name: str) -> np.ndarray | None:
     path = RunFolder.open(runs_root, name).path / BIAS_FILE
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return np.asarray(json.load(f)["bias"], dtype=np.float64)
+    from maskcls.common.fileio import read_json
+    try:
+        bias = np.asarray(read_json(path, BIAS_FILE, root=path.parent)["bias"], dtype=np.float64)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{name}'s {BIAS_FILE} is damaged ({e}); expected 18 class biases: run `maskcls evaluate "
+                         f"{name} --tune` again") from None
+    if bias.shape != (18,) or not np.isfinite(bias).all():
+        raise ValueError(f"{name}'s {BIAS_FILE} is damaged: expected 18 finite class biases, found shape "
+                         f"{bias.shape}; run `maskcls evaluate {name} --tune` again")
+    return bias
 
 
 def eval_people(data_root) -> int:

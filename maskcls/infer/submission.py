@@ -30,35 +30,11 @@ def eval_paths(data_root) -> tuple[pd.DataFrame, list[str]]:
     return table, table["path"].tolist()
 
 
-DATA_FILES = ("eval/info.csv", "eval/labels.csv", "train/train.csv")  # the data's own tables, never an output
-DATA_FOLDERS = ("eval/images", "train/images")
-
-
-def check_output(out: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
-    """Refuse, before any work, an output path that is a folder, sits in a folder that cannot be written, or would
-    overwrite the data itself (the submission and info.csv share their columns: one typo replaces the eval list)."""
-    if str(out).strip() in ("", "-"):
-        raise ValueError(f"--out {str(out)!r}: expected a file name such as submission.csv (the submission and its "
-                         f"probabilities are two files, so they cannot go to standard output)")
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a folder; expected a file name such as {str(out / 'submission.csv')!r}")
-    if data_root is not None:
-        root, target = Path(data_root).resolve(), out.resolve()
-        for rel in DATA_FILES:
-            if target == root / rel:
-                raise ValueError(f"--out {str(out)!r} would overwrite the data's own {rel}; expected a new file name "
-                                 f"such as {str(root / 'eval' / 'submission.csv')!r}")
-        for rel in DATA_FOLDERS:
-            if (root / rel) in target.parents:
-                raise ValueError(f"--out {str(out)!r} is inside the data's {rel} folder, which holds only images; "
-                                 f"expected a file name such as {str(root / 'eval' / 'submission.csv')!r}")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {str(out)!r}: the folder {str(parent)!r} is not writable")
-    return out
+def check_output(out: str | os.PathLike, data_root: str | os.PathLike | None = None, runs_root=None) -> Path:
+    """The submission's place, through the one output guard (maskcls.common.outputs): the CSV and its
+    probabilities beside it, never a run's file, the runs root's own, the data's tables or a link."""
+    from maskcls.common.outputs import guard_output
+    return guard_output(out, companions=("{stem}.probs.csv",), data_root=data_root, runs_root=runs_root).path
 
 
 def write_submission(out: str | os.PathLike, image_ids: list[str], probs: np.ndarray) -> Path:

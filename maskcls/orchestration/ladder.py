@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from maskcls.common.fileio import check_name, inside, loads, read_json, write_json
+from maskcls.common.fileio import LIMITS, check_name, inside, loads, read_json, read_text_file, write_json
 from maskcls.common.jobfolder import now
 from maskcls.train.config import SPLIT_KEYS, RunConfig
 
@@ -90,9 +90,13 @@ def read_steps(spec) -> tuple[str, list]:
             shipped = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.json")))
             raise LadderError(f"steps {str(spec)!r}: no such file and no shipped ladder of that name ({shipped})")
         try:
-            spec = loads(path.read_text(encoding="utf-8"))
+            spec = loads(read_text_file(path, "steps", LIMITS["json"]))
         except json.JSONDecodeError as e:
             raise LadderError(f"steps {str(path)!r} is not valid JSON ({e.msg} at line {e.lineno})") from None
+        except UnicodeDecodeError:
+            raise LadderError(f"steps {str(path)!r} is not UTF-8 text (expected a JSON object of steps)") from None
+        except (OSError, ValueError) as e:
+            raise LadderError(f"steps {str(path)!r} cannot be read ({getattr(e, 'strerror', None) or e})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or not spec["steps"]:
         raise LadderError('steps must be a JSON object {"mode": "cumulative" | "leave-one-out", "steps": [{"name": '
                           '..., "set": {config key: value}}, ...]} with at least one step')
@@ -192,7 +196,7 @@ def load_ladder(runs_root, name: str, claims: str = "") -> Ladder:
         known = ", ".join(list_ladders(runs_root)) or "none yet"
         raise LadderError(f"no ladder named {name!r} in {runs_root} (ladders: {known})")
     try:
-        ladder = Ladder(**read_json(path))
+        ladder = Ladder(**read_json(path, "ladder.json", root=path.parent))
         ladder.rungs()
     except (ValueError, TypeError) as e:
         raise LadderError(f"ladder {name!r}: {path} is damaged ({e})") from None

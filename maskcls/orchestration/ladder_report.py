@@ -54,8 +54,9 @@ def remote_predictions(row: dict, name: str):
 
 
 def gain_verdict(comparison: dict) -> str:
-    lo, hi = comparison["interval"]
-    return "pays" if lo > 0 else "hurts" if hi < 0 else "no evidence"
+    """pays, hurts, no evidence, or cannot judge (too few people, one class, no variance)."""
+    from maskcls.train.comparison import verdict_kind
+    return {"better": "pays", "worse": "hurts"}.get(verdict_kind(comparison), verdict_kind(comparison))
 
 
 def ladder_status(runs_root, name: str, *, resamples: int = 2000, claims: str = "") -> dict:

@@ -91,7 +91,9 @@ def run_ladder(runs_root, name: str, *, progress=None, log=print, claims: str = 
 def _report(db, ladder: str, run) -> None:
     """The run's end, with its validation predictions, where every worker's report can read it."""
     state = run.state()["state"]
-    text = run.predictions_path.read_text(encoding="utf-8") if run.predictions_path.is_file() else None
+    from maskcls.common.fileio import LIMITS, read_text_file
+    text = read_text_file(run.predictions_path, "val_predictions.csv", LIMITS["table"], root=run.path) \
+        if run.predictions_path.is_file() else None
     status = run.read_status()
     db.finish(ladder, run.name, state, text if state == "completed" else None,
               {k: status.get(k) for k in ("best_f1", "best_epoch", "epoch", "epochs", "error", "predictions_epoch")})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,17 @@ def queued_submission_members(runs_root) -> dict[str, set[str]]:
 
 
 def prune_candidates(run: RunFolder) -> list[str]:
-    return sorted(p.name for p in run.path.glob("epoch_*.pt")) + (["last.pt"] if run.last_path.is_file() else [])
+    """The run's epoch files and last.pt that are regular files: a symbolic link (dangling or not) is not a
+    checkpoint of the run's own, frees nothing and is left alone."""
+    names = sorted(p.name for p in run.path.glob("epoch_*.pt")) + ["last.pt"]
+    return [n for n in names if _regular(run.path / n)]
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def plan_prune(runs_root, keep_best: int = 0) -> PrunePlan:
@@ -81,6 +92,11 @@ def plan_prune(runs_root, keep_best: int = 0) -> PrunePlan:
         if run.is_locked():
             plan.keep.append((run.name, "*", "a process holds the run"))
             continue
+        held = run.try_exclusive_use()
+        if held is None:
+            plan.keep.append((run.name, "*", "a live command (a prediction, soup, scoring or review) is using it"))
+            continue
+        held.close()
         if run.name in best:
             plan.keep.append((run.name, "*", f"one of the {keep_best} best runs (--keep-best)"))
             continue
@@ -92,7 +108,10 @@ def plan_prune(runs_root, keep_best: int = 0) -> PrunePlan:
             if users:
                 plan.keep.append((run.name, name, "used by " + "; ".join(users)))
             else:
-                plan.remove.append((run.name, name, (run.path / name).stat().st_size))
+                try:
+                    plan.remove.append((run.name, name, os.lstat(run.path / name).st_size))
+                except OSError:
+                    continue  # gone since it was listed
     return plan
 
 
@@ -110,18 +129,26 @@ def prune(runs_root, keep_best: int = 0, dry_run: bool = False) -> PrunePlan:
         except ValueError:
             done.keep.append((run_name, "*", "a process took the run since the plan"))
             continue
+        use = run.try_exclusive_use()  # a prediction starting now waits; one already running keeps the run whole
+        if use is None:
+            lock.close()
+            done.keep.append((run_name, "*", "a live command (a prediction, soup, scoring or review) started using "
+                                             "it since the plan"))
+            continue
         try:
             marks = run.used_marks()
             pending = queued_submission_members(runs_root).get(run_name, set())
             for r, name, size in plan.remove:
                 if r != run_name:
                     continue
-                if run.state()["state"] not in FINISHED or marks.get(name) or marks.get("*") or name in pending:
+                if run.state()["state"] not in FINISHED or marks.get(name) or marks.get("*") or name in pending \
+                        or not _regular(run.path / name):
                     done.keep.append((run_name, name, "used or resumed since the plan"))
                     continue
                 (run.path / name).unlink(missing_ok=True)
                 done.remove.append((r, name, size))
         finally:
+            use.close()
             lock.close()
     return done
 

@@ -64,14 +64,38 @@ def submit_repeats(cfg: RunConfig, runs_root, name: str, n: int) -> list[str]:
     return [submit(c, runs_root, run_name).name for run_name, c in zip(names, seed_configs(cfg, n))]
 
 
+# keys that may differ between the seeds of one config: the seed itself, and where it is logged or cached
+FREE_KEYS = ("seed", "track", "track_project", "track_uri", "track_artifacts", "track_group", "team", "cache_dir",
+             "workers", "device", "gpus", "keep_epochs", "limit_batches")
+
+
 def repeat_runs(runs_root, name: str) -> list[RunFolder]:
-    """The seed runs of a repeat group, in seed order."""
+    """The seed runs of a repeat group, in seed order; a group whose runs are not one config's seeds (another
+    split, another lr: runs named NAME-sK by hand) is refused, naming the run and the keys that differ."""
     root = Path(runs_root)
     runs = [RunFolder(root, p.name) for p in root.glob(f"{name}-s*")
             if (m := SEED_RE.match(p.name)) and m["name"] == name and (p / "config.json").is_file()]
     if not runs:
         raise ValueError(f"no repeat group {name!r} (runs {name}-s1, {name}-s2, ...) in {runs_root}")
-    return sorted(runs, key=lambda r: int(SEED_RE.match(r.name)["k"]))
+    runs = sorted(runs, key=lambda r: int(SEED_RE.match(r.name)["k"]))
+    check_one_config(name, runs)
+    return runs
+
+
+def check_one_config(name: str, runs: list[RunFolder]) -> None:
+    """Every run of the group has the first one's config but for FREE_KEYS (the same split: the same people)."""
+    configs = []
+    for r in runs:
+        try:
+            configs.append({k: v for k, v in r.read_config().items() if k not in FREE_KEYS})
+        except (OSError, ValueError) as e:
+            raise ValueError(f"repeat group {name!r}: {r.name}'s config cannot be read ({e})") from None
+    for r, cfg in zip(runs[1:], configs[1:]):
+        differ = sorted(k for k in set(cfg) | set(configs[0]) if cfg.get(k) != configs[0].get(k))
+        if differ:
+            raise ValueError(f"{name!r} is not a repeat group: {r.name} differs from {runs[0].name} in "
+                             f"{', '.join(differ[:6])} (a repeat group is one config's seeds on one split; rename "
+                             f"the runs that do not belong)")
 
 
 def list_repeat_groups(runs_root) -> list[str]:

@@ -12,11 +12,11 @@ import os
 import time
 from pathlib import Path
 
-from maskcls.common.fileio import NAME_RE, read_json, write_json
+from maskcls.common.fileio import LIMITS, NAME_RE, is_reserved, read_json, write_json
 from maskcls.common.runfolder import PULLED_FILE, RunFolder, list_pulled
 
 INDEX_FILE = ".run-index.json"
-VERSION = 3
+VERSION = 5  # 4: pulled runs carry only the figures recomputed at pull; 5: list-valued config keys
 WATCHED = ("config.json", "status.json", "metrics.jsonl", "intervals.json", PULLED_FILE)
 FINAL = {"completed", "failed", "cancelled", "pruned"}
 KINDS = ("lone", "sweep", "ladder", "repeat", "folds", "team")
@@ -37,15 +37,32 @@ def run_row(run: RunFolder, ref: str | None = None) -> dict:
     best = max(scored, key=lambda m: m["val_macro_f1"]) if scored else {}
     aug = cfg.get("augment")
     end = info.ended or (time.time() if info.state == "running" else None)
+    figures = {"best macro F1": best.get("val_macro_f1"), **_interval_columns(run.read_intervals()),
+               "best accuracy": max((m["val_accuracy"] for m in scored if m.get("val_accuracy") is not None),
+                                    default=None)}
+    error = info.error
+    if ref:  # a teammate's run: only the figures recomputed from its predictions at pull, never its own claims
+        figures, error = pulled_figures(run.pulled() or {})
     return {"name": ref or run.name, "member": ref.split("/")[0] if ref else "", "state": info.state,
             "model": cfg.get("model"), "head": cfg.get("head"),
             "loss": cfg.get("loss"), "sampler": cfg.get("sampler"),
-            "augmentation": aug if isinstance(aug, str) else "custom spec",
-            "best macro F1": best.get("val_macro_f1"), **_interval_columns(run.read_intervals()),
-            "best accuracy": max((m["val_accuracy"] for m in scored), default=None),
+            "augmentation": aug if isinstance(aug, str) else "custom spec", **figures,
             "epochs": len(metrics), "of": cfg.get("epochs"), "device": info.device,
             "duration s": round(end - info.started, 1) if (end and info.started) else None,
-            "started": pd.to_datetime(info.started, unit="s") if info.started else None, "error": info.error}
+            "started": pd.to_datetime(info.started, unit="s") if info.started else None, "error": error}
+
+
+def pulled_figures(origin: dict) -> tuple[dict, str | None]:
+    """(figure columns, note) of a pulled run from what maskcls recomputed at pull (`.team.json`'s verified)."""
+    verified = origin.get("verified") if isinstance(origin.get("verified"), dict) else None
+    if verified is None:
+        return ({"best macro F1": None, "F1 low": None, "F1 high": None, "F1 selection-free": None,
+                 "best accuracy": None}, "pulled before its figures were recomputed at pull: pull it again")
+    ci = verified.get("macro_f1_ci") or [None, None]
+    disagree = origin.get("disagreements") or []
+    return ({"best macro F1": verified.get("macro_f1"), "F1 low": ci[0], "F1 high": ci[1],
+             "F1 selection-free": verified.get("selection_free"), "best accuracy": verified.get("accuracy")},
+            ("its own files claimed other figures: " + "; ".join(map(str, disagree))) if disagree else None)
 
 
 def _interval_columns(intervals: dict | None) -> dict:
@@ -62,7 +79,10 @@ COLUMNS = ["name", "member", "state", "model", "head", "loss", "sampler", "augme
 def group_row(runs_root, name: str) -> dict:
     """A repeat group as one row: the seeds' mean macro F1, their standard deviation, the interval of the mean."""
     from maskcls.orchestration.repeats import repeat_runs, repeat_summary
-    runs = repeat_runs(runs_root, name)
+    try:
+        runs = repeat_runs(runs_root, name)
+    except ValueError as e:  # runs named NAME-sK that are not one config's seeds: shown as such, never summarised
+        return {"name": f"{name} (repeat of ?: not one config)", "state": "not a group", "error": str(e)}
     cfg = runs[0].read_config()
     base = {"name": f"{name} (repeat of {len(runs)})", "model": cfg.get("model"), "head": cfg.get("head"),
             "loss": cfg.get("loss"), "sampler": cfg.get("sampler"), "of": cfg.get("epochs")}
@@ -149,18 +169,34 @@ def summarise(run: RunFolder, ref: str | None = None) -> dict:
     return {**row, "started": row["started"].timestamp() if row["started"] is not None else None,
             "kind": kind_of(name), "group": (name.split("/")[0] if ref else group_of(name)) or "",
             "disk MB": round(total / 1e6, 2), "reclaimable MB": round(reclaimable / 1e6, 2), "checkpoints": checkpoints,
-            "config": {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool)) or v is None}}
+            "config": {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool)) or v is None
+                       or (isinstance(v, list) and len(v) <= 16)}}
 
 
 def _load(path: Path) -> dict:
+    """The index as written, keeping only entries of the right shape: a damaged, foreign or hand-edited index (a
+    string where a row belongs) is rebuilt from the folders, never trusted or fatal."""
     try:
-        data = read_json(path)
+        data = read_json(path, INDEX_FILE, LIMITS["index"], root=path.parent)
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("runs"), dict) \
             or not isinstance(data.get("groups"), dict):
         return {}
-    return data
+    return {**data, "runs": {k: v for k, v in data["runs"].items() if _entry_ok(v)},
+            "groups": {k: v for k, v in data["groups"].items() if _entry_ok(v, group=True)}}
+
+
+def _entry_ok(entry, group: bool = False) -> bool:
+    """An index entry this version wrote: {"sig": [...], "row": {... "state": text ...}}."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("row"), dict):
+        return False
+    sig, row = entry.get("sig"), entry["row"]
+    if not (sig is None and group) and not isinstance(sig, list):
+        return False
+    f1 = row.get("best macro F1")
+    return isinstance(row.get("state"), str) and isinstance(row.get("name"), str) and \
+        (f1 is None or (isinstance(f1, (int, float)) and not isinstance(f1, bool) and 0 <= f1 <= 1))
 
 
 def _folders(root: Path):
@@ -171,8 +207,8 @@ def _folders(root: Path):
     except OSError:
         entries = []
     for e in entries:
-        if e.name.startswith(".") or not NAME_RE.match(e.name):
-            continue
+        if e.name.startswith(".") or not NAME_RE.match(e.name) or is_reserved(e.name):
+            continue  # the runs root's own folders and files (team, submissions, corrections, ...)
         if e.is_symlink():
             try:
                 path = RunFolder(root, e.name).path
@@ -263,8 +299,10 @@ def pending_group_row(name: str, rows: list[dict]) -> dict:
 SORTS = {"f1": "best macro F1", "name": "name", "started": "started", "disk": "disk MB", "state": "state"}
 
 
-def parse_where(items: list[str]) -> dict[str, str]:
-    """KEY=VALUE filters on config keys, each key checked against the run config's fields."""
+def parse_where(items: list[str]) -> dict:
+    """KEY=VALUE filters on config keys: each key checked against the run config's fields and each value parsed as
+    the config parses it (`image_size=[32,32]` is a list, `lr=3e-4` a number), so a filter that could match
+    nothing because of its spelling is refused with the reason instead of matching nothing silently."""
     from maskcls.train.config import RunConfig
     fields = set(RunConfig.__dataclass_fields__)
     out = {}
@@ -275,19 +313,34 @@ def parse_where(items: list[str]) -> dict[str, str]:
             raise ValueError(f"a filter is KEY=VALUE (e.g. model=efficientnet_b0), got {item!r}")
         if key not in fields:
             raise ValueError(f"no config key {key!r} to filter by; the keys are: {', '.join(sorted(fields))}")
-        out[key] = value.strip()
+        if key in UNFILTERABLE:
+            raise ValueError(f"{key} holds a JSON object (a whole spec): it cannot be a filter; filter by another key")
+        try:
+            out[key] = getattr(RunConfig().with_overrides([f"{key}={value.strip()}"]), key)
+        except ValueError as e:
+            raise ValueError(f"filter {item!r}: {e}") from None
     return out
 
 
-def _matches(value, wanted: str) -> bool:
-    if isinstance(value, bool) or value is None:
-        return str(value).lower() == wanted.lower() or (value is None and wanted in ("", "null"))
-    if isinstance(value, (int, float)):
-        try:
-            return float(wanted) == float(value)
-        except ValueError:
-            return False
-    return str(value) == wanted
+def split_filters(text: str) -> list[str]:
+    """'model=resnet18, image_size=[64,48]' -> each KEY=VALUE: a comma splits only where the next KEY= begins, so
+    list values keep their commas (the Runs page's one text box)."""
+    import re
+    return [part.strip() for part in re.split(r",\s*(?=[A-Za-z_][A-Za-z0-9_]*\s*=)", text or "") if part.strip()]
+
+
+UNFILTERABLE = ("combo",)  # object-valued keys (augment may be a preset name, so it stays)
+
+
+def _matches(value, wanted) -> bool:
+    """A run's config value against a filter value parsed by the config (numbers compare as numbers)."""
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return value is wanted or (isinstance(wanted, str) and str(value).lower() == wanted.lower())
+    if isinstance(wanted, (int, float)) and isinstance(value, (int, float)):
+        return float(wanted) == float(value)
+    if isinstance(wanted, list):
+        return isinstance(value, list) and value == wanted
+    return value == wanted or (value is None and wanted in ("", "null"))
 
 
 def filter_rows(rows: list[dict], *, text: str = "", states=(), kinds=(), members=(), where: dict | None = None,

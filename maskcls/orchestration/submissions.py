@@ -97,7 +97,7 @@ class SubmissionFolder(JobFolder):
                  f"{' + flip TTA' if req.tta else ''}")
         r = predict_submission(req.data_root, self.root, [Member.parse(m) for m in req.members], req.method,
                                self.csv_path, device=resolve_device(req.device), tta=req.tta, tuned=req.tuned,
-                               cache_dir=req.cache_dir, progress=report)
+                               cache_dir=req.cache_dir, progress=report, own_place=True)
         summary = {"rows": r["rows"], "score": r["score"], "seconds": r["seconds"], "chosen": r.get("chosen"),
                    "greedy_val_f1": r.get("greedy_val_f1"), "notes": r.get("notes", []),
                    "greedy_steps": r["greedy_steps"].to_dict("records") if "greedy_steps" in r else None}
@@ -186,7 +186,7 @@ def suggest_background(n_images: int, n_members: int, tta: bool, device_type: st
 
 def read_submission(job: SubmissionFolder):
     """The written submission as a frame (ImageID, ans); a clear error while there is none."""
-    import pandas as pd
     if not job.csv_path.exists():
         raise ValueError(f"submission {job.name!r} has no submission.csv yet (state: {job.state().get('state')})")
-    return pd.read_csv(job.csv_path, dtype={"ImageID": str})
+    from maskcls.common.fileio import read_user_csv
+    return read_user_csv(job.csv_path, root=job.path, dtype={"ImageID": str})

@@ -22,6 +22,11 @@ from maskcls.train.intervals import K, LEVEL, f1_of, person_confusions, resample
 
 MIN_CLASS_PEOPLE = 3  # fewer validation people than this in a class: its F1 difference cannot be resolved
 POWER = 0.8  # the power at which the resolvable difference is quoted
+# The fewest validation people on a side for a verdict: the smallest size the calibration study checked (6 people:
+# 3 % false "better", 97 % coverage, docs/calibration.md). Fewer, a single class among the labels, or no variance at
+# all (two copies of one model, every person moved alike) and the comparison says it cannot judge.
+MIN_PEOPLE = 6
+CANNOT = "cannot judge"
 
 
 def _probs(frame) -> np.ndarray:
@@ -142,9 +147,30 @@ def claim_of(seeds: tuple[int, int]) -> str:
     return "configs" if max(seeds) > 1 else "models"
 
 
-def verdict(diff: float, ci, p_value: float, a: str = "A", b: str = "B", *, claim: str = "models") -> str:
-    """One line: which is better, by how much, with its interval and p, or that there is no evidence; and what
-    the claim covers."""
+def cannot_judge(ca: np.ndarray, cb: np.ndarray, se: float) -> str | None:
+    """Why these per-person confusions (M, P, K*K) support no verdict (None when they do): too few people, one
+    class among the labels, or no variance at all."""
+    people = min(ca.shape[1], cb.shape[1])
+    if people < MIN_PEOPLE:
+        return (f"only {people} validation people on a side; the procedure is checked from {MIN_PEOPLE} people up "
+                f"(validate on more people)")
+    truth = np.concatenate([c.reshape(c.shape[0], c.shape[1], K, K).sum(-1).sum(0) for c in (ca, cb)]) > 0  # (P, K)
+    classes = np.flatnonzero(truth.any(0))
+    if len(classes) < 2:
+        return (f"every validation photo is of one class ({int(classes[0]) if len(classes) else '-'}): macro F1 over "
+                f"one class says nothing about the other 17")
+    if not se > 1e-12:
+        return ("the difference does not vary at all from person to person (zero variance: two copies of one model, "
+                "or sides that differ alike on everyone), so no interval can be drawn")
+    return None
+
+
+def verdict(diff: float, ci, p_value: float, a: str = "A", b: str = "B", *, claim: str = "models",
+            cannot: str | None = None) -> str:
+    """One line: which is better, by how much, with its interval and p, that there is no evidence, or that the
+    comparison cannot judge (and why); and what the claim covers."""
+    if cannot:
+        return f"{CANNOT}: {diff:+.3f}, no interval and no verdict: {cannot}"
     lo, hi = ci
     about = ("as configs (seeds and people resampled)" if claim == "configs" else
              "as trained models on these people; whether the config is better needs seeds")
@@ -200,12 +226,24 @@ def compare_sets(a: list, b: list, *, names=("A", "B"), level: float = LEVEL) ->
     (clo, chi), cls_diff = d.pop("class_interval"), d.pop("class_difference")
     per_class = sorted(({"class": c, "difference": float(cls_diff[c]), "interval": [float(clo[c]), float(chi[c])],
                          "resolvable": c not in thin} for c in range(K)), key=lambda r: -abs(r["difference"]))
+    why = cannot_judge(ca, cb, d["standard_error"])
+    if why:  # no interval, p or resolution that could be read as a verdict
+        d.update(interval=None, p_value=None)
     return {"a": names[0], "b": names[1], **d, "paired": paired, "claim": claim, "seeds": [len(a), len(b)],
-            "resolvable": resolvable(d["standard_error"], d["df"], level), "thin_classes": thin,
+            "judged": why is None, "cannot_judge": why,
+            "resolvable": None if why else resolvable(d["standard_error"], d["df"], level), "thin_classes": thin,
             "people": [int(ca.shape[1]), int(cb.shape[1])], "level": level, "method": "jackknife-t",
             "per_class": per_class, "verdict": verdict(d["difference"], d["interval"], d["p_value"], *names,
-                                                       claim=claim),
+                                                       claim=claim, cannot=why),
             "note": None if paired else unpaired_reason(a, b) + ": compared unpaired, so the interval is wider"}
+
+
+def verdict_kind(c: dict) -> str:
+    """better (B), worse (B), no evidence, or cannot judge: what a page colours and a ladder step is called."""
+    if not c.get("judged", True) or c.get("interval") is None:
+        return CANNOT
+    lo, hi = c["interval"]
+    return "better" if lo > 0 else "worse" if hi < 0 else "no evidence"
 
 
 def explain(c: dict) -> list[str]:
@@ -220,8 +258,11 @@ def explain(c: dict) -> list[str]:
         out.append("claim: about these two trained models on these people, not their configs: another seed of the "
                    "same config can score differently; compare repeat groups (`train --seeds 3`) to ask whether a "
                    "config is better" + (f"; {noise}" if noise else ""))
-    out.append(f"resolution: with {people} people, a true difference smaller than about {c['resolvable']:.3f} is "
-               f"missed more than 1 time in 5 (80 % power at the {100 * c['level']:.0f} % level)")
+    if c.get("resolvable") is None:
+        out.append(f"resolution: none ({c.get('cannot_judge') or 'the comparison cannot judge'})")
+    else:
+        out.append(f"resolution: with {people} people, a true difference smaller than about {c['resolvable']:.3f} "
+                   f"is missed more than 1 time in 5 (80 % power at the {100 * c['level']:.0f} % level)")
     if c["thin_classes"]:
         out.append(f"classes {', '.join(map(str, c['thin_classes']))} have fewer than {MIN_CLASS_PEOPLE} validation "
                    f"people: their F1 differences cannot be resolved")

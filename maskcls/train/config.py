@@ -7,7 +7,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
-from maskcls.common.fileio import loads
+from maskcls.common.fileio import LIMITS, loads
 from maskcls.augment.spec import AugmentSpec, create_preset, list_presets
 from maskcls.train.config_checks import TRACKERS, ConfigError, check_value
 
@@ -126,8 +126,12 @@ class RunConfig:
 
     @classmethod
     def load(cls, path) -> "RunConfig":
-        with open(path, encoding="utf-8") as f:
-            return cls.from_json(f.read())
+        from maskcls.common.fileio import read_text_file
+        try:
+            text = read_text_file(path, "config", LIMITS["json"])
+        except UnicodeDecodeError:
+            raise ConfigError(f"config {str(path)!r} is not UTF-8 text (expected a JSON object)") from None
+        return cls.from_json(text)
 
     def with_overrides(self, pairs: list[str]) -> "RunConfig":
         """Apply `key=value` strings (values parsed as JSON when they can be, else as text)."""

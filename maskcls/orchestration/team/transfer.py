@@ -11,15 +11,15 @@ renames the folder into place: an ordinary run folder, marked read-only by its `
 """
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from maskcls.common.fileio import check_name, inside, read_json, write_json
+from maskcls.common.fileio import LIMITS, check_name, inside, read_json, write_json
 from maskcls.common.runfolder import PULLED_FILE, TEAM_DIR, RunFolder, list_runs
 from maskcls.orchestration.team.store import TeamError, TeamStore, reached, shown
 
@@ -65,7 +65,28 @@ def describe(run: RunFolder) -> dict:
 
 
 def push_run(store: TeamStore, run: RunFolder, member: str) -> dict:
-    """Send one run (or update its record); returns what was done."""
+    """Send one run (or update its record); returns what was done. Pushes of one run from this machine take turns
+    (a lock in the run), so several at once make one record, not three."""
+    from maskcls.common.fileio import locked
+    with locked(run.path / "push", timeout=600):
+        return _push_locked(store, run, member)
+
+
+def _one_record(store: TeamStore, member: str, name: str, mine):
+    """After creating a record: when another pusher created one too (another machine of the same member), keep the
+    oldest and delete ours, so one run has one record."""
+    with reached(store.uri, "look up a run"):
+        found = store.client.search_runs([store.experiment_id], max_results=10, filter_string=(
+            f"tags.`maskcls.member` = '{member}' and tags.`maskcls.run` = '{name}' and tags.`maskcls.kind` = 'run'"),
+            order_by=["attributes.start_time ASC"])
+    if len(found) > 1 and found[0].info.run_id != mine.info.run_id:
+        with reached(store.uri, "remove a duplicate record"):
+            store.client.delete_run(mine.info.run_id)
+        return found[0]
+    return mine
+
+
+def _push_locked(store: TeamStore, run: RunFolder, member: str) -> dict:
     if run.pulled():
         raise TeamError(f"{run.name!r} is {run.pulled()['member']}'s run pulled from the team store: only its owner "
                         f"pushes it")
@@ -85,9 +106,9 @@ def push_run(store: TeamStore, run: RunFolder, member: str) -> dict:
     from maskcls.train.tracking.base import flat_config
     with reached(store.uri, f"push {run.name!r}"):
         if record is None:
-            record = store.client.create_run(store.experiment_id, run_name=f"{member}/{run.name}",
-                                             tags={"maskcls.kind": "run", "maskcls.member": member,
-                                                   "maskcls.run": run.name})
+            record = _one_record(store, member, run.name, store.client.create_run(
+                store.experiment_id, run_name=f"{member}/{run.name}",
+                tags={"maskcls.kind": "run", "maskcls.member": member, "maskcls.run": run.name}))
         run_id = record.info.run_id
         pushed = int(record.data.tags.get("maskcls.epochs_pushed", 0) or 0)
         rows = [r for r in run.read_metrics() if r["epoch"] > pushed]
@@ -106,7 +127,7 @@ def push_run(store: TeamStore, run: RunFolder, member: str) -> dict:
                 if (run.path / name).is_file():
                     os.link(run.path / name, staged / name) if _same_device(run.path, staged) else \
                         shutil.copy2(run.path / name, staged / name)
-            corrections = json.loads(run.config_path.read_text()).get("corrections", "none")
+            corrections = run.read_config().get("corrections", "none")
             if corrections not in ("none", "community") and Path(corrections).is_file():
                 shutil.copy2(corrections, staged / CORRECTIONS)
             store.client.log_artifacts(run_id, str(staged), artifact_path=f"v/{version}")
@@ -128,23 +149,44 @@ def push_all(store: TeamStore, runs_root, member: str) -> list[dict]:
     return out
 
 
-def team_rows(store: TeamStore, runs_root) -> list[dict]:
-    """One row per record: member, run, state, macro F1 and interval, fingerprints, pulled here or not."""
+def team_rows(store: TeamStore, runs_root, skipped: list | None = None) -> list[dict]:
+    """One row per record: member, run, state, macro F1 and interval (as its pusher claims them: recomputed on
+    pull), fingerprints, pulled here or not. A record that cannot be shown (a member named `../../etc`, an F1
+    that is no number in [0, 1]) is left out and named in `skipped`, never fatal to the listing."""
     rows = []
     for r in store.records():
-        t = r.data.tags
-        member, name = t.get("maskcls.member", ""), t.get("maskcls.run", "")
-        local = pulled_folder(runs_root, member, name)
-        marker = read_json(local / PULLED_FILE) if (local / PULLED_FILE).is_file() else None
-        complete = t.get("maskcls.complete")
-        pulled = "no" if marker is None else "yes" if marker.get("version") == complete else "older version"
-        num = lambda k: float(t[k]) if t.get(k) not in (None, "") else None  # noqa: E731
-        rows.append({"member": member, "run": name, "ref": f"{member}/{name}", "state": t.get("maskcls.state"),
-                     "model": t.get("maskcls.model"), "macro_f1": num("maskcls.best_f1"),
-                     "f1_low": num("maskcls.f1_low"), "f1_high": num("maskcls.f1_high"),
-                     "data_fp": t.get("maskcls.data_fp"), "split_fp": t.get("maskcls.split_fp"),
-                     "complete": bool(complete), "pulled": pulled})
+        try:
+            rows.append(_team_row(r.data.tags, runs_root))
+        except (ValueError, TypeError) as e:
+            if skipped is not None:
+                skipped.append(f"record {r.info.run_id}: {e}")
     return rows
+
+
+def _claimed_f1(tags: dict, key: str) -> float | None:
+    value = tags.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        f1 = float(value)
+    except ValueError:
+        raise ValueError(f"its {key} tag {value[:40]!r} is not a number") from None
+    if not 0 <= f1 <= 1:
+        raise ValueError(f"its {key} tag {value[:40]!r} is not a macro F1 (0 to 1)")
+    return f1
+
+
+def _team_row(t: dict, runs_root) -> dict:
+    member, name = t.get("maskcls.member", ""), t.get("maskcls.run", "")
+    local = pulled_folder(runs_root, member, name)  # checks both names: nothing that could leave the runs root
+    marker = RunFolder(local.parent, name).pulled() if local.is_dir() else None
+    complete = t.get("maskcls.complete")
+    pulled = "no" if marker is None else "yes" if marker.get("version") == complete else "older version"
+    return {"member": member, "run": name, "ref": f"{member}/{name}", "state": t.get("maskcls.state"),
+            "model": t.get("maskcls.model"), "macro_f1": _claimed_f1(t, "maskcls.best_f1"),
+            "f1_low": _claimed_f1(t, "maskcls.f1_low"), "f1_high": _claimed_f1(t, "maskcls.f1_high"),
+            "data_fp": t.get("maskcls.data_fp"), "split_fp": t.get("maskcls.split_fp"),
+            "complete": bool(complete), "pulled": pulled}
 
 
 def pulled_folder(runs_root, member: str, run: str) -> Path:
@@ -159,9 +201,32 @@ def check_ref(ref: str) -> tuple[str, str]:
     return check_name(member, "member name"), check_name(name)
 
 
+FILE_LIMITS = {"metrics.jsonl": LIMITS["metrics"], "val_predictions.csv": LIMITS["table"],
+               "val_history.csv": LIMITS["table"], CORRECTIONS: LIMITS["table"], "best.pt": LIMITS["checkpoint"]}
+
+
+def _file_limit(name: str) -> int:
+    return FILE_LIMITS.get(name, LIMITS["json"])
+
+
+def check_data_root(data_root: str | None) -> str | None:
+    """--data for a pull: a data root on this machine (its train/images), or None when not given."""
+    if data_root is None:
+        return None
+    root = Path(data_root).expanduser()
+    if not (root / "train" / "images").is_dir():
+        raise TeamError(f"--data {data_root!r} is not a data root on this machine: expected a folder holding "
+                        f"train/images (the competition layout)")
+    return str(root.resolve())
+
+
 def pull_run(store: TeamStore, runs_root, ref: str, *, data_root: str | None = None) -> RunFolder:
-    """MEMBER/RUN from the store into <runs root>/team/MEMBER/RUN (atomic, resumable, checked)."""
+    """MEMBER/RUN from the store into <runs root>/team/MEMBER/RUN (atomic, resumable, checked, its figures
+    recomputed from its predictions). Several pulls of one run at once: one downloads, the others wait for it and
+    find it pulled."""
+    from maskcls.common.fileio import locked
     member, name = check_ref(ref)
+    data_root = check_data_root(data_root)
     target = pulled_folder(runs_root, member, name)
     record = store.find(member, name)
     if record is None:
@@ -170,39 +235,67 @@ def pull_run(store: TeamStore, runs_root, ref: str, *, data_root: str | None = N
     version = record.data.tags.get("maskcls.complete")
     if not version:
         raise TeamError(f"{ref} is still being pushed (no complete version yet): pull it when its push has ended")
-    partial = target.parent / f".{name}.partial-{version}"
-    partial.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with locked(target, timeout=600):
+        marker = RunFolder(target.parent, name).pulled() if target.is_dir() else None
+        if marker and marker.get("version") == version and marker.get("verified") is not None and not data_root:
+            return RunFolder(target.parent, name)  # another pull of this version finished while we waited
+        try:
+            return _pull_locked(store, record, ref, target, version=version, data_root=data_root)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise TeamError(f"could not pull {ref}: no space left on the device holding {target.parent} "
+                                f"({shutil.disk_usage(target.parent).free / 1e6:.0f} MB free); nothing was pulled, "
+                                f"free some space (`maskcls runs prune`) and pull again") from None
+            raise
+
+
+def _download(store: TeamStore, record, ref: str, partial: Path, version: str) -> None:
+    """The version's files into `partial`: each within its size bound, after checking the disk can hold them."""
     with reached(store.uri, f"pull {ref}"):
         listed = {Path(f.path).name: f.file_size for f in store.client.list_artifacts(record.info.run_id,
                                                                                      f"v/{version}")}
+    too_big = [f"{n} ({(listed[n] or 0) / 1e6:.1f} MB, at most {_file_limit(n) / 1e6:.0f} MB)" for n in listed
+               if n in (*FILES, CORRECTIONS) and (listed[n] or 0) > _file_limit(n)]
+    if too_big:
+        raise TeamError(f"{ref} is not pulled: {', '.join(too_big)} is larger than a run's file may be")
+    need = sum((listed[n] or 0) for n in listed if n in (*FILES, CORRECTIONS))
+    free = shutil.disk_usage(partial).free
+    if need > free:
+        raise TeamError(f"could not pull {ref}: it needs {need / 1e6:.0f} MB and the device holding {partial.parent} "
+                        f"has {free / 1e6:.0f} MB free; nothing was pulled")
+    with reached(store.uri, f"pull {ref}"):
         for fname in [*FILES, CORRECTIONS]:
             if fname not in listed or ((partial / fname).is_file() and (partial / fname).stat().st_size
                                        == listed[fname]):
                 continue  # not in this version, or already downloaded by an interrupted pull
             with tempfile.TemporaryDirectory(dir=partial, prefix=".dl-") as tmp:
                 got = Path(store.client.download_artifacts(record.info.run_id, f"v/{version}/{fname}", tmp))
+                if got.is_symlink() or not got.is_file() or got.stat().st_size > _file_limit(fname):
+                    raise TeamError(f"{ref}: its {fname} did not arrive as a file of a run's size: not pulled")
                 os.replace(got, partial / fname)
+
+
+def _pull_locked(store: TeamStore, record, ref: str, target: Path, *, version: str, data_root) -> RunFolder:
+    member, name = check_ref(ref)
+    partial = target.parent / f".{name}.partial-{version}"
+    partial.mkdir(parents=True, exist_ok=True)
+    _download(store, record, ref, partial, version)
     missing = [n for n in NEEDED if not (partial / n).is_file()]
     if missing:
         raise TeamError(f"{ref}'s version {version} lacks {', '.join(missing)}: ask {member} to push it again")
     try:
         _check_pulled(partial, ref)
+        cfg, original = _local_config(partial, target, data_root)
+        checked = _verify(partial, cfg, record)
     except TeamError:
         shutil.rmtree(partial, ignore_errors=True)  # refused: nothing of it stays
         raise
-    cfg = read_json(partial / "config.json")
-    original = {"data_root": cfg.get("data_root"), "corrections": cfg.get("corrections")}
-    if data_root or not Path(str(cfg.get("data_root"))).is_dir():
-        cfg["data_root"] = str(Path(data_root).resolve()) if data_root else cfg.get("data_root")
-    if (partial / CORRECTIONS).is_file():
-        cfg["corrections"] = str(target / CORRECTIONS)
-    cfg["cache_dir"] = ""
-    write_json(partial / "config.json", cfg)
     write_json(partial / PULLED_FILE, {"member": member, "run": name, "store": shown(store.uri),
                                        "record": record.info.run_id, "version": version, "pulled": time.time(),
                                        "data_fingerprint": record.data.tags.get("maskcls.data_fp"),
                                        "split_fingerprint": record.data.tags.get("maskcls.split_fp"),
-                                       "original": original})
+                                       "original": original, **checked})
     if target.exists():  # an older pull: swap it out, then remove it
         old = target.parent / f".{name}.old-{os.getpid()}"
         os.replace(target, old)
@@ -211,6 +304,45 @@ def pull_run(store: TeamStore, runs_root, ref: str, *, data_root: str | None = N
     else:
         os.replace(partial, target)
     return RunFolder(target.parent, name)
+
+
+def _local_config(partial: Path, target: Path, data_root) -> tuple[dict, dict]:
+    """The pulled config re-based on this machine: the data root given (or the teammate's when it is a data root
+    here), its corrections file the one that travelled with it, no cache folder of theirs."""
+    cfg = read_json(partial / "config.json", "config.json", root=partial)
+    if not isinstance(cfg, dict):
+        raise TeamError("its config.json is not a JSON object: not pulled")
+    original = {"data_root": cfg.get("data_root"), "corrections": cfg.get("corrections")}
+    if data_root:
+        cfg["data_root"] = data_root
+    elif not (Path(str(cfg.get("data_root"))) / "train" / "images").is_dir():
+        cfg["data_root"] = str(cfg.get("data_root") or "")  # not on this machine: named, never used to open photos
+    if (partial / CORRECTIONS).is_file():
+        cfg["corrections"] = str(target / CORRECTIONS)
+    elif cfg.get("corrections") not in (None, "none", "community"):
+        cfg["corrections"] = "none"  # a path on the teammate's machine: nothing of it is read here
+    cfg["cache_dir"] = ""
+    write_json(partial / "config.json", cfg)
+    return cfg, original
+
+
+def _verify(partial: Path, cfg: dict, record) -> dict:
+    """verify_pulled on the partial folder, with the corrections file as it lies there now."""
+    from maskcls.data.labels import AgeBounds
+    from maskcls.infer.evaluation import eval_people
+    from maskcls.orchestration.team.verify import verify_pulled
+    corrections = str(partial / CORRECTIONS) if (partial / CORRECTIONS).is_file() else cfg.get("corrections")
+    try:
+        bounds = AgeBounds(int(cfg.get("age_lower", 30)), int(cfg.get("age_upper", 60)))
+    except (TypeError, ValueError) as e:
+        raise TeamError(f"its config's age bounds are not usable ({e}): not pulled") from None
+    root = cfg.get("data_root") if (Path(str(cfg.get("data_root"))) / "train" / "images").is_dir() else None
+    try:
+        return verify_pulled(partial, data_root=root, corrections=corrections, bounds=bounds,
+                             eval_people=eval_people(root) if root else 0,
+                             tag_f1=record.data.tags.get("maskcls.best_f1"))
+    except ValueError as e:
+        raise TeamError(f"its figures cannot be recomputed ({e}): not pulled") from None
 
 
 def _check_pulled(folder: Path, ref: str) -> None:
