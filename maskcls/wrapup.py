@@ -82,8 +82,13 @@ def data_section(runs: list[dict], runs_root) -> Section:
     from maskcls import charts
     from maskcls.data.index import index_data
     from maskcls.data.labels import AgeBounds
+    from maskcls.train.config import run_config
     sec = Section("Data")
-    cfg = RunFolder.open(runs_root, runs[0]["name"]).read_config() if runs else {}
+    try:
+        cfg = run_config(RunFolder.open(runs_root, runs[0]["name"])).to_dict() if runs else {}
+    except ValueError as e:
+        sec.blocks.append(("text", f"No data section: {e}"))
+        return sec
     root = cfg.get("data_root")
     if not root or not Path(root).is_dir():
         sec.blocks.append(("text", f"The data root {root!r} of the runs is not on this machine: no data section."))
@@ -199,7 +204,7 @@ def worst_errors(runs_root, name: str, preds, n: int = 3) -> list:
     from maskcls.data.labels import class_names
     from maskcls.infer.members import build_model
     from maskcls.models.cam import explain_image
-    from maskcls.train.config import RunConfig
+    from maskcls.train.config import RunConfig, run_config
     probs = preds[[f"p{i}" for i in range(18)]].to_numpy()
     wrong = preds.assign(predicted=probs.argmax(1), confidence=probs.max(1))
     wrong = wrong[wrong["predicted"] != wrong["label"]].sort_values("confidence", ascending=False).head(n)
@@ -207,7 +212,7 @@ def worst_errors(runs_root, name: str, preds, n: int = 3) -> list:
         return [("text", "No validation error to explain.")]
     try:
         run = RunFolder.open(runs_root, name)
-        data_root = run.read_config().get("data_root")  # this machine's data root (a pulled run's is re-based)
+        data_root = run_config(run).data_root  # this machine's data root (a pulled run's is re-based)
         ckpt = load_checkpoint(run.best_path)
         cfg = RunConfig.from_dict(ckpt["config"])
         model, names = build_model(ckpt, cfg, f"{name}:best.pt"), class_names()

@@ -17,7 +17,7 @@ from maskcls.data.labels import attribute_names, class_names, short_class_names
 from maskcls.common.runfolder import RunFolder, probs_of
 from maskcls.orchestration.run_index import index_rows
 from maskcls.common.checkpoints import CheckpointError, load_checkpoint
-from maskcls.train.config import RunConfig
+from maskcls.train.config import RunConfig, run_config
 from maskcls.orchestration.folds import crossfit_bias, fold_runs, list_oof, oof_path, read_oof, save_fold_bias
 
 PAGE = 12
@@ -81,7 +81,11 @@ except (ValueError, CheckpointError, OSError) as e:
     st.stop()
 normalise = c[2].toggle("Row-normalised", key="eval_norm")
 # photos are opened only inside the run's own data root (a table naming any other file shows a warning instead)
-photo_root = (fold_runs(runs_root, group)[0] if group else RunFolder(runs_root, name)).read_config().get("data_root")
+try:
+    photo_root = run_config(fold_runs(runs_root, group)[0] if group else RunFolder(runs_root, name)).data_root
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
 ci = intervals(runs_root, name if not group else group, checkpoint, bool(group),
                oof_path(runs_root, group).stat().st_mtime if group else stamp)
 st.caption(f"Figures from {preds.attrs.get('source', 'the run')}.")

@@ -241,3 +241,72 @@ def _config(demo_root, tmp_path):
     path = tmp_path / "base.json"
     path.write_text(tiny(demo_root, tmp_path).to_json())
     return path
+
+
+# -- issue 43: a teammate's run is input ---------------------------------------------------------------------------
+def test_a_pulled_runs_forged_figures_are_recomputed_and_named(team, capsys, tmp_path):
+    """alice's record says F1 0.99 [0.98, 1.00] in status, intervals and metrics (predictions and checkpoint as
+    trained): bob's pull recomputes every figure from the predictions, names each claim that disagrees, and his
+    runs list, sort and report show only the recomputed figure."""
+    from maskcls.infer.evaluation import report
+    _, a, b, _ = team
+    shutil.copytree(a / "done", a / "forged", ignore=shutil.ignore_patterns(".*.lock", ".team.json"))
+    run = RunFolder(a, "forged")
+    honest = report(run.read_predictions())["macro_f1"]
+    run.write_status(best_f1=0.99)
+    (run.path / "intervals.json").write_text(json.dumps({**run.read_intervals(), "macro_f1": 0.99,
+                                                         "macro_f1_ci": [0.98, 1.0]}))
+    run.metrics_path.write_text("".join(json.dumps({**r, "val_macro_f1": 0.99}) + "\n" for r in run.read_metrics()))
+    assert cli(capsys, "team", "push", "forged", "--member", "alice", "--runs-root", a)[0] == 0
+    code, out, err = cli(capsys, "team", "pull", "alice/forged", "--runs-root", b)
+    assert code == 0, err
+    assert f"macro F1 recomputed from its predictions: {honest:.4f}" in out
+    assert "warning: alice/forged: status.json claims best F1 0.99" in out and "the store's record claims" in out
+    code, out, _ = cli(capsys, "runs", "list", "--sort", "f1", "--json", "--runs-root", b)
+    row = next(r for r in json.loads(out) if r["name"] == "alice/forged")
+    assert row["best macro F1"] == pytest.approx(honest, abs=1e-6) and row["F1 high"] < 0.98
+    code, _, err = cli(capsys, "report", "--out", tmp_path / "r.html", "--runs-root", b)
+    assert code == 0 and "0.9900" not in (tmp_path / "r.html").read_text(), err
+
+
+def test_four_pulls_of_one_run_at_once_all_succeed(team):
+    store, a, b, _ = team
+    assert subprocess.run([sys.executable, "-m", "maskcls", "team", "push", "done", "--member", "alice",
+                           "--runs-root", str(a)], env={**os.environ, "PYTHONPATH": str(REPO)}).returncode == 0
+    root = b.parent / "four"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-m", "maskcls", "team", "pull", "alice/done", "--runs-root",
+                               str(root)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    assert RunFolder.open(root, "alice/done").pulled()["verified"]["macro_f1"] is not None
+    assert not list((root / "team" / "alice").glob(".done.partial-*"))
+
+
+def test_three_first_pushes_of_one_run_at_once_make_one_record(team):
+    from maskcls.orchestration.team.store import TeamStore
+    _, a, _, _ = team
+    shutil.copytree(a / "done", a / "thrice", ignore=shutil.ignore_patterns(".*.lock", ".team.json"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-m", "maskcls", "team", "push", "thrice", "--member", "alice",
+                               "--runs-root", str(a)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    records = [r for r in TeamStore.connect().records() if r.data.tags.get("maskcls.run") == "thrice"]
+    assert len(records) == 1 and records[0].data.tags.get("maskcls.complete")
+
+
+def test_odd_store_records_are_skipped_and_named_not_fatal(team, capsys):
+    from maskcls.orchestration.team.store import TeamStore
+    _, a, b, _ = team
+    assert cli(capsys, "team", "push", "done", "--member", "alice", "--runs-root", a)[0] == 0
+    store = TeamStore.connect()
+    for member, f1 in (("../../etc", "0.5"), ("carol", "not-a-number"), ("dave", "7.5")):
+        store.client.create_run(store.experiment_id, tags={"maskcls.kind": "run", "maskcls.member": member,
+                                                           "maskcls.run": "odd", "maskcls.best_f1": f1})
+    code, out, err = cli(capsys, "team", "list", "--runs-root", b)
+    assert code == 0 and "alice/done" in out, err
+    assert out.count("skipped record") == 3 and "'../../etc'" in out and "not a number" in out and "0 to 1" in out
+    assert not (b / "etc").exists() and not (b.parent / "etc").exists()

@@ -222,5 +222,5 @@ def cmd_review(args) -> int:
     emit({"ref": args.ref, "source": review.source, "scored": q.scored, "flagged": q.flagged,
           "list": "borderline" if args.borderline else "main", "pending": table.to_dict("records"),
           "file": str(review.file)}, args.json,
-         head + "\n" + (table[shown].to_string(index=False) if len(table) else "nothing to review"))
+         head + "\n" + (table[shown].to_string(index=False, na_rep="-") if len(table) else "nothing to review"))
     return 0

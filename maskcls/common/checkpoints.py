@@ -43,7 +43,13 @@ def write_failure_reason(tmp: Path, error: BaseException) -> str:
         return f"no space left on the device ({free / 2**20:.1f} MB free)"
     if limit != resource.RLIM_INFINITY and size >= limit - 4096:
         return f"file too large for this process's file-size limit ({limit:,} bytes)"
-    return f"the writer failed ({str(error).splitlines()[0][:160]})"
+    return f"the writer failed ({first_line(error, 160)})"
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An error's first line for a message (its type's name when it has no text: EOFError() says nothing)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -66,10 +72,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             ckpt = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"checkpoint {str(path)!r} refused: it holds objects other than tensors and plain "
-                              f"data, which could run code when loaded ({str(e).splitlines()[0][:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+                              f"data, which could run code when loaded ({first_line(e)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, IndexError, KeyError, ValueError, TypeError,
+            AttributeError) as e:  # what torch's reader raises on an empty, cut or foreign file
         raise CheckpointError(f"checkpoint {str(path)!r} is damaged or incomplete ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]})") from None
+                              f"{first_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a maskcls checkpoint (expected format {CKPT_FORMAT})")
     why = shape_problem(ckpt, torch.Tensor)

@@ -184,7 +184,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def loads(text: str) -> Any:
     """The one JSON parser of the project: json.loads, and a JSONDecodeError (with where it is) for what json
     takes silently or fails on with a traceback: a key given twice in one object (the last would win unseen),
-    and nesting too deep for the parser."""
+    NaN or Infinity (not JSON), and nesting too deep for the parser."""
     def pairs(items):
         seen = {}
         for k, v in items:
@@ -194,8 +194,11 @@ def loads(text: str) -> Any:
                                            max(text.find(json.dumps(k), first + 1), 0))
             seen[k] = v
         return seen
+    def constant(name):  # NaN, Infinity, -Infinity: not JSON, never written here (json_safe), so never a figure
+        raise json.JSONDecodeError(f"{name} is not a JSON number (a figure must be finite)", text,
+                                   max(text.find(name), 0))
     try:
-        return json.loads(text, object_pairs_hook=pairs)
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply (arrays or objects inside one another more than about "
                                    "a thousand levels)", text, 0) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import signal
 import sys
@@ -32,6 +33,8 @@ LEGACY_STATES = {"done": "completed"}  # eval predictions of earlier versions en
 SPAWN_GRACE_S = 10.0  # a queued job whose process is being started has no pid in its status yet
 NUMBER_FIELDS = ("progress", "epoch", "epochs", "step", "best_f1", "best_epoch", "submitted", "started", "ended",
                  "updated", "images_per_s")
+UNIT_FIELDS = ("progress", "best_f1")  # fractions
+WHOLE_FIELDS = ("epoch", "epochs", "step", "best_epoch")
 
 
 class Cancelled(Exception):
@@ -60,12 +63,20 @@ def status_problem(status) -> str | None:
     if not isinstance(status, dict):
         return f"expected a JSON object, found a JSON {json_kind(status)}"
     state = status.get("state")
-    if state is not None and state not in STATES and state not in LEGACY_STATES:
-        return f"state {state!r} is not one of {', '.join(STATES)}"
+    if state is not None and (not isinstance(state, str) or (state not in STATES and state not in LEGACY_STATES)):
+        return f"state {str(state)[:40]!r} is not one of {', '.join(STATES)}"
     for key in NUMBER_FIELDS:
         v = status.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            return f"{key} must be a number, found a JSON {json_kind(v)} ({v!r})"
+            return f"{key} must be a number, found a JSON {json_kind(v)} ({str(v)[:40]!r})"
+        if v is not None and not math.isfinite(v):
+            return f"{key} must be a finite number, found {v!r}"
+        if v is not None and key in UNIT_FIELDS and not 0 <= v <= 1:
+            return f"{key} must be from 0 to 1, found {v!r}"
+        if v is not None and v < 0:
+            return f"{key} must be 0 or more, found {v!r}"
+        if v is not None and key in WHOLE_FIELDS and v != int(v):
+            return f"{key} must be a whole number, found {v!r}"
     for key in ("pid", "pid_start"):
         v = status.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):

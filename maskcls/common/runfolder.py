@@ -109,7 +109,8 @@ class RunFolder(RunUse, JobFolder):
         return len(rows) - len(keep)
 
     def read_config(self) -> dict:
-        """The run's config.json as written: a JSON object (its keys are checked where a RunConfig is made)."""
+        """The run's config.json as written: a JSON object (bounded, inside the run). Its schema is checked where a
+        RunConfig is made: `maskcls.train.config.run_config(run)` for anything that uses its values."""
         try:
             cfg = read_json(self.config_path, "config.json", root=self.path)
         except json.JSONDecodeError as e:
@@ -196,7 +197,8 @@ class RunFolder(RunUse, JobFolder):
     def read_history(self):
         """val_history.csv (None for a run from before it was written, or one without validation)."""
         from maskcls.common.predictions import read_history_table
-        return read_history_table(self.history_path, root=self.path) if self.history_path.exists() else None
+        return read_history_table(self.history_path, root=self.path) if os.path.lexists(self.history_path) \
+            else None
 
     intervals_path = property(lambda self: self.path / "intervals.json")
 
@@ -218,8 +220,8 @@ class RunFolder(RunUse, JobFolder):
         """The best epoch's validation predictions (a DataFrame), None before there are any; a damaged table raises
         TableError naming the file and what is wrong."""
         from maskcls.common.predictions import read_predictions_table
-        if not self.predictions_path.exists():
-            return None
+        if not os.path.lexists(self.predictions_path):
+            return None  # a link, a FIFO or a folder in its place is read (and refused by name), never taken as none
         return read_predictions_table(self.predictions_path, f"validation predictions of run {self.name!r}",
                                       root=self.path)
 

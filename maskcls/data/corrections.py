@@ -161,10 +161,10 @@ def list_saved_corrections(runs_root) -> list[str]:
 def reviewed_ids(path: str | os.PathLike) -> tuple[set[str], set[str]]:
     """(accepted, rejected) person ids of a named corrections file (rejections live beside it, .rejected)."""
     path = Path(path)
-    accepted = set(load_corrections(path)["id"]) if path.is_file() else set()
+    accepted = set(load_corrections(path)["id"]) if os.path.lexists(path) else set()  # a FIFO or link: refused
     rej = path.with_suffix(".rejected")
-    rejected = set(read_text_file(rej, "rejections", LIMITS["table"], errors="replace").split()) if rej.is_file() \
-        else set()
+    rejected = set(read_text_file(rej, "rejections", LIMITS["table"], errors="replace").split()) \
+        if os.path.lexists(rej) else set()
     return accepted, rejected
 
 

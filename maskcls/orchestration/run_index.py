@@ -59,10 +59,13 @@ def pulled_figures(origin: dict) -> tuple[dict, str | None]:
         return ({"best macro F1": None, "F1 low": None, "F1 high": None, "F1 selection-free": None,
                  "best accuracy": None}, "pulled before its figures were recomputed at pull: pull it again")
     ci = verified.get("macro_f1_ci") or [None, None]
+    unit = lambda v: v if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 else None  # noqa: E731
+    if not isinstance(ci, list) or len(ci) != 2:
+        ci = [None, None]
     disagree = origin.get("disagreements") or []
-    return ({"best macro F1": verified.get("macro_f1"), "F1 low": ci[0], "F1 high": ci[1],
-             "F1 selection-free": verified.get("selection_free"), "best accuracy": verified.get("accuracy")},
-            ("its own files claimed other figures: " + "; ".join(map(str, disagree))) if disagree else None)
+    return ({"best macro F1": unit(verified.get("macro_f1")), "F1 low": unit(ci[0]), "F1 high": unit(ci[1]),
+             "F1 selection-free": unit(verified.get("selection_free")), "best accuracy": unit(verified.get("accuracy"))},
+            ("its own files claimed other figures: " + "; ".join(map(str, disagree))[:500]) if disagree else None)
 
 
 def _interval_columns(intervals: dict | None) -> dict:

@@ -160,14 +160,33 @@ def list_submissions(runs_root: str | os.PathLike) -> list[dict]:
         return []
     out = []
     for p in folder.iterdir():
-        if p.is_dir() and (p / "status.json").exists():
+        if p.is_dir() and os.path.lexists(p / "status.json"):
             try:
                 job = SubmissionFolder(runs_root, p.name)
+            except ValueError:
+                continue  # a folder whose name no submission could have
+            state = job.state()
+            try:
                 req = job.read_request()
-                out.append({**job.state(), "members": req.members, "method": req.method, "tta": req.tta})
-            except (ValueError, OSError, TypeError):
-                continue  # not a submission folder (or a damaged one): never breaks the listing
-    return sorted(out, key=lambda s: -(s.get("submitted") or 0))
+                row = {**state, "members": req.members, "method": req.method, "tta": req.tta}
+            except (ValueError, OSError, TypeError) as e:  # damaged: named in the listing, never breaks it
+                row = {"name": p.name, "state": "damaged", "error": f"request.json: {e}"[:300]}
+            if "score" in row and not valid_score(row["score"]):
+                row = {**row, "score": None, "error": "status.json holds a demo score of the wrong shape: not shown"}
+            out.append(row)
+    return sorted(out, key=lambda s: -(s.get("submitted") or 0) if isinstance(s.get("submitted"), (int, float))
+                  else 0)
+
+
+def valid_score(score) -> bool:
+    """A demo score as a submission writes it: macro F1 (and its interval) within [0, 1], or none."""
+    if score is None:
+        return True
+    if not isinstance(score, dict):
+        return False
+    unit = [score.get("macro_f1"), *(score.get("macro_f1_ci") or [])]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in unit) and \
+        (score.get("macro_f1_ci") is None or len(score["macro_f1_ci"]) == 2)
 
 
 def cancel_submission(runs_root: str | os.PathLike, name: str, grace: float = 5.0) -> dict:

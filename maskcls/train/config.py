@@ -146,6 +146,8 @@ class RunConfig:
                 v = loads(raw)
             except json.JSONDecodeError:
                 v = raw
+            if isinstance(d[k], float) and raw.strip() in ("NaN", "Infinity", "-Infinity"):
+                v = float(raw)  # typed on a command line: refused below as not finite, by name
             if k == "image_size" and isinstance(v, str) and "," in v:
                 v = _parse_size(k, v)
             if isinstance(d[k], float) and isinstance(v, int) and not isinstance(v, bool):
@@ -284,3 +286,12 @@ def create_config(preset: str | None = None, **overrides) -> RunConfig:
     base = dict(PRESETS[preset]) if preset else {}
     base.update(overrides)
     return RunConfig.from_dict(base)
+
+
+def run_config(run) -> RunConfig:
+    """A run folder's config.json through the schema (keys, types, ranges): what uses a run's config values goes
+    through here, so a damaged one (a list for data_root) is one ValueError naming the file, never a TypeError."""
+    try:
+        return RunConfig.from_dict(run.read_config())
+    except ConfigError as e:
+        raise ValueError(f"{run.config_path} is damaged: {e}") from None
