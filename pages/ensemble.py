@@ -139,8 +139,9 @@ def predictions_panel(polling: bool) -> None:
     if polling and not any(i.get("state") in ("queued", "running") for i in infos):
         st.rerun()
     table = pd.DataFrame([{"name": i["name"], "state": i.get("state"), "progress": i.get("progress", 0.0),
-                           "stage": i.get("stage", ""), "method": i["method"] + (" + flip" if i["tta"] else ""),
-                           "members": ", ".join(i["members"]),
+                           "stage": i.get("stage", ""),
+                           "method": (i.get("method") or "-") + (" + flip" if i.get("tta") else ""),
+                           "members": ", ".join(i.get("members") or []),  # none for a damaged request
                            "demo F1": (i.get("score") or {}).get("macro_f1"),
                            "demo F1 95 %": demo_interval_text(i.get("score")), "error": i.get("error") or ""}
                           for i in infos])

@@ -131,11 +131,14 @@ def curves_figure(runs_root, names: list[str]) -> go.Figure:
 def config_diff(runs_root, names: list[str]) -> pd.DataFrame:
     """Rows = config keys whose values differ between the runs, columns = runs."""
     cfgs = {}
-    for n in names:  # a damaged config shows as one row saying so, never as a page that fails
+    from maskcls.train.config import run_config
+    for n in names:  # a damaged config shows as one row saying so, never as a page that fails or as its values
         try:
-            cfgs[n] = RunFolder.open(runs_root, n).read_config()
+            run = RunFolder.open(runs_root, n)
+            run_config(run)
+            cfgs[n] = run.read_config()
         except (OSError, ValueError) as e:
-            cfgs[n] = {"(config.json)": f"unreadable: {e}"}
+            cfgs[n] = {"(config.json)": f"damaged: {e}"[:300]}
     keys = sorted(set().union(*cfgs.values())) if cfgs else []
     rows = {k: [str(cfgs[n].get(k)) for n in names] for k in keys}
     diff = {k: v for k, v in rows.items() if len(set(v)) > 1}

@@ -22,16 +22,26 @@ FINAL = {"completed", "failed", "cancelled", "pruned"}
 KINDS = ("lone", "sweep", "ladder", "repeat", "folds", "team")
 
 
-def run_row(run: RunFolder, ref: str | None = None) -> dict:
-    """One run's summary; `ref` names a teammate's pulled run (MEMBER/RUN)."""
+def checked_config(run: RunFolder) -> tuple[dict, str | None]:
+    """(the run's config as written, None) when it passes the schema, else ({}, why): a damaged config's values
+    are never shown as the run's."""
+    from maskcls.train.config import RunConfig
+    try:
+        cfg = run.read_config()
+        RunConfig.from_dict(cfg)  # one read, then the schema
+        return cfg, None
+    except (OSError, ValueError) as e:
+        return {}, f"config.json cannot be used: {e}"[:300]
+
+
+def run_row(run: RunFolder, ref: str | None = None, checked: tuple | None = None) -> dict:
+    """One run's summary; `ref` names a teammate's pulled run (MEMBER/RUN); `checked` is checked_config's answer
+    when the caller has it."""
     import pandas as pd  # here, not at the top: a listing from the index needs neither pandas nor the jobs
 
     from maskcls.orchestration.jobs import job_info
     info = job_info(run)
-    try:
-        cfg = run.read_config()
-    except (OSError, ValueError):
-        cfg = {}
+    cfg, damaged = checked or checked_config(run)
     metrics = run.read_metrics()
     scored = [m for m in metrics if m.get("val_macro_f1") is not None]  # full-data runs have no validation
     best = max(scored, key=lambda m: m["val_macro_f1"]) if scored else {}
@@ -40,9 +50,10 @@ def run_row(run: RunFolder, ref: str | None = None) -> dict:
     figures = {"best macro F1": best.get("val_macro_f1"), **_interval_columns(run.read_intervals()),
                "best accuracy": max((m["val_accuracy"] for m in scored if m.get("val_accuracy") is not None),
                                     default=None)}
-    error = info.error
+    error = info.error or damaged
     if ref:  # a teammate's run: only the figures recomputed from its predictions at pull, never its own claims
         figures, error = pulled_figures(run.pulled() or {})
+        error = damaged or error
     return {"name": ref or run.name, "member": ref.split("/")[0] if ref else "", "state": info.state,
             "model": cfg.get("model"), "head": cfg.get("head"),
             "loss": cfg.get("loss"), "sampler": cfg.get("sampler"),
@@ -162,11 +173,9 @@ def folder_files(path: Path) -> tuple[int, int, list[str]]:
 def summarise(run: RunFolder, ref: str | None = None) -> dict:
     """One run's index row: the Runs table's columns, its group, its flat config and its size on disk."""
     from maskcls.train.tracking.base import group_of
-    row = run_row(run, ref)
-    try:
-        cfg = run.read_config()
-    except (OSError, ValueError):
-        cfg = {}
+    checked = checked_config(run)
+    row = run_row(run, ref, checked)
+    cfg = checked[0]
     total, reclaimable, checkpoints = folder_files(run.path)
     name = ref or run.name
     return {**row, "started": row["started"].timestamp() if row["started"] is not None else None,

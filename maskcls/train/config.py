@@ -1,6 +1,7 @@
 """The one run configuration shared by the CLI, the studio and the job runner (a dataclass <-> JSON)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import types
@@ -111,7 +112,7 @@ class RunConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(sorted(names))}")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         for k, v in d.items():
             _check_type(k, v, hints[k])
         return cls(**d).validate()
@@ -190,7 +191,7 @@ class RunConfig:
     # -------------------------------------------------------------------------------------------
     def validate(self) -> "RunConfig":
         """Each key against its rule (maskcls.train.config_checks), then the rules that join keys."""
-        hints = typing.get_type_hints(type(self))
+        hints = _hints(type(self))
         for f in fields(self):
             _check_type(f.name, getattr(self, f.name), hints[f.name])
             check_value(f.name, getattr(self, f.name))
@@ -286,6 +287,13 @@ def create_config(preset: str | None = None, **overrides) -> RunConfig:
     base = dict(PRESETS[preset]) if preset else {}
     base.update(overrides)
     return RunConfig.from_dict(base)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    """The dataclass's field types, resolved once (typing.get_type_hints compiles every annotation each call:
+    80 % of a config's validation, which a season of 2,000 runs pays on every cold index)."""
+    return typing.get_type_hints(cls)
 
 
 def run_config(run) -> RunConfig:

@@ -44,8 +44,9 @@ class Kind:
 @dataclass(frozen=True)
 class Command:
     name: str
-    argv: tuple[str, ...]  # {R} runs root, {D} data root, {U} user files, {O} outputs, {I} an image
+    argv: tuple[str, ...] = ()  # {R} runs root, {D} data root, {U} user files, {O} outputs, {I} an image
     slow: bool = False  # trains, predicts or builds a report: left out of the inner loop
+    page: str = ""  # a studio page (AppTest) instead of a command line: the pages' library calls
 
 
 COMMANDS = {c.name: c for c in [
@@ -79,31 +80,41 @@ COMMANDS = {c.name: c for c in [
                        "{R}"), slow=True),
     Command("report --notes", ("report", "--runs", "done", "--notes", "{U}/notes.md", "--no-markdown", "--out",
                                "{O}/r.html", "--runs-root", "{R}"), slow=True),
+    Command("Runs page", page="pages/runs.py", slow=True),
+    Command("Evaluate page", page="pages/evaluate.py", slow=True),
+    Command("Ensemble page", page="pages/ensemble.py", slow=True),
+    Command("Ladders page", page="pages/ladders.py", slow=True),
 ]}
+PAGE_SHARE = 3  # a page draw costs seconds: each page row takes every third mutation (rotating over the kinds)
 
 RUN = "runs/done"
 KINDS = [
-    Kind("config", f"{RUN}/config.json", "json", ("runs list", "evaluate", "compare", "review", "predict", "report")),
+    Kind("config", f"{RUN}/config.json", "json", ("runs list", "evaluate", "compare", "review", "predict", "report",
+                                                  "Runs page", "Evaluate page")),
     Kind("status", f"{RUN}/status.json", "json", ("runs list", "runs prune --dry-run", "compare", "jobs list",
-                                                  "report")),
-    Kind("metrics", f"{RUN}/metrics.jsonl", "jsonl", ("runs list", "runs list --json", "report"), limit=32 * MB),
-    Kind("intervals", f"{RUN}/intervals.json", "json", ("runs list", "runs list --json", "evaluate", "report")),
-    Kind("predictions", f"{RUN}/val_predictions.csv", "csv", ("evaluate", "compare", "review", "report"),
-         limit=64 * MB),
-    Kind("history", f"{RUN}/val_history.csv", "csv", ("evaluate", "report"), limit=64 * MB),
+                                                  "report", "Runs page")),
+    Kind("metrics", f"{RUN}/metrics.jsonl", "jsonl", ("runs list", "runs list --json", "report", "Runs page"),
+         limit=32 * MB),
+    Kind("intervals", f"{RUN}/intervals.json", "json", ("runs list", "runs list --json", "evaluate", "report",
+                                                        "Runs page", "Evaluate page")),
+    Kind("predictions", f"{RUN}/val_predictions.csv", "csv", ("evaluate", "compare", "review", "report",
+                                                              "Evaluate page"), limit=64 * MB),
+    Kind("history", f"{RUN}/val_history.csv", "csv", ("evaluate", "report", "Evaluate page"), limit=64 * MB),
     Kind("class bias", f"{RUN}/class_bias.json", "json", ("predict",)),
     Kind("checkpoint", f"{RUN}/best.pt", "checkpoint", ("predict", "report"), limit=4 * 2 ** 30),
     Kind("used_by", f"{RUN}/used_by.json", "json", ("runs prune --dry-run",)),
     Kind("pulled marker", "runs/team/alice/done/.team.json", "json", ("runs list", "compare pulled",
-                                                                       "evaluate pulled")),
+                                                                       "evaluate pulled", "Runs page")),
     Kind("pulled predictions", "runs/team/alice/done/val_predictions.csv", "csv", ("compare pulled",
                                                                                    "evaluate pulled"), limit=64 * MB),
-    Kind("run index", "runs/.run-index.json", "json", ("runs list", "runs du", "runs prune --dry-run"),
-         limit=64 * MB),
+    Kind("run index", "runs/.run-index.json", "json", ("runs list", "runs du", "runs prune --dry-run", "Runs page",
+                                                       "Ensemble page"), limit=64 * MB),
     Kind("accepted corrections", "runs/corrections/reviewed.csv", "csv", ("review",), limit=64 * MB),
-    Kind("submission status", "runs/submissions/sub1/status.json", "json", ("submissions", "report")),
-    Kind("submission request", "runs/submissions/sub1/request.json", "json", ("submissions", "report")),
-    Kind("ladder", "runs/ladders/lad/ladder.json", "json", ("ablate status", "ablate list")),
+    Kind("submission status", "runs/submissions/sub1/status.json", "json", ("submissions", "report",
+                                                                             "Ensemble page")),
+    Kind("submission request", "runs/submissions/sub1/request.json", "json", ("submissions", "report",
+                                                                               "Ensemble page")),
+    Kind("ladder", "runs/ladders/lad/ladder.json", "json", ("ablate status", "ablate list", "Ladders page")),
     Kind("info.csv", "data/eval/info.csv", "csv", ("predict", "scan"), confined=False, limit=64 * MB),
     Kind("labels.csv", "data/eval/labels.csv", "csv", ("predict",), confined=False, limit=64 * MB),
     Kind("corrections file", "user/corrections.csv", "csv", ("scan --corrections",), confined=False, limit=64 * MB),
@@ -274,6 +285,8 @@ def cases(slow: bool):
         for m, mutation in enumerate(MUTATIONS):
             for command in kind.commands:
                 inner = bool(fast) and command == fast[0] and (k + m) % 3 == 0
+                if COMMANDS[command].page and (k + m) % PAGE_SHARE:
+                    continue
                 if inner != slow:
                     yield kind.name, mutation, command
 
@@ -364,10 +377,16 @@ def run_case(box: Path, kind: Kind, mutation: str, command: str, capsys, image: 
     before_parent = set(os.listdir(box.parent))
     argv = [a.replace("{R}", str(box / "runs")).replace("{D}", str(box / "data")).replace("{U}", str(box / "user"))
             .replace("{O}", str(box / "out")).replace("{I}", str(image)) for a in COMMANDS[command].argv]
-    code, trace = _timed(lambda: main(argv))
-    captured = capsys.readouterr()
-    seconds = trace.pop("seconds")
-    o = Outcome(code, captured.out, captured.err, seconds)
+    if COMMANDS[command].page:
+        code, trace = _timed(lambda: draw_page(COMMANDS[command].page, box))
+        captured = capsys.readouterr()
+        code, shown = code if isinstance(code, tuple) else (None, "")
+        # a page speaks on the page (its st.error); Streamlit's own "missing ScriptRunContext" log lines are not ours
+        o = Outcome(code, shown, shown if code else "", trace.pop("seconds"))
+    else:
+        code, trace = _timed(lambda: main(argv))
+        captured = capsys.readouterr()
+        o = Outcome(code, captured.out, captured.err, trace.pop("seconds"))
     if "error" in trace:
         o.problems.append(f"raised {trace['error']}")
     if code not in (0, 2):
@@ -384,6 +403,19 @@ def run_case(box: Path, kind: Kind, mutation: str, command: str, capsys, image: 
     if set(os.listdir(box.parent)) - before_parent:
         o.problems.append(f"left {sorted(set(os.listdir(box.parent)) - before_parent)} beside the sandbox")
     return o
+
+
+def draw_page(page: str, box: Path) -> tuple[int, str]:
+    """(0, what the page shows as text and tables) of a studio page drawn in AppTest on the sandbox, or (1, the
+    exception) when the page raised; a page's st.error is its clear message."""
+    from conftest import app_test
+    at = app_test(page, runs_root=str(box / "runs"), data_root=str(box / "data"))
+    if at.exception:
+        return 1, "\n".join(str(e.value) for e in at.exception)
+    parts = [m.value for m in at.markdown] + [str(m.value) for m in at.metric] + [c.value for c in at.caption]
+    for frame in at.dataframe:
+        parts.append(frame.value.to_string(na_rep="-"))  # an empty cell, not a figure
+    return 0, "\n".join(parts)
 
 
 def _timed(fn):
