@@ -173,12 +173,23 @@ def best_model_section(runs: list[dict], runs_root) -> Section:
     from maskcls.data.labels import class_names, short_class_names
     from maskcls.infer.evaluation import report
     sec = Section("Best model")
-    local = [r for r in runs if RunFolder.open(runs_root, r["name"]).read_predictions() is not None]
-    if not local:
+    best = preds = None
+    skipped = []
+    for r in runs:  # the best run whose predictions can be read; the others named, never "Not built"
+        try:
+            preds = RunFolder.open(runs_root, r["name"]).read_predictions()
+        except (OSError, ValueError) as e:
+            skipped.append(f"{r['name']} ({e})")
+            continue
+        if preds is not None:
+            best = r
+            break
+        skipped.append(f"{r['name']} (no validation predictions)")
+    if skipped:
+        sec.blocks.append(("text", "Skipped for the best model: " + "; ".join(skipped)[:1500]))
+    if best is None:
         sec.blocks.append(("text", "No run with validation predictions."))
         return sec
-    best = local[0]
-    preds = RunFolder.open(runs_root, best["name"]).read_predictions()
     r = report(preds)
     intervals = RunFolder.open(runs_root, best["name"]).read_intervals() or {}
     exp = intervals.get("expected_test_f1")
@@ -229,14 +240,24 @@ def worst_errors(runs_root, name: str, preds, n: int = 3) -> list:
         return [("text", f"No Grad-CAM of the worst errors: {e}")]
 
 
-def review_section(runs_root) -> Section:
-    from maskcls.data.corrections import corrections_path, list_saved_corrections, load_corrections, reviewed_ids
+def review_section(runs_root, runs: list[dict] | None = None) -> Section:
+    """The corrections files: the runs root's own (the review queue's) and each one a run in the report trained
+    with (a pulled run's travels with it), with what each accepted and rejected."""
+    from maskcls.data.corrections import list_saved_corrections, load_corrections, reviewed_ids
     sec = Section("Label review")
+    files = {Path(p).resolve(): Path(p).stem for p in list_saved_corrections(runs_root)}
+    for r in runs or []:
+        used = (r.get("config") or {}).get("corrections")
+        if used and used not in ("none", "community") and Path(used).is_file():
+            files.setdefault(Path(used).resolve(), f"{Path(used).stem} (used by {r['name']})")
     rows = []
-    for name in list_saved_corrections(runs_root):
-        path = corrections_path(runs_root, name)
-        accepted, rejected = reviewed_ids(path)
-        table = load_corrections(path)
+    for path, name in files.items():
+        try:
+            accepted, rejected = reviewed_ids(path)
+            table = load_corrections(path)
+        except (OSError, ValueError) as e:
+            sec.blocks.append(("text", f"Corrections file {name} cannot be read, left out: {e}"))
+            continue
         rows.append({"corrections file": name, "accepted": len(accepted), "rejected": len(rejected),
                      "gender changed": int((table["gender"] != "").sum()), "age changed": int((table["age"] != "").sum()),
                      "mask swapped": int((table["swap_mask"] == "1").sum())})
@@ -316,5 +337,5 @@ def build_report(runs_root, request: ReportRequest) -> list[Section]:
     runs = _runs(runs_root, request)
     return [data_section(runs, runs_root), experiments_section(runs, runs_root),
             ladder_section(runs_root, request.ladders), comparison_section(runs_root, request.compares),
-            best_model_section(runs, runs_root), review_section(runs_root),
+            best_model_section(runs, runs_root), review_section(runs_root, runs),
             submission_section(runs_root, request.submissions), environment_section(runs, runs_root)]

@@ -32,7 +32,7 @@ class Parents:
                                  help="override one config key (repeatable)")
         self.config.add_argument("--track", type=tracker_list, default=None, metavar="LIST",
                                  help="trackers fed as it trains, comma-separated: tensorboard,mlflow,wandb "
-                                      "(pip install -e .[trackers])")
+                                      "(they come with the README's install)")
 
     def of(self, *names: str) -> list[argparse.ArgumentParser]:
         return [getattr(self, n) for n in names]

@@ -1,6 +1,6 @@
 """The trackers teams already read: TensorBoard, MLflow and W&B, fed from the run as it trains.
 
-They are optional (`pip install -e .[trackers]`); a run asks for them with the config key `track`. Every call to
+They come with the README's install (`pip install -r requirements.txt -e .`); a run asks for them with the config key `track`. Every call to
 them runs on one background thread: a tracker that is slow or fails (a full disk, a server gone) never stalls or
 fails training; it gets a warning in the run's log and is dropped, and the run's own records stay complete.
 """
@@ -19,7 +19,7 @@ TRACKERS = {  # name -> (module, class, the package it needs)
     "mlflow": ("maskcls.train.tracking.mlflow_tracker", "MlflowTracker", "mlflow"),
     "wandb": ("maskcls.train.tracking.wandb_tracker", "WandbTracker", "wandb"),
 }
-INSTALL = "pip install -e .[trackers]"
+INSTALL = "pip install -r requirements.txt -e . (the README's install)"
 CLOSE_WAIT_S = 60.0  # how long the end of a run waits for the trackers to catch up, at most
 
 
