@@ -188,3 +188,30 @@ def waterfall_figure(steps: list[dict], base: float | None, title: str = "") -> 
     fig.update_layout(title=title or "Gain of each step (macro F1, 95 % interval over people)", height=420,
                       margin=dict(t=40, b=10), yaxis_title="macro F1", clickmode="event+select")
     return fig
+
+
+def leaderboard_figure(rows: list[dict]) -> go.Figure:
+    """Each scored submission's validation macro F1 (with its 95 % interval) against its public score, and the
+    expected private score with its range; the dashed line is where validation and public agree."""
+    shown = [r for r in rows if r.get("public") is not None and r.get("val_ci")]
+    fig = go.Figure()
+    if shown:
+        x = [r["public"] for r in shown]
+        fig.add_trace(go.Scatter(x=x, y=[r["val_f1"] for r in shown], mode="markers+text", name="validation F1",
+                                 text=[r["name"] for r in shown], textposition="top center",
+                                 error_y=dict(type="data", symmetric=False,
+                                              array=[r["val_ci"][1] - r["val_f1"] for r in shown],
+                                              arrayminus=[r["val_f1"] - r["val_ci"][0] for r in shown])))
+        priv = [r for r in shown if r.get("private")]
+        fig.add_trace(go.Scatter(x=[r["public"] for r in priv], y=[r["private"]["expected"] for r in priv],
+                                 mode="markers", marker_symbol="diamond", name="expected private (95 % range)",
+                                 error_y=dict(type="data", symmetric=False,
+                                              array=[r["private"]["range"][1] - r["private"]["expected"] for r in priv],
+                                              arrayminus=[r["private"]["expected"] - r["private"]["range"][0]
+                                                          for r in priv])))
+        lo, hi = min(x + [r["val_ci"][0] for r in shown]), max(x + [r["val_ci"][1] for r in shown])
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dash", color="#999"),
+                                 name="validation = public", hoverinfo="skip"))
+    fig.update_layout(title="Validation macro F1 (95 % interval) against the public score", height=420,
+                      xaxis_title="public score", yaxis_title="macro F1", margin=dict(t=40, b=10))
+    return fig

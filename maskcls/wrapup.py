@@ -281,13 +281,39 @@ def submission_section(runs_root, names: list[str]) -> Section:
                       ("text", "No submission chosen or made."))
     for s in subs:
         for m in s.get("members", [])[:1]:
-            exp = (RunFolder.open(runs_root, m.split(":")[0]).read_intervals() or {})
+            try:
+                exp = (RunFolder.open(runs_root, m.split(":")[0]).read_intervals() or {})
+            except ValueError:
+                continue  # a member run since deleted: the submission's row says what it was
             if exp.get("expected_test_f1"):
                 lo, hi = exp["expected_test_f1"]
                 sec.blocks.append(("text", f"{s.get('name')}: its first member's expected eval macro F1 [{lo:.4f}, "
                                            f"{hi:.4f}]; the public and private halves can differ by up to "
                                            f"{exp.get('public_private_gap_abs', float('nan')):.4f}."))
+    sec.blocks += leaderboard_blocks(runs_root, names)
     return sec
+
+
+def leaderboard_blocks(runs_root, names: list[str]) -> list:
+    """The leaderboard log: validation F1 with its interval beside each recorded public score, the expected private
+    range, and the two finals with the reasons."""
+    from maskcls import charts
+    from maskcls.orchestration.leaderboard import leaderboard
+    board = leaderboard(runs_root)
+    rows = [r for r in board["rows"] if (not names or r["name"] in names) and r.get("public") is not None]
+    if not rows:
+        return [("text", "Leaderboard log: no public score recorded (`maskcls submissions score NAME 0.7812`).")]
+    table = pd.DataFrame([{"submission": r["name"], "validation macro F1 [95 % interval]": f1_text(r["val_f1"],
+                                                                                                   r["val_ci"]),
+                           "public": f"{r['public']:.4f}",
+                           "expected private [95 % range]": f1_text(r["private"]["expected"], r["private"]["range"])
+                           if r["private"] else "-"} for r in rows])
+    finals = " ".join(f"{'Not chosen' if f.get('not_chosen') else 'Final'}: **{f['name']}**, {f['why']}."
+                      for f in board["finals"])
+    return [("text", f"Leaderboard log ({board['public_people']} of the {board['eval_people']} eval people on the "
+                     f"public board). {finals}"),
+            ("table", table, "maskcls submissions leaderboard --json"),
+            ("figure", charts.leaderboard_figure(rows), "maskcls submissions leaderboard --json")]
 
 
 def environment_section(runs: list[dict], runs_root) -> Section:

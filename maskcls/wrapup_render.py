@@ -91,6 +91,13 @@ def figure_png(fig, path: Path) -> None:
                 ax.bar(positions, list(values), bottom=base, yerr=bars["yerr"])
         elif trace.type == "scatter" and trace.y is not None and "lines" in (trace.mode or "lines"):
             ax.plot(list(trace.x) if trace.x is not None else range(len(trace.y)), list(trace.y))
+        elif trace.type == "scatter" and trace.y is not None:  # markers, with their error bars
+            err = trace.error_y
+            yerr = [list(err.arrayminus if err.arrayminus is not None else err.array), list(err.array)] \
+                if err is not None and err.array is not None else None
+            ax.errorbar(list(trace.x), list(trace.y), yerr=yerr, fmt="o", label=trace.name)
+            for x, y, t in zip(trace.x, trace.y, trace.text or []):
+                ax.annotate(str(t), (x, y), fontsize=7)
     ax.set_title(fig.layout.title.text or "", fontsize=10)
     ax.tick_params(labelsize=7)
     plt.setp(ax.get_xticklabels(), rotation=60, ha="right")

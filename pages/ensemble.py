@@ -68,8 +68,15 @@ if st.button("Score on validation", key="ens_score"):
 if "ens_table" in st.session_state:
     table, notes = st.session_state["ens_table"]
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"macro_f1": st.column_config.NumberColumn(format="%.4f"),
+                 column_config={"macro_f1": st.column_config.NumberColumn("macro F1", format="%.4f"),
+                                "F1 low": st.column_config.NumberColumn(format="%.4f", help="95 % interval over the "
+                                                                        "validation people"),
+                                "F1 high": st.column_config.NumberColumn(format="%.4f"),
                                 "accuracy": st.column_config.NumberColumn(format="%.4f")})
+    verdict = table.attrs.get("verdict")
+    if verdict:  # is the ensemble better than its best member, paired on the same people?
+        (st.success if verdict["judged"] and verdict["interval"] and verdict["interval"][0] > 0 else
+         st.warning if verdict["difference"] < 0 else st.info)("Ensemble against its best member: " + verdict["text"])
     for n in notes:
         st.warning(n)
 
@@ -171,3 +178,66 @@ def predictions_panel(polling: bool) -> None:
 running = any(i.get("state") in ("queued", "running") for i in list_submissions(runs_root))
 st.subheader("Predictions")
 st.fragment(run_every=2.0 if running else None)(predictions_panel)(running)
+
+
+def leaderboard_panel() -> None:
+    """The leaderboard log: type a submission's public score (or upload the platform's CSV), see it beside the
+    validation score with the expected private range, and the two finals."""
+    from maskcls.orchestration import leaderboard as lb
+    done = [i["name"] for i in list_submissions(runs_root) if i.get("state") == "completed"]
+    if not done:
+        st.caption("Record each submission's public score here once the platform shows it.")
+        return
+    c = st.columns([2, 1, 1])
+    pick = c[0].selectbox("Submission", done, key="ens_lb_pick")
+    score = c[1].number_input("Public score", 0.0, 1.0, value=None, step=0.0001, format="%.4f", key="ens_lb_score",
+                              placeholder="e.g. 0.7812")
+    if c[2].button("Record", key="ens_lb_record", disabled=score is None, type="primary"):
+        try:
+            lb.record_public(runs_root, pick, score)
+            with st.spinner("Scoring the ensemble on validation once (kept beside the submission)…"):
+                lb.submission_validation(runs_root, pick, device=str(resolve_device("auto")))
+            st.success(f"{pick}: public score {score:.4f} recorded")
+        except (ValueError, OSError, CheckpointError) as e:
+            st.error(f"Not recorded: {e}")
+    upload = st.file_uploader("Or the platform's CSV of submissions (a name or file-name column and a public score "
+                              "column)", type=["csv"], key="ens_lb_csv")
+    if upload is not None and st.button("Import scores", key="ens_lb_import"):
+        import tempfile
+        with tempfile.NamedTemporaryFile(suffix=".csv") as f:
+            f.write(upload.getvalue()[: LIMITS["table"] + 1])
+            f.flush()
+            try:
+                got = lb.import_platform_csv(runs_root, f.name)
+                for name in got["recorded"]:
+                    lb.submission_validation(runs_root, name, device=str(resolve_device("auto")))
+                st.success(f"Recorded {len(got['recorded'])}: {', '.join(got['recorded']) or '-'}; not matched: "
+                           f"{', '.join(got['unmatched']) or '-'}")
+            except (ValueError, OSError, CheckpointError) as e:
+                st.error(f"Not imported: {e}")
+    try:
+        board = lb.leaderboard(runs_root)
+    except ValueError as e:
+        st.error(str(e))
+        return
+    table = pd.DataFrame([{"submission": r["name"], "validation F1": r["val_f1"],
+                           "95 % interval": f"[{r['val_ci'][0]:.4f}, {r['val_ci'][1]:.4f}]" if r["val_ci"] else "-",
+                           "public": r["public"],
+                           "expected private": r["private"]["expected"] if r["private"] else None,
+                           "private 95 % range": f"[{r['private']['range'][0]:.4f}, {r['private']['range'][1]:.4f}]"
+                           if r["private"] else "-"} for r in board["rows"]])
+    st.dataframe(table, hide_index=True, width="stretch", key="ens_lb_table",
+                 column_config={k: st.column_config.NumberColumn(format="%.4f")
+                                for k in ("validation F1", "public", "expected private")})
+    if any(r.get("public") is not None for r in board["rows"]):
+        st.plotly_chart(charts.leaderboard_figure(board["rows"]), width="stretch", key="ens_lb_chart")
+    for f in board["finals"]:
+        (st.caption if f.get("not_chosen") else st.info)(
+            f"{'Not chosen' if f.get('not_chosen') else 'Final'}: **{f['name']}**: {f['why']}")
+    st.caption(f"Eval set: {board['eval_people']} people, {board['public_people']} on the public board. The private "
+               f"range combines the validation score (shifted by what the other submissions' public scores show) and "
+               f"the public score, each weighted by its noise (README: Is it really better?).")
+
+
+st.subheader("Leaderboard log")
+leaderboard_panel()

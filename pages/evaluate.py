@@ -190,66 +190,121 @@ else:
         except (ImageError, ValueError, CheckpointError, OSError) as e:
             st.error(f"Cannot show Grad-CAM: {e}")
 
-st.subheader("Likely label errors")
-r = st.columns([2, 1, 3])
-corr_name = r[0].text_input("Corrections file", value=reviews.DEFAULT_FILE, key="eval_corr_name",
-                            help="Accepted changes go to <runs root>/corrections/NAME.csv: pick it in the sidebar's "
-                                 "Label corrections to see the data and train with it")
-show_border = r[1].toggle("Borderline ages", key="eval_border",
-                          help="Age suggestions for people at a band bound (within the borderline distance, the "
-                               "bound itself included): the model's doubt there is expected, so they are kept apart")
+@st.cache_data(max_entries=8, show_spinner=False)
+def ages_of(cfg_json: str):
+    """person_id -> age from the run's data (with its corrections): indexed once, not on every decision."""
+    return reviews.person_ages(RunConfig.from_json(cfg_json))
+
+
+@st.fragment
+def review_panel(owner_cfg: RunConfig) -> None:
+    """The review queue; a decision reruns this panel only (under a second), not the page's matrices."""
+    st.subheader("Likely label errors")
+    r = st.columns([2, 1, 3])
+    corr_name = r[0].text_input("Corrections file", value=reviews.DEFAULT_FILE, key="eval_corr_name",
+                                help="Accepted changes go to <runs root>/corrections/NAME.csv: pick it in the "
+                                     "sidebar's Label corrections to see the data and train with it")
+    show_border = r[1].toggle("Borderline ages", key="eval_border",
+                              help="Age suggestions for people at a band bound (within the borderline distance, the "
+                                   "bound itself included): the model's doubt there is expected, so they are kept "
+                                   "apart")
+    try:
+        review = reviews.open_review(runs_root, group or name, into=corr_name.strip(), preds=preds, cfg=owner_cfg,
+                                     checkpoint=checkpoint, ages=ages_of(owner_cfg.to_json()))
+    except ValueError as e:
+        st.error(str(e))
+        return
+    accepted, rejected = reviewed_ids(review.file)
+    q = review.queue
+    pending = review.pending.borderline if show_border else review.pending.main
+    r[2].caption(f"**{q.flagged} flagged of {q.scored} people scored** ({len(q.main)} in the queue, "
+                 f"{len(q.borderline)} borderline ages); {len(accepted)} accepted and {len(rejected)} rejected in "
+                 f"{review.file.name}; {len(pending)} pending" +
+                 (" · scored out of fold: the model never trained on these people" if group else ""))
+    if review.warning:
+        st.warning(review.warning)
+    if done := st.session_state.pop("eval_review_done", None):
+        st.success(done)
+    if pending.empty:
+        st.success("Nothing left to review here." if q.flagged else "No label looks wrong to this model.")
+    else:
+        decide_many(review, pending)
+    if accepted or rejected:
+        if st.button("Undo the last decision", key="eval_undo", icon=":material/undo:"):
+            try:
+                st.session_state["eval_review_done"] = f"Undone: {', '.join(reviews.undo(review))} as before."
+            except ValueError as e:
+                st.session_state["eval_review_done"] = str(e)
+            st.rerun(scope="fragment")
+    person_details(review, pending)
+    if accepted:
+        st.caption(f"Next: choose **{review.file.stem}** in the sidebar's Label corrections, then train (Train page): "
+                   f"the run reads {review.file}. Headless: `maskcls review {group or name} --into "
+                   f"{review.file.stem}`.")
+        st.download_button(f"Download {review.file.name}", read_text_file(review.file, "corrections",
+                                                                          LIMITS["table"]),
+                           file_name=review.file.name, mime="text/csv")
+
+
+def decide_many(review, pending) -> None:
+    """The queue as a table with the given and suggested label side by side, each score explained; tick people,
+    accept or reject them in one decision."""
+    shown = pending.head(50).assign(pick=False, why=[reviews.explain(row) for _, row in pending.head(50).iterrows()])
+    edited = st.data_editor(
+        shown[["pick", "person_id", "attribute", "given_name", "suggested_name", "score", "why"]],
+        hide_index=True, width="stretch", key="eval_queue", disabled=["person_id", "attribute", "given_name",
+                                                                      "suggested_name", "score", "why"],
+        column_config={"pick": st.column_config.CheckboxColumn("pick", help="tick, then Accept or Reject below"),
+                       "given_name": st.column_config.TextColumn("given"),
+                       "suggested_name": st.column_config.TextColumn("suggested"),
+                       "score": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.2f",
+                                                                help="agreement x how far the person's probability "
+                                                                     f"of the suggestion rises above the {NEIGHBOURS} "
+                                                                     "closest peers with the same label"),
+                       "why": st.column_config.TextColumn("why", width="large")})
+    picked = edited.loc[edited["pick"], "person_id"].tolist()
+    b = st.columns([1, 1, 3])
+    if b[0].button(f"Accept {len(picked)} picked", key="eval_picked_accept", type="primary", disabled=not picked):
+        rows = reviews.accept_many(review, picked)
+        st.session_state["eval_review_done"] = f"Accepted {len(rows)} into {review.file.name}: {', '.join(picked)}"
+        st.rerun(scope="fragment")
+    if b[1].button(f"Reject {len(picked)} picked", key="eval_picked_reject", disabled=not picked):
+        reviews.reject_many(review, picked)
+        st.session_state["eval_review_done"] = f"Rejected {len(picked)} (kept as labelled): {', '.join(picked)}"
+        st.rerun(scope="fragment")
+
+
+def person_details(review, pending) -> None:
+    """The first pending people's photos and the model's probabilities, one decision button each."""
+    by_person = preds.groupby("person_id")["path"].apply(list)
+    for i, row in enumerate(pending.head(6).itertuples()):
+        with st.expander(f"{row.person_id}: {row.suggestion} (score {row.score:.2f}, {row.agreement:.0%} of photos)",
+                         expanded=i == 0):
+            imgs = []
+            for p in sorted(by_person.get(row.person_id, [])):
+                try:
+                    imgs.append(thumbnail(resolve_image(photo_root, p), 96))
+                except ImageError:
+                    pass
+            if imgs:
+                st.image(imgs, width=96)
+            st.dataframe(person_probabilities(preds, row.person_id), width="stretch",
+                         key=f"eval_probs_{row.person_id}")
+            b = st.columns([2, 1, 3])
+            if b[0].button(f"Accept: {row.suggestion}", key=f"eval_accept_{row.person_id}", type="primary"):
+                reviews.accept(review, row.person_id)
+                st.session_state["eval_review_done"] = f"{row.person_id}: written to {review.file.name}"
+                st.rerun(scope="fragment")
+            if b[1].button("Reject", key=f"eval_reject_{row.person_id}"):
+                reviews.reject(review, row.person_id)
+                st.rerun(scope="fragment")
+
+
 try:
-    owner_cfg = RunConfig.from_dict((fold_runs(runs_root, group)[0] if group else RunFolder(runs_root, name)).read_config())
-    review = reviews.open_review(runs_root, group or name, into=corr_name.strip(), preds=preds, cfg=owner_cfg,
-                                 checkpoint=checkpoint)
+    review_panel(RunConfig.from_dict((fold_runs(runs_root, group)[0] if group else
+                                      RunFolder(runs_root, name)).read_config()))
 except ValueError as e:
     st.error(str(e))
-    st.stop()
-accepted, rejected = reviewed_ids(review.file)
-q = review.queue
-pending = review.pending.borderline if show_border else review.pending.main
-r[2].caption(f"**{q.flagged} flagged of {q.scored} people scored** ({len(q.main)} in the queue, {len(q.borderline)} "
-             f"borderline ages); {len(accepted)} accepted and {len(rejected)} rejected in {review.file.name}; "
-             f"{len(pending)} pending" + (" · scored out of fold: the model never trained on these people" if group
-                                          else ""))
-if pending.empty:
-    st.success("Nothing left to review here." if q.flagged else "No label looks wrong to this model.")
-else:
-    st.dataframe(pending.head(30)[["person_id", "suggestion", "score", "agreement", "typical", "images", "age"]],
-                 hide_index=True, width="stretch", key="eval_queue",
-                 column_config={"score": st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.2f"),
-                                "agreement": st.column_config.NumberColumn(
-                                    format="%.2f", help="share of the person's photos that prefer the suggestion"),
-                                "typical": st.column_config.NumberColumn(
-                                    format="%.2f", help=f"the model's mean probability of the suggestion for the "
-                                    f"{NEIGHBOURS} people with the same label and the closest ages: a suggestion the "
-                                    "peers share is the model's limit, not a label error")})
-by_person = preds.groupby("person_id")["path"].apply(list)
-for i, row in enumerate(pending.head(6).itertuples()):
-    with st.expander(f"{row.person_id}: {row.suggestion} (score {row.score:.2f}, {row.agreement:.0%} of photos)",
-                     expanded=i == 0):
-        imgs = []
-        for p in sorted(by_person.get(row.person_id, [])):
-            try:
-                imgs.append(thumbnail(resolve_image(photo_root, p), 96))
-            except ImageError:
-                pass
-        if imgs:
-            st.image(imgs, width=96)
-        st.dataframe(person_probabilities(preds, row.person_id), width="stretch", key=f"eval_probs_{row.person_id}")
-        b = st.columns([2, 1, 3])
-        if b[0].button(f"Accept: {row.suggestion}", key=f"eval_accept_{row.person_id}", type="primary"):
-            reviews.accept(review, row.person_id)
-            st.toast(f"{row.person_id}: written to {review.file.name}")
-            st.rerun()
-        if b[1].button("Reject", key=f"eval_reject_{row.person_id}"):
-            reviews.reject(review, row.person_id)
-            st.rerun()
-if accepted:
-    st.caption(f"Next: choose **{review.file.stem}** in the sidebar's Label corrections, then train (Train page): the "
-               f"run reads {review.file}. Headless: `maskcls review {group or name} --into {review.file.stem}`.")
-    st.download_button(f"Download {review.file.name}", read_text_file(review.file, "corrections", LIMITS["table"]),
-                       file_name=review.file.name, mime="text/csv")
 
 st.subheader("Macro-F1 decision tuning")
 if group:

@@ -129,3 +129,20 @@ def test_the_corrections_file_holds_the_last_decision_for_each_person(tmp_path, 
     if want:
         table = load_corrections(path)
         assert {r.id: (r.gender, r.age, r.swap_mask, r.note) for r in table.itertuples()} == want
+
+
+def test_many_decisions_at_once_and_undo_puts_back_exactly_what_was_there(tmp_path):
+    """Issue 44: the winners relabelled about 1,400 photos; one decision takes many people, and an undo restores
+    the rows and rejections the last decision replaced (a replaced correction comes back, not just goes away)."""
+    from maskcls.data.corrections import decide, reviewed_ids, undo_last
+    path = tmp_path / "reviewed.csv"
+    decide(path, accept=[{"id": "000001", "gender": "female", "note": "first"}])
+    decide(path, accept=[{"id": "000001", "gender": "male", "note": "second"},
+                         {"id": "000002", "age": "45", "note": "new"}], reject=["000003"])
+    assert reviewed_ids(path) == ({"000001", "000002"}, {"000003"})
+    assert set(undo_last(path)) == {"000001", "000002", "000003"}
+    table = load_corrections(path)
+    assert reviewed_ids(path) == ({"000001"}, set()) and table.iloc[0]["note"] == "first"
+    assert undo_last(path) == ["000001"] and reviewed_ids(path) == (set(), set())
+    with pytest.raises(ValueError, match="nothing to undo"):
+        undo_last(path)

@@ -271,9 +271,16 @@ def test_members_trained_on_another_split_are_flagged(demo_root, tmp_path):
                                       tmp_path / "c")
     assert table["member"].tolist() == ["s42:best.pt", "s7:best.pt", "ensemble (soft)"]
     assert len(notes) == 1 and notes[0].startswith("s7:best.pt was trained on another split (split_seed differ)")
-    _, same, _ = score_members(tmp_path, [Member("s42"), Member("s42", "best.pt")], "soft", torch.device("cpu"),
-                               tmp_path / "c")
+    same_table, same, _ = score_members(tmp_path, [Member("s42"), Member("s42", "best.pt")], "soft",
+                                        torch.device("cpu"), tmp_path / "c")
     assert same == []
+    # issue 44: every row carries its interval over people, and the ensemble is judged against its best member
+    assert (table["F1 low"] <= table["macro_f1"]).all() and (table["macro_f1"] <= table["F1 high"]).all()
+    verdict = same_table.attrs["verdict"]
+    assert verdict["best_member"] == "s42:best.pt" and verdict["difference"] == 0
+    assert verdict["text"].startswith("cannot judge")  # two copies of one model: no variance, no verdict
+    assert "ensemble" in table.attrs["verdict"]["verdict"] or table.attrs["verdict"]["verdict"].startswith(
+        ("no evidence", "cannot judge"))
 
 
 # 4 ------------------------------------------------------------------------------------------------------------

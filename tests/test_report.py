@@ -151,3 +151,35 @@ def test_the_report_page_in_a_browser_pick_a_ladder_note_download_open(season, s
         page.wait_for_function("document.querySelectorAll('.plot-container .main-svg').length >= 5", timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "report-downloaded.png"))
     assert asked == []
+
+
+@pytest.mark.slow
+def test_the_report_builds_with_every_state_the_studio_makes(season, demo_root, tmp_path, capsys):
+    """Issue 44: after one accepted correction the report said "Not built: invalid corrections name ...". Accepted
+    corrections, a pulled run, a cancelled run, a run without predictions and a recorded public score: it builds,
+    names what it skips, and shows the leaderboard log."""
+    from maskcls.data.corrections import decide
+    from maskcls.data.labels import AgeBounds
+    from maskcls.orchestration.team.verify import verify_pulled
+    runs = tmp_path / "runs"
+    shutil.copytree(season, runs, ignore=shutil.ignore_patterns(".*.lock"))
+    person = RunFolder(runs, "base").read_predictions()["person_id"].iloc[0]
+    decide(runs / "corrections" / "reviewed.csv", accept=[{"id": person, "gender": "female", "note": "looked"}])
+    partial = runs / "team" / "alice" / ".x.partial"
+    shutil.copytree(runs / "base", partial)
+    checked = verify_pulled(partial, data_root=str(demo_root), corrections="none", bounds=AgeBounds(30, 60))
+    write_json(partial / ".team.json", {"member": "alice", "run": "x", "version": "v1", **checked})
+    partial.rename(runs / "team" / "alice" / "x")
+    shutil.copytree(runs / "base", runs / "stopped")
+    RunFolder(runs, "stopped").write_status(state="cancelled", error="cancelled (SIGTERM)")
+    shutil.copytree(runs / "base", runs / "no-preds")
+    (runs / "no-preds" / "val_predictions.csv").unlink()
+    assert run_cli(capsys, "submissions", "score", "sub1", "0.5", "--device", "cpu", "--runs-root", runs)[0] == 0
+    out = tmp_path / "r.html"
+    code, stdout, err = run_cli(capsys, "report", "--out", out, "--runs-root", runs)
+    html = out.read_text()
+    assert code == 0, err
+    assert "reviewed" in html and "alice/x" in html and "Leaderboard log" in html and "Final: <b>sub1</b>" in html
+    assert "no-preds (no validation predictions)" in html or "no-preds" in html
+    md = (tmp_path / "r.md").read_text()
+    assert "Leaderboard log" in md and "| reviewed |" in md

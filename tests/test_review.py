@@ -202,7 +202,7 @@ def test_accept_one_suggestion_and_the_next_run_reads_it(trained_run, studio_dem
         assert status["state"] == "completed"
         assert RunFolder(tmp_path / "runs", "after-review").read_config()["corrections"] == str(path)
     finally:
-        for p in (path, path.with_suffix(".rejected")):
+        for p in (path, path.with_suffix(".rejected"), path.with_suffix(".journal")):
             p.unlink(missing_ok=True)
 
 

@@ -8,6 +8,7 @@ set), `preprocess` (every transform with p = 1, deterministically, for train, va
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -292,3 +293,39 @@ def load_saved_spec(runs_root, name: str) -> AugmentSpec:
         raise ValueError(f"no saved augmentation spec named {name!r} in {path.parent}")
     from maskcls.common.fileio import LIMITS, read_text_file
     return AugmentSpec.from_json(read_text_file(path, "augment spec", LIMITS["json"], root=path.parent))
+
+
+def describe_augment(augment, runs_root=None) -> str:
+    """What a run's `augment` is, in a word: its preset's name, "saved: NAME" when it equals a spec saved in the
+    runs root, else the transforms it draws ("custom: hflip, rotate, erasing")."""
+    if isinstance(augment, str):
+        return augment
+    try:
+        spec = AugmentSpec.from_dict(augment).to_dict()
+    except ValueError:
+        return "damaged spec"
+    for name, known in _known_specs(str(runs_root) if runs_root else "", _folder_stamp(runs_root)):
+        if known == spec:
+            return name
+    used = [t["name"] for t in spec["transforms"] if t.get("p", 0) > 0]
+    return "custom: " + (", ".join(used[:4]) + (f" (+{len(used) - 4})" if len(used) > 4 else "") if used else "none")
+
+
+def _folder_stamp(runs_root) -> int:
+    from pathlib import Path
+    try:
+        return (Path(runs_root) / SPEC_FOLDER).stat().st_mtime_ns if runs_root else 0
+    except OSError:
+        return 0
+
+
+@functools.lru_cache(maxsize=8)
+def _known_specs(runs_root: str, stamp: int) -> tuple:
+    """(name, spec dict) of every preset and saved spec; read again only when the saved specs' folder changes."""
+    out = [(name, create_preset(name).to_dict()) for name in list_presets()]
+    for name in list_saved_specs(runs_root) if runs_root else []:
+        try:
+            out.append((f"saved: {name}", load_saved_spec(runs_root, name).to_dict()))
+        except ValueError:
+            continue
+    return tuple(out)

@@ -90,10 +90,30 @@ def config_from_args(args, config_path: str | None = None):
         cfg = read_config_file(config_path, cfg.to_dict())
     if args.data:
         cfg = cfg.with_overrides([f"data_root={args.data}"])
-    cfg = cfg.with_overrides(args.set)
+    cfg = cfg.with_overrides([saved_spec_override(pair, args) for pair in args.set])
     if getattr(args, "track", None) is not None:
         cfg = cfg.with_overrides([f"track={json.dumps(args.track)}"])
     return cfg
+
+
+def saved_spec_override(pair: str, args) -> str:
+    """`augment=NAME` for a spec saved with `maskcls augment save NAME` (or on the Augment page) becomes that spec;
+    a name that is neither a preset nor a saved spec is refused with both lists and the close matches."""
+    key, sep, value = pair.partition("=")
+    if key.strip() != "augment" or not sep or value.strip().startswith("{"):
+        return pair
+    from maskcls.augment.spec import list_presets, list_saved_specs, load_saved_spec
+    name = value.strip()
+    if name in list_presets():
+        return pair
+    root = check_runs_root(getattr(args, "runs_root", None) or default_runs_root())
+    saved = list_saved_specs(root)
+    if name in saved:
+        return f"augment={load_saved_spec(root, name).to_json()}"
+    from maskcls.train.config import did_you_mean
+    raise ValueError(f"augment {name!r} is no preset ({', '.join(list_presets())}) and no spec saved in {root} "
+                     f"({', '.join(saved) or 'none saved yet: maskcls augment save NAME spec.json'})"
+                     f"{did_you_mean(name, list_presets() + saved)}")
 
 
 def tracker_list(text: str) -> list[str]:

@@ -47,7 +47,26 @@ def register(sub, parents) -> None:
     add(acts, "list", cmd_submissions_list, "list submissions, newest first", parents.of("runs_root", "json"))
     p = add(acts, "cancel", cmd_submissions_cancel, "cancel a queued or running submission", parents.of("runs_root"))
     p.add_argument("name", help="a submission name or its folder path (<runs root>/submissions/NAME)")
+    register_leaderboard(acts, parents)
+    register_review(sub, parents)
 
+
+def register_leaderboard(acts, parents) -> None:
+    """`submissions score` and `submissions leaderboard`: the leaderboard log."""
+    p = add(acts, "score", cmd_submissions_score, "record a submission's public leaderboard score (or every score "
+            "of the platform's CSV); its validation score is computed once beside it", parents.of("runs_root", "json"))
+    p.add_argument("name", nargs="?", help="the submission")
+    p.add_argument("score", nargs="?", help="its public macro F1, e.g. 0.7812")
+    p.add_argument("--from-csv", metavar="CSV", help="the platform's CSV of submissions: a name (or file name) "
+                   "column and a public score column")
+    p.add_argument("--device", default="auto", help="device for scoring the ensemble on validation once")
+    p = add(acts, "leaderboard", cmd_submissions_leaderboard, "every submission's validation F1 and interval, public "
+            "score, expected private range, and which two to choose as final", parents.of("runs_root", "json"))
+    p.add_argument("--public-share", type=float, default=0.5, help="the part of the eval people the public board "
+                   "scores (default 0.5)")
+
+
+def register_review(sub, parents) -> None:
     p = add(sub, "review", cmd_review, "the review queue of likely label errors: list it, accept or reject a "
             "suggestion", parents.of("runs_root", "json"))
     p.add_argument("ref", metavar="RUN|GROUP", help="a run (its validation predictions) or a fold group NAME (its "
@@ -58,8 +77,10 @@ def register(sub, parents) -> None:
     p.add_argument("--into", default="reviewed", help="corrections file <runs root>/corrections/NAME.csv (default "
                    "reviewed, as the Evaluate page)")
     act = p.add_mutually_exclusive_group()
-    act.add_argument("--accept", metavar="PERSON", help="write PERSON's suggested correction into the file")
-    act.add_argument("--reject", metavar="PERSON", help="leave PERSON as labelled (not offered again)")
+    act.add_argument("--accept", metavar="PERSON", nargs="+", help="write each PERSON's suggested correction into "
+                     "the file (one decision: --undo puts them all back)")
+    act.add_argument("--reject", metavar="PERSON", nargs="+", help="leave each PERSON as labelled (not offered again)")
+    act.add_argument("--undo", action="store_true", help="put back what the last --accept or --reject replaced")
 
 
 def cmd_evaluate(args) -> int:
@@ -133,7 +154,9 @@ def cmd_predict(args) -> int:
     if args.validate:
         table, notes, _ = score_members(runs_root, members, args.method, device, cache_dir, tta=tta,
                                         progress=progress.fraction("validation"))
-        print(table.to_string(index=False))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if table.attrs.get("verdict"):
+            print("ensemble against its best member:", table.attrs["verdict"]["text"])
         for n in notes:
             print("note:", n)
     r = predict_submission(args.data, runs_root, members, args.method, args.out, device=device, tta=tta,
@@ -202,25 +225,76 @@ def cmd_submissions_cancel(args) -> int:
     return 0
 
 
+def cmd_submissions_score(args) -> int:
+    from maskcls.orchestration import leaderboard as lb
+    runs_root = runs_root_of(args)
+    if args.from_csv:
+        if args.name or args.score:
+            raise ValueError("give NAME SCORE or --from-csv CSV, not both")
+        done = lb.import_platform_csv(runs_root, args.from_csv)
+        names = done["recorded"]
+    else:
+        if not args.name or args.score is None:
+            raise ValueError("expected NAME SCORE (e.g. `maskcls submissions score sub1 0.7812`) or --from-csv CSV")
+        lb.check_score(args.score)
+        lb.record_public(runs_root, args.name, args.score)
+        names, done = [args.name], {"recorded": [args.name], "unmatched": []}
+    for name in names:  # the validation side of the log: scored once per submission, kept beside it
+        lb.submission_validation(runs_root, name, device=args.device)
+    board = lb.leaderboard(runs_root)
+    rows = [r for r in board["rows"] if r["name"] in names]
+    emit({**done, "rows": rows}, args.json, "\n".join(_board_line(r) for r in rows)
+         + "".join(f"\nnot matched: {u}" for u in done["unmatched"]))
+    return 0
+
+
+def _board_line(r: dict) -> str:
+    val = f"validation {r['val_f1']:.4f} [{r['val_ci'][0]:.4f}, {r['val_ci'][1]:.4f}]" if r.get("val_ci") else \
+        "validation -"
+    pub = f"public {r['public']:.4f}" if r.get("public") is not None else "public -"
+    p = r.get("private")
+    priv = (f"expected private {p['expected']:.4f} [{p['range'][0]:.4f}, {p['range'][1]:.4f}]" if p else
+            "expected private - (no validation interval or no eval set)")
+    return f"{r['name']:28s} {val}  {pub}  {priv}"
+
+
+def cmd_submissions_leaderboard(args) -> int:
+    from maskcls.orchestration.leaderboard import leaderboard
+    board = leaderboard(runs_root_of(args), public_share=args.public_share)
+    lines = [_board_line(r) for r in board["rows"]] or ["no finished submission yet"]
+    lines.append(f"eval set: {board['eval_people']} people, {board['public_people']} on the public board")
+    lines += [f"{'not chosen' if f.get('not_chosen') else 'final'}: {f['name']}: {f['why']}" for f in board["finals"]]
+    emit(board, args.json, "\n".join(lines))
+    return 0
+
+
 def cmd_review(args) -> int:
     from maskcls.orchestration import reviews
     review = reviews.open_review(runs_root_of(args), args.ref, into=args.into, distance=args.distance)
-    if args.accept is not None:
-        row = reviews.accept(review, args.accept)
-        print(f"{args.accept}: accepted into {review.file} ({row['note']})")
+    if args.accept:
+        rows = reviews.accept_many(review, args.accept)
+        print("\n".join(f"{r['id']}: accepted into {review.file} ({r['note']})" for r in rows))
         return 0
-    if args.reject is not None:
-        reviews.reject(review, args.reject)
-        print(f"{args.reject}: rejected (kept as labelled; listed in {review.file.with_suffix('.rejected')})")
+    if args.reject:
+        reviews.reject_many(review, args.reject)
+        print("\n".join(f"{p}: rejected (kept as labelled; listed in {review.file.with_suffix('.rejected')})"
+                        for p in dict.fromkeys(args.reject)))
+        return 0
+    if args.undo:
+        print(f"undone: {', '.join(reviews.undo(review))} are as they were before the last decision")
         return 0
     q = review.queue
     table = review.pending.borderline if args.borderline else review.pending.main
+    table = table.assign(why=[reviews.explain(r) for _, r in table.iterrows()])
     head = (f"{q.flagged} flagged of {q.scored} people scored ({len(q.main)} in the queue, {len(q.borderline)} "
             f"borderline ages within {q.distance} year(s) of a bound); {len(table)} pending in {review.file.name}; "
-            f"from {review.source}")
+            f"from {review.source}" + (f"\nwarning: {review.warning}" if review.warning else ""))
     shown = ["person_id", "attribute", "given_name", "suggested_name", "score", "agreement", "typical", "images", "age"]
+    lines = [f"{r.person_id}  {r.attribute}: {r.given_name or '-'} -> {r.suggested_name or 'swap'}  "
+             f"score {r.score:.2f}: {r.why}" for r in table.itertuples()]
     emit({"ref": args.ref, "source": review.source, "scored": q.scored, "flagged": q.flagged,
-          "list": "borderline" if args.borderline else "main", "pending": table.to_dict("records"),
-          "file": str(review.file)}, args.json,
-         head + "\n" + (table[shown].to_string(index=False, na_rep="-") if len(table) else "nothing to review"))
+          "warning": review.warning, "list": "borderline" if args.borderline else "main",
+          "pending": table.to_dict("records"), "file": str(review.file)}, args.json,
+         head + "\n" + (table[shown].to_string(index=False, na_rep="-") + "\n" + "\n".join(lines) if len(table)
+                         else "nothing to review"))
     return 0

@@ -6,9 +6,12 @@ from maskcls.common.fileio import dumps
 from maskcls.cli.common import add, config_from_args, default_run_name, emit, runs_root_of, when
 
 
+KEYS_HINT = "every config key with its default and what it does: `maskcls config keys`"
+
+
 def register(sub, parents) -> None:
     p = add(sub, "train", cmd_train, "train a model as a run config says; writes the run folder",
-            parents.of("config", "runs_root", "quiet"))
+            parents.of("config", "runs_root", "quiet"), epilog=KEYS_HINT)
     p.add_argument("--config", help="run config JSON (see README); defaults fill what it omits")
     p.add_argument("--name", help="run name (default: <model>-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN (a name or a run folder path) from its last.pt")
@@ -38,6 +41,14 @@ def register(sub, parents) -> None:
     p = add(acts, "logs", cmd_jobs_logs, "print a job's log", parents.of("runs_root"))
     p.add_argument("name")
     p.add_argument("--lines", type=int, default=200)
+
+    cfg = sub.add_parser("config", help="the run config's keys, a preset's or a run's config",
+                         description="the run config's keys, a preset's or a run's config")
+    acts = cfg.add_subparsers(dest="action", required=True)
+    add(acts, "keys", cmd_config_keys, "every config key: its default and what it does", parents.of("json"))
+    p = add(acts, "show", cmd_config_show, "a preset's config (demo-cpu, gpu-effnet, winners-2022) or a run's, as "
+            "JSON to start from (`train --config FILE --set ...`)", parents.of("runs_root"))
+    p.add_argument("what", metavar="PRESET|RUN")
 
     p = add(sub, "folds", cmd_folds, "k-fold results: the out-of-fold table, its macro F1, class biases with a "
             "cross-fitted gain", parents.of("runs_root", "json"))
@@ -81,10 +92,39 @@ def _config(args):
     return cfg
 
 
+def cmd_config_keys(args) -> int:
+    from maskcls.train.config import key_docs
+    docs = key_docs()
+    lines, section = [], None
+    for d in docs:
+        if d["section"] != section:
+            section = d["section"]
+            lines.append(f"# {section}")
+        lines.append(f"  {d['key']:18s} {dumps(d['default']):22s} {d['meaning']}")
+    emit(docs, args.json, "\n".join(lines) + "\nset any of them with --set KEY=VALUE (JSON values: --set "
+         "image_size=[224,224])")
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from maskcls.train.config import PRESETS, create_config, did_you_mean, run_config
+    if args.what in PRESETS:
+        print(create_config(args.what).to_json())
+        return 0
+    from maskcls.common.runfolder import RunFolder
+    try:
+        run = RunFolder.existing(runs_root_of(args), args.what)
+    except ValueError as e:
+        raise ValueError(f"{args.what!r} is no preset{did_you_mean(args.what, list(PRESETS))} ({', '.join(PRESETS)}) "
+                         f"and no run: {e}") from None
+    print(run_config(run).to_json())
+    return 0
+
+
 def train_new(args) -> int:
+    cfg = _config(args)  # a mistyped key is answered before torch is imported (seconds on a busy machine)
     from maskcls.common.progress import TerminalProgress
     from maskcls.train.driver import train_run
-    cfg = _config(args)
     name = args.name or default_run_name(cfg.model)
     return _summary(train_run(cfg, runs_root_of(args), name, progress=TerminalProgress(args.quiet)),
                     runs_root_of(args), name)
@@ -122,32 +162,34 @@ def train_full_data(args) -> int:
 
 
 def train_folds(args) -> int:
-    from maskcls.common.progress import TerminalProgress
-    from maskcls.orchestration.folds import train_folds as run_folds
     if not args.name:
         raise ValueError("--folds needs --name NAME: the folds become runs NAME-fold1..K")
-    result = run_folds(_config(args), runs_root_of(args), args.name, args.folds, progress=TerminalProgress(args.quiet),
+    cfg = _config(args)
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.orchestration.folds import train_folds as run_folds
+    result = run_folds(cfg, runs_root_of(args), args.name, args.folds, progress=TerminalProgress(args.quiet),
                        say=(lambda m: None) if args.quiet else print)
     print(dumps(result))
     return 0
 
 
 def train_seeds(args) -> int:
-    from maskcls.common.progress import TerminalProgress
-    from maskcls.orchestration.repeats import train_repeats
     if not args.name:
         raise ValueError("--seeds needs --name NAME: the seeds become runs NAME-s1..N")
     if args.folds is not None:
         raise ValueError("--seeds and --folds cannot go together: repeat a fold group's config by hand")
-    result = train_repeats(_config(args), runs_root_of(args), args.name, args.seeds,
+    cfg = _config(args)
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.orchestration.repeats import train_repeats
+    result = train_repeats(cfg, runs_root_of(args), args.name, args.seeds,
                            progress=TerminalProgress(args.quiet), say=(lambda m: None) if args.quiet else print)
     print(dumps(result))
     return 0
 
 
 def cmd_jobs_submit(args) -> int:
-    from maskcls.orchestration import jobs
     cfg = config_from_args(args, args.config)  # the same config `maskcls train` would build from these options
+    from maskcls.orchestration import jobs
     runs_root = runs_root_of(args)
     if args.folds is not None or args.seeds is not None:
         if not args.name:

@@ -32,7 +32,7 @@ DAMAGED = "damaged"  # never written: what a status.json of the wrong shape read
 LEGACY_STATES = {"done": "completed"}  # eval predictions of earlier versions ended "done"
 SPAWN_GRACE_S = 10.0  # a queued job whose process is being started has no pid in its status yet
 NUMBER_FIELDS = ("progress", "epoch", "epochs", "step", "best_f1", "best_epoch", "submitted", "started", "ended",
-                 "updated", "images_per_s")
+                 "updated", "images_per_s", "eta_s")
 UNIT_FIELDS = ("progress", "best_f1")  # fractions
 WHOLE_FIELDS = ("epoch", "epochs", "step", "best_epoch")
 

@@ -170,22 +170,74 @@ def reviewed_ids(path: str | os.PathLike) -> tuple[set[str], set[str]]:
 
 def accept_correction(path: str | os.PathLike, row: dict) -> pd.DataFrame:
     """Add (or replace) one person's correction in the file, atomically; returns the whole table."""
-    path = Path(path)
-    new = _validate(pd.DataFrame([{k: row.get(k, "") for k in COLUMNS}]), "the accepted correction")
-    with locked(path):  # read, change, replace: a concurrent accept waits instead of being overwritten
-        table = load_corrections(path) if path.is_file() else _validate(pd.DataFrame(columns=COLUMNS), str(path))
-        table = pd.concat([table[table["id"] != new["id"].iloc[0]], new], ignore_index=True)
-        write_text(path, to_csv_text(table))
-    return table
+    return decide(path, accept=[row])
 
 
 def reject_suggestion(path: str | os.PathLike, person_id: str) -> None:
     """Remember that a suggestion for this person was looked at and turned down (it is not shown again)."""
-    path = Path(path)
+    decide(path, reject=[person_id])
+
+
+def _person(person_id) -> str:
     person_id = str(person_id).strip()
     if not person_id or any(c.isspace() for c in person_id):
-        raise ValueError(f"cannot reject a suggestion for person id {person_id!r}: expected an id such as 000001, "
-                         f"with no spaces")
-    with locked(path):  # the same lock as accepts: one reviewer's decision never drops another's
+        raise ValueError(f"expected a person id such as 000001, with no spaces, got {person_id!r}")
+    return person_id
+
+
+def decide(path: str | os.PathLike, *, accept: list[dict] = (), reject: list[str] = ()) -> pd.DataFrame:
+    """Accept some people's corrections and reject others' suggestions in one step (one lock, one write of each
+    file), and journal what each replaced so `undo_last` can put it back. Returns the accepted table."""
+    path = Path(path)
+    new = _validate(pd.DataFrame([{k: r.get(k, "") for k in COLUMNS} for r in accept], columns=COLUMNS),
+                    "the accepted corrections") if accept else None
+    rejects = [_person(p) for p in reject]
+    with locked(path):  # read, change, replace: a concurrent decision waits instead of being overwritten
+        table = load_corrections(path) if os.path.lexists(path) else \
+            _validate(pd.DataFrame(columns=COLUMNS), str(path))
         _, rejected = reviewed_ids(path)
-        write_text(path.with_suffix(".rejected"), "\n".join(sorted(rejected | {str(person_id)})) + "\n")
+        ids = (list(new["id"]) if new is not None else []) + rejects
+        before = {i: table[table["id"] == i].iloc[0].to_dict() if (table["id"] == i).any() else None for i in ids}
+        _journal(path, {"ids": ids, "before": before, "rejected_before": sorted(set(ids) & rejected)})
+        if new is not None:  # an accept replaces the person's row; a reject is remembered apart (both are kept)
+            table = pd.concat([table[~table["id"].isin(new["id"])], new], ignore_index=True)
+            write_text(path, to_csv_text(table))
+        if rejects:
+            _write_rejected(path, rejected | set(rejects))
+    return table
+
+
+def undo_last(path: str | os.PathLike) -> list[str]:
+    """Put back what the last decision (an accept or a reject, one or many people) replaced; returns its people."""
+    path = Path(path)
+    journal = path.with_suffix(".journal")
+    with locked(path):
+        lines = read_text_file(journal, "decision journal", LIMITS["table"]).splitlines() \
+            if os.path.lexists(journal) else []
+        if not lines:
+            raise ValueError(f"nothing to undo in {path.name}: no decision was made since it was created")
+        from maskcls.common.fileio import loads
+        last = loads(lines[-1])
+        table = load_corrections(path) if os.path.lexists(path) else _validate(pd.DataFrame(columns=COLUMNS),
+                                                                                 str(path))
+        table = table[~table["id"].isin(last["ids"])]
+        restored = [r for r in last["before"].values() if r]
+        if restored:
+            table = pd.concat([table, _validate(pd.DataFrame(restored, columns=COLUMNS), "the journal")],
+                              ignore_index=True)
+        _, rejected = reviewed_ids(path)
+        write_text(path, to_csv_text(table.reset_index(drop=True)))
+        _write_rejected(path, (rejected - set(last["ids"])) | set(last["rejected_before"]))
+        write_text(journal, "".join(line + "\n" for line in lines[:-1]))
+    return list(last["ids"])
+
+
+def _journal(path: Path, entry: dict) -> None:
+    from maskcls.common.fileio import dumps
+    journal = path.with_suffix(".journal")
+    old = read_text_file(journal, "decision journal", LIMITS["table"]) if os.path.lexists(journal) else ""
+    write_text(journal, old + dumps(entry) + "\n")
+
+
+def _write_rejected(path: Path, ids: set[str]) -> None:
+    write_text(path.with_suffix(".rejected"), "".join(f"{i}\n" for i in sorted(ids)))

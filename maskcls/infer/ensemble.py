@@ -279,14 +279,43 @@ def score_members(runs_root, members: list[Member], method_name: str, device, ca
         probs = member_probabilities(ctx, members)
         ctx.progress = None
         ens = run_method(ctx, members, probs)
-    rows = [{"member": m.label, "model": member_config(runs_root, m).model, "macro_f1": macro_f1(y, p.argmax(1)),
-             "accuracy": float((p.argmax(1) == y).mean())} for m, p in zip(members, probs)]
+    rows = [{"member": m.label, "model": member_config(runs_root, m).model, **scored(val_rows, p)}
+            for m, p in zip(members, probs)]
     name = method_name
     if "chosen" in ctx.info:
         name = f"greedy-soup of {len(ctx.info['chosen'])}/{len(members)}: {', '.join(ctx.info['chosen'])}"
-    rows.append({"member": f"ensemble ({name}{', flip TTA' if tta else ''})", "model": "",
-                 "macro_f1": macro_f1(y, ens.argmax(1)), "accuracy": float((ens.argmax(1) == y).mean())})
-    return pd.DataFrame(rows), notes + ctx.info.get("notes", []), ens
+    rows.append({"member": f"ensemble ({name}{', flip TTA' if tta else ''})", "model": "", **scored(val_rows, ens)})
+    table = pd.DataFrame(rows)
+    table.attrs["verdict"] = against_best_member(val_rows, probs, ens, [m.label for m in members])
+    table.attrs["people"] = int(val_rows["person_id"].nunique())
+    return table, notes + ctx.info.get("notes", []), ens
+
+
+def scored(val_rows: pd.DataFrame, probs: np.ndarray) -> dict:
+    """Macro F1 with its 95 % interval over the validation people, and accuracy, of one set of probabilities."""
+    from maskcls.train.intervals import interval_of_frame
+    frame = _frame(val_rows, probs)
+    ci = interval_of_frame(frame).as_dict()
+    return {"macro_f1": ci["macro_f1"], "F1 low": ci["macro_f1_ci"][0], "F1 high": ci["macro_f1_ci"][1],
+            "accuracy": float((probs.argmax(1) == val_rows["label"].to_numpy()).mean())}
+
+
+def _frame(val_rows: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    from maskcls.common.runfolder import predictions_frame
+    return predictions_frame(val_rows["path"], val_rows["person_id"], val_rows["label"], probs)
+
+
+def against_best_member(val_rows: pd.DataFrame, member_probs: list, ens: np.ndarray, labels: list[str]) -> dict:
+    """The ensemble against its best member on the same people (paired): is combining them better at all?"""
+    from maskcls.train.comparison import compare_sets
+    y = val_rows["label"].to_numpy()
+    best = int(np.argmax([macro_f1(y, p.argmax(1)) for p in member_probs]))
+    c = compare_sets([_frame(val_rows, member_probs[best])], [_frame(val_rows, ens)],
+                     names=(f"the best member ({labels[best]})", "the ensemble"))
+    below = c["difference"] < 0
+    return {"best_member": labels[best], "difference": c["difference"], "interval": c["interval"],
+            "verdict": c["verdict"], "judged": c["judged"],
+            "text": c["verdict"] + (f". The ensemble scores below its best member ({labels[best]})" if below else "")}
 
 
 def predict_submission(data_root, runs_root, members: list[Member], method_name: str, out, *, device="auto",

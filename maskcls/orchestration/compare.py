@@ -15,8 +15,13 @@ from maskcls.orchestration.run_index import COLUMNS, index_tables
 
 
 def eta_seconds(info) -> float | None:
-    """Remaining seconds from elapsed time and progress (None until there is progress to go by)."""
-    if info.state != "running" or not info.started or info.progress <= 0:
+    """Remaining seconds: the job's own measured ETA (steps at their measured pace, plus the validation passes)
+    less the time since it wrote it; before the job measures one, elapsed time over progress; None before that."""
+    if info.state != "running" or not info.started:
+        return None
+    if getattr(info, "eta_s", None) is not None:
+        return max(0.0, info.eta_s - max(0.0, time.time() - (info.updated or time.time())))
+    if info.progress <= 0:
         return None
     elapsed = time.time() - info.started
     return elapsed * (1 - info.progress) / info.progress

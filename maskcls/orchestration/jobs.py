@@ -37,6 +37,10 @@ class JobInfo:
     error: str | None
     pid: int | None
     notes: list = field(default_factory=list)  # a cancel's word on what it did not signal, and why
+    eta_s: float | None = None  # the job's own steady ETA when it last wrote (maskcls.train.pace)
+    updated: float | None = None
+    images_per_s: float | None = None
+    stage: str | None = None  # what it prepares before its first epoch (the image cache, face boxes)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -165,7 +169,9 @@ def job_info(run: RunFolder) -> JobInfo:
     return JobInfo(name=run.name, state=st["state"], device=st.get("device", "?"),
                    progress=float(st.get("progress", 0.0)), epoch=int(st.get("epoch", 0)),
                    epochs=int(st.get("epochs", 0)), best_f1=st.get("best_f1"), started=st.get("started"),
-                   ended=st.get("ended"), submitted=st.get("submitted"), error=st.get("error"), pid=st.get("pid"))
+                   ended=st.get("ended"), submitted=st.get("submitted"), error=st.get("error"), pid=st.get("pid"),
+                   eta_s=st.get("eta_s"), updated=st.get("updated"), images_per_s=st.get("images_per_s"),
+                   stage=st.get("stage"))
 
 
 def list_jobs(runs_root: str | os.PathLike) -> list[JobInfo]:

@@ -111,7 +111,7 @@ class RunConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(sorted(names))}")
+            raise ConfigError(unknown_key(unknown[0]))
         hints = _hints(cls)
         for k, v in d.items():
             _check_type(k, v, hints[k])
@@ -142,7 +142,7 @@ class RunConfig:
                 raise ConfigError(f"--set expects key=value, got {pair!r}")
             k, raw = pair.split("=", 1)
             if k not in d:
-                raise ConfigError(f"unknown config key {k!r} in --set")
+                raise ConfigError(unknown_key(k, "--set"))
             try:
                 v = loads(raw)
             except json.JSONDecodeError:
@@ -283,7 +283,8 @@ def list_config_presets() -> list[str]:
 
 def create_config(preset: str | None = None, **overrides) -> RunConfig:
     if preset and preset not in PRESETS:
-        raise ConfigError(f"unknown config preset {preset!r}; valid: {list_config_presets()}")
+        raise ConfigError(f"unknown config preset {preset!r}{did_you_mean(preset, list(PRESETS))}; valid: "
+                          f"{', '.join(PRESETS)}")
     base = dict(PRESETS[preset]) if preset else {}
     base.update(overrides)
     return RunConfig.from_dict(base)
@@ -303,3 +304,35 @@ def run_config(run) -> RunConfig:
         return RunConfig.from_dict(run.read_config())
     except ConfigError as e:
         raise ValueError(f"{run.config_path} is damaged: {e}") from None
+
+
+def did_you_mean(word: str, options) -> str:
+    """' (did you mean 'lr'?)' for a close match among `options`, else ''."""
+    import difflib
+    close = difflib.get_close_matches(str(word), list(options), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+
+
+def unknown_key(key: str, where: str = "") -> str:
+    """The message for a key that is no config key: the close matches, then every key."""
+    names = sorted(f.name for f in fields(RunConfig))
+    return (f"unknown config key {key!r}{' in ' + where if where else ''}{did_you_mean(key, names)}; the keys are: "
+            f"{', '.join(names)} (`maskcls config keys` says what each does)")
+
+
+def key_docs() -> list[dict]:
+    """Every config key with its default and the comment beside it in RunConfig (one source: this file)."""
+    import inspect
+    import re
+    comments = {}
+    section = ""
+    for line in inspect.getsource(RunConfig).splitlines():
+        head = re.match(r"\s*# --- (.+) ---", line)
+        if head:
+            section = head.group(1)
+        m = re.match(r"\s+(\w+): [^=]+= .*?  # (.+)$", line)
+        if m:
+            comments[m.group(1)] = (section, m.group(2).strip())
+    defaults = RunConfig().to_dict()
+    return [{"key": f.name, "default": defaults[f.name], "section": comments.get(f.name, ("", ""))[0],
+             "meaning": comments.get(f.name, ("", ""))[1]} for f in fields(RunConfig)]

@@ -91,7 +91,7 @@ def _train(cfg: RunConfig, run: RunFolder, *, resume: bool, dist: Dist, progress
     device = select_device(cfg.device, dist)
     if device.type == "cpu":  # the job runner says how many cores this job may use
         torch.set_num_threads(max(1, cpu_threads() // dist.world))
-    data = load_data(cfg, device, dist, say, progress)
+    data = load_data(cfg, device, dist, say, progress, stage=_stager(run) if dist.main else None)
     learner = create_learner(cfg, data, device=device, dist=dist, run=run, say=say)
     start_epoch, best_f1 = resume_from(run, learner, say) if resume else (1, -1.0)
     if resume and start_epoch > 1:
@@ -149,6 +149,24 @@ def _epochs(cfg: RunConfig, run: RunFolder, data: Data, learner: Learner, *, dis
     return status
 
 
+def _stager(run: RunFolder):
+    """stage(text) -> a (done, total) callback writing the preparation step, its rate and ETA into status.json
+    (at most twice a second): a job shows a figure within seconds of starting, not after its first epoch."""
+    def stage(text: str):
+        t0, last = time.perf_counter(), [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] < 0.5 and done < total:
+                return
+            last[0] = now
+            rate = done / max(now - t0, 1e-9)
+            run.write_status(stage=f"{text}: {done}/{total}", images_per_s=round(rate, 1) if done else None,
+                             eta_s=round((total - done) / rate, 1) if done else None)
+        return report
+    return stage
+
+
 def _teller(run: RunFolder, dist: Dist, progress):
     """The driver's voice: the run's log.txt, and the terminal when a progress display is given."""
     def say(message: str) -> None:
@@ -165,12 +183,16 @@ def run_epoch(cfg: RunConfig, epoch: int, data: Data, learner: Learner, *, dist:
     """Train one epoch, then validate on the main process; returns the metrics row (empty elsewhere)."""
     t0 = time.perf_counter()
     bar = progress.count(f"epoch {epoch}/{cfg.epochs}", "step") if progress is not None and dist.main else None
+    pace = data.pace
 
     def on_step(step, n):
         if bar is not None:
             bar(step, n)
-        if dist.main and (step % 10 == 0 or step == n):
-            run.write_status(epoch=epoch - 1, step=step, progress=round(((epoch - 1) + step / n) / cfg.epochs, 4))
+        pace.step(step)
+        if dist.main and (step in (3, 6) or step % 10 == 0 or step == n):  # a first figure within seconds
+            run.write_status(epoch=epoch - 1, step=step, progress=round(((epoch - 1) + step / n) / cfg.epochs, 4),
+                             stage=f"training epoch {epoch}", **pace.figures(epoch, step, n, cfg.epochs,
+                                                                             cfg.batch_size))
     tr = train_one_epoch(learner.train_model, data.train_loader, learner.loss_fn, learner.optimizer,
                          scheduler=learner.scheduler, device=learner.device, amp=cfg.amp, grad_clip=cfg.grad_clip,
                          ema=learner.ema, spec=cfg.augment_spec(), mix_generator=mix_g,
@@ -186,10 +208,13 @@ def run_epoch(cfg: RunConfig, epoch: int, data: Data, learner: Learner, *, dist:
         return {"epoch": epoch, **tr, "val_loss": None, "val_accuracy": None, "val_macro_f1": None,
                 "lr": learner.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, "_probs": None}
     eval_model = learner.ema.module if learner.ema is not None else learner.model
+    v0 = time.perf_counter()
     val_stats, probs = validate(eval_model, data.val_loader, data.val_rows["label"].to_numpy(), learner.device,
                                 cfg.amp)
+    pace.validated(time.perf_counter() - v0)
     scores = epoch_scores(data.val_rows["label"].to_numpy(), probs)
     return {"epoch": epoch, **tr, **val_stats, **scores, "lr": learner.optimizer.param_groups[0]["lr"],
+            "val_images": len(data.val_rows), "val_seconds": round(time.perf_counter() - v0, 3),
             "seconds": time.perf_counter() - t0, "_probs": probs}
 
 
@@ -228,8 +253,22 @@ def save_epoch(cfg: RunConfig, run: RunFolder, epoch: int, row: dict, *, data: D
     run.prune_epochs(cfg.keep_epochs)
     run.write_status(epoch=epoch, step=0, progress=round(epoch / cfg.epochs, 4), best_f1=best_f1 if f1 is not None else None,
                      best_epoch=epoch if improved else run.read_status().get("best_epoch"),
-                     images_per_s=round(row["images_per_s"], 1))
+                     images_per_s=round(row["images_per_s"], 1),
+                     **data.pace.figures(epoch + 1, 0, max(learner.steps, 1), cfg.epochs, cfg.batch_size))
+    _record_speed(cfg, run, learner, row)
     return best_f1
+
+
+def _record_speed(cfg: RunConfig, run: RunFolder, learner: Learner, row: dict) -> None:
+    """This epoch's rates, for the next estimate of a run like this one (maskcls.orchestration.estimate)."""
+    if cfg.limit_batches or row.get("train_images", 0) < cfg.batch_size * 4:
+        return  # a smoke run's few batches measure warm-up, not speed
+    from maskcls.train.pace import record_speed
+    val_ips = row["val_images"] / row["val_seconds"] if row.get("val_seconds") else None
+    try:
+        record_speed(run.root, cfg, learner.device.type, train_ips=row["images_per_s"], val_ips=val_ips)
+    except (OSError, ValueError, TimeoutError):
+        pass  # an estimate's input, never a reason for a run to fail
 
 
 def epoch_line(epoch: int, epochs: int, row: dict) -> str:

@@ -25,10 +25,17 @@ class Data:
     train_loader: "object"
     val_loader: "object"
     eval_people: int = 0  # people in the eval set (its images / 7): the size an unseen-set interval simulates
+    pace: "object" = None  # the run's steady ETA (maskcls.train.pace.Pace)
+
+    def __post_init__(self):
+        if self.pace is None:
+            from maskcls.train.pace import Pace
+            self.pace = Pace(len(self.val_rows))
 
 
-def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=None) -> Data:
-    """Index and split by person, then the loaders: the decoded-image cache (built once) or PIL workers."""
+def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=None, *, stage=None) -> Data:
+    """Index and split by person, then the loaders: the decoded-image cache (built once) or PIL workers.
+    `stage(text)` gives a (done, total) callback that reports a preparation step to the job's status."""
     spec = cfg.augment_spec()
     train_rows, val_rows, index = prepare_split(cfg.split_spec())
     eval_people = round(len(index.eval) / 7) if index.eval is not None else 0
@@ -61,7 +68,8 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
                     baseline_loader(val_rows["path"], val_rows["label"], size, spec=spec, train=False,
                                     batch_size=cfg.batch_size * 2, workers=cfg.workers, seed=cfg.seed, pin=pin),
                     eval_people)
-    cache = decoded_cache(cfg, train_rows, val_rows, device=device, dist=dist, say=say, progress=progress)
+    cache = decoded_cache(cfg, train_rows, val_rows, device=device, dist=dist, say=say, progress=progress,
+                          stage=stage)
     n_tr = len(train_rows)
     tr_ok, va_ok = np.flatnonzero(cache.ok[:n_tr]), np.flatnonzero(cache.ok[n_tr:])
     check_decoded(cfg, len(tr_ok), len(va_ok), cache.problems)
@@ -91,7 +99,19 @@ def check_decoded(cfg: RunConfig, n_train: int, n_val: int, problems: list) -> N
                             f"on its validation people")
 
 
-def decoded_cache(cfg: RunConfig, train_rows, val_rows, *, device: torch.device, dist: Dist, say, progress=None):
+def _both(*calls):
+    """One progress callback (done, total) feeding the terminal bar and the job's status (either may be off)."""
+    calls = [c for c in calls if c]
+    if not calls:
+        return None
+    def call(done, total):
+        for c in calls:
+            c(done, total)
+    return call
+
+
+def decoded_cache(cfg: RunConfig, train_rows, val_rows, *, device: torch.device, dist: Dist, say, progress=None,
+                  stage=None):
     """The decoded-image cache over training then validation images, each part cut by its own box rule (the
     run's recipe: RunConfig.preprocess); the main process builds it, the others load it."""
     recipe = cfg.preprocess()
@@ -100,8 +120,10 @@ def decoded_cache(cfg: RunConfig, train_rows, val_rows, *, device: torch.device,
     if dist.main:
         say(f"decoded-image cache: {len(train_rows) + len(val_rows)} images at {cfg.image_size[0]}x"
             f"{cfg.image_size[1]}")
-        bar = progress.count("decoding images", "img") if progress is not None else None
-        faces = progress.count("finding faces", "img") if progress is not None and cfg.face_crop else None
+        bar = _both(progress.count("decoding images", "img") if progress is not None else None,
+                    stage and stage("decoding photos for the image cache"))
+        faces = _both(progress.count("finding faces", "img") if progress is not None and cfg.face_crop else None,
+                      stage and cfg.face_crop and stage("finding faces (MTCNN, once per photo)"))
         cache, cover = recipe.cache(parts, device=detect_on, workers=cfg.workers or None, progress=bar,
                                     box_progress=faces, decode_device=device if device.type == "cuda" else None)
         for role, counts in cover.items():
