@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import streamlit as st  # noqa: E402
 
 import ui  # noqa: E402
+from maskcls.orchestration.loop import LOOP, next_step  # noqa: E402
 
 PAGES = ui.REPO / "pages"
 
@@ -29,34 +30,36 @@ def home() -> None:
     c[3].metric("Skipped files", f"{len(s['skipped']):,}")
     if s["eval_missing"]:
         st.warning(f"{s['eval_missing']} images named in eval/info.csv are missing (see the Data page).")
-    st.subheader("What you can do here")
-    st.page_link(str(PAGES / "data.py"), label="Data: class imbalance, attributes, leak-free splits, samples", icon=":material/bar_chart:")
-    st.page_link(str(PAGES / "augment.py"), label="Augment: preview transforms at chosen probabilities, save a spec",
-                 icon=":material/palette:")
-    st.page_link(str(PAGES / "train.py"), label="Train: launch background jobs on the GPU or CPU, watch them live",
-                 icon=":material/model_training:")
-    st.page_link(str(PAGES / "runs.py"), label="Runs: compare runs, curves and config differences", icon=":material/stacked_line_chart:")
-    st.page_link(str(PAGES / "evaluate.py"), label="Evaluate: confusion, per-class F1, errors with Grad-CAM, "
-                 "likely label errors", icon=":material/search:")
-    st.page_link(str(PAGES / "ensemble.py"), label="Ensemble: soups and votes with TTA, the submission CSV", icon=":material/join:")
-    st.page_link(str(PAGES / "sweeps.py"), label="Sweeps: Optuna studies over the Train form's config, pruned per "
-                 "epoch, on one server or several", icon=":material/tune:")
+    try:
+        step = next_step(st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"])
+        st.info(f"**Next: {dict((k, t) for k, t, _ in LOOP)[step['page']]}**: {step['why']}", icon=":material/flag:")
+        st.page_link(str(PAGES / f"{step['page']}.py"), label=f"Go to {step['page'].title()}",
+                     icon=":material/arrow_forward:")
+    except (OSError, ValueError) as e:
+        st.warning(f"The next step cannot be worked out: {e}")
+    st.subheader("The loop, in order")
+    for n, (key, title, what) in enumerate(LOOP, 1):
+        st.page_link(str(PAGES / f"{key}.py"), label=f"{n}. {title}: {what}", icon=ICONS[key])
+    st.subheader("Beside the loop")
     st.page_link(str(PAGES / "ladders.py"), label="Ladders: which step of a recipe pays, each gain with its interval "
-                 "over people", icon=":material/stairs:")
+                 "over people", icon=ICONS["ladders"])
+    st.page_link(str(PAGES / "sweeps.py"), label="Sweeps: Optuna studies over the Train form's config, pruned per "
+                 "epoch, on one server or several", icon=ICONS["sweeps"])
+    st.page_link(str(PAGES / "runs.py"), label="Team: every member's runs, pulled, compared and ensembled (the Runs "
+                 "page's Team section; README: Working as a team)", icon=":material/groups:")
+
+
+ICONS = {"data": ":material/bar_chart:", "augment": ":material/palette:", "train": ":material/model_training:",
+         "runs": ":material/stacked_line_chart:", "evaluate": ":material/search:", "ensemble": ":material/join:",
+         "sweeps": ":material/tune:", "ladders": ":material/stairs:", "report": ":material/description:"}
 
 
 st.set_page_config(page_title="maskcls studio", page_icon="😷", layout="wide")
 ui.sidebar()
 pages = [
     st.Page(home, title="Home", icon=":material/home:", default=True),
-    st.Page(str(PAGES / "data.py"), title="Data", icon=":material/bar_chart:"),
-    st.Page(str(PAGES / "augment.py"), title="Augment", icon=":material/palette:"),
-    st.Page(str(PAGES / "train.py"), title="Train", icon=":material/model_training:"),
-    st.Page(str(PAGES / "runs.py"), title="Runs", icon=":material/stacked_line_chart:"),
-    st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon=":material/search:"),
-    st.Page(str(PAGES / "ensemble.py"), title="Ensemble", icon=":material/join:"),
-    st.Page(str(PAGES / "sweeps.py"), title="Sweeps", icon=":material/tune:"),
-    st.Page(str(PAGES / "ladders.py"), title="Ladders", icon=":material/stairs:"),
-    st.Page(str(PAGES / "report.py"), title="Report", icon=":material/description:"),
+    *[st.Page(str(PAGES / f"{key}.py"), title=title, icon=ICONS[key]) for key, title, _ in LOOP],
+    st.Page(str(PAGES / "ladders.py"), title="Ladders", icon=ICONS["ladders"]),
+    st.Page(str(PAGES / "sweeps.py"), title="Sweeps", icon=ICONS["sweeps"]),
 ]
 st.navigation(pages).run()

@@ -142,3 +142,20 @@ def demo_banner() -> None:
         st.info(f"You are looking at **synthetic demo data** ({p['people']} generated people, {p['eval_people']} eval "
                 f"people, drawn faces in the competition layout). Enter a data root in the sidebar to use real data.",
                 icon=":material/science:")
+
+
+def train_base(sent_key: str) -> tuple["object", str]:
+    """(the base config for a ladder or sweep, where it came from): what the Train page sent here (`sent_key`),
+    else the Train form as the user left it, else this device's default preset, on the sidebar's data root."""
+    from maskcls.common.devices import has_gpu
+    from maskcls.train.config import RunConfig, create_config
+    for key, note in ((sent_key, "the Train form's values"), ("train_config", "the Train form as you left it")):
+        sent = st.session_state.get(key)
+        if sent:
+            try:
+                return RunConfig.from_dict({**sent, "data_root": data_root()}), note
+            except ValueError:
+                continue
+    preset = "gpu-effnet" if has_gpu() else "demo-cpu"
+    return (RunConfig.from_dict({**create_config(preset).to_dict(), "data_root": data_root()}),
+            f"the {preset} preset (set the Train form, then **Use as ladder/sweep base** there)")

@@ -115,8 +115,9 @@ def confusion_figure(matrix, labels: list[str], normalise: bool = False, title: 
         selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.45))))
     axis = dict(tickmode="array", tickvals=list(range(n)), ticktext=labels, showgrid=False, zeroline=False,
                 range=[-0.5, n - 0.5])
-    fig.update_layout(title=title, xaxis=dict(axis, title="predicted", tickangle=-60 if n > 6 else 0),
-                      yaxis=dict(axis, title="true", autorange=False, range=[n - 0.5, -0.5]),
+    fig.update_layout(title=title, xaxis=dict(axis, title="predicted", tickangle=-60 if n > 6 else 0,
+                                              automargin=True),
+                      yaxis=dict(axis, title="true", autorange=False, range=[n - 0.5, -0.5], automargin=True),
                       height=plot_px + (170 if n > 6 else 130), margin=dict(t=40, b=10), clickmode="event+select",
                       plot_bgcolor="white")
     return fig
@@ -146,7 +147,7 @@ def per_class_f1_figure(per_class: list[dict], names: list[str], ci: list | None
     fig = px.bar(frame, x="f1", y="name", orientation="h", hover_data=["precision", "recall", "support"],
                  error_x="plus" if ci is not None else None, error_x_minus="minus" if ci is not None else None,
                  title="F1 per class (sorted)" + (", 95 % interval over people" if ci is not None else ""), height=520)
-    fig.update_layout(margin=dict(t=40, b=10), xaxis_range=[0, 1])
+    fig.update_layout(margin=dict(t=40, b=10), xaxis_range=[0, 1], yaxis=dict(automargin=True, title=None))
     return fig
 
 
@@ -161,7 +162,7 @@ def class_difference_figure(per_class: list[dict], names: list[str], title: str 
                                         arrayminus=frame["difference"] - lo),
                            marker_color=["#2a9d8f" if d >= 0 else "#e76f51" for d in frame["difference"]]))
     fig.update_layout(title=title or "F1 per class, B - A (95 % interval over people)", height=520,
-                      margin=dict(t=40, b=10), yaxis=dict(autorange="reversed"))
+                      margin=dict(t=40, b=10), yaxis=dict(autorange="reversed", automargin=True))
     return fig
 
 

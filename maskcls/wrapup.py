@@ -121,12 +121,38 @@ def experiments_section(runs: list[dict], runs_root) -> Section:
         rows.append({"run": r["name"], "member": r.get("member") or "", "model": r["model"],
                      "macro F1 [95 % interval]": f1_text(r["best macro F1"], [r["F1 low"], r["F1 high"]]),
                      "selection-free F1": f"{r['F1 selection-free']:.4f}" if r.get("F1 selection-free") else "-",
-                     "config": ", ".join(f"{k}={v}" for k, v in changed.items() if k not in ("name",))[:300]})
+                     "config": config_text(changed, runs_root)})
     sec.blocks += [("text", "Each run's best-epoch validation macro F1 with its 95 % interval over people (all of a "
                             "person's photos resampled together); the config column lists the keys that differ "
                             "between the runs shown."),
                    ("table", pd.DataFrame(rows), "maskcls runs list --sort f1 --json")]
     return sec
+
+
+def config_text(changed: dict, runs_root, limit: int = 300) -> str:
+    """The keys that differ, as KEY=VALUE pairs a person reads: an augmentation spec by its name, other objects
+    shortened, and cut between pairs (never in the middle of one) with a count of what did not fit."""
+    import ast
+
+    from maskcls.augment.spec import describe_augment
+    pairs = []
+    for k, v in changed.items():
+        if k == "name":
+            continue
+        text = str(v)
+        if text.startswith("{"):
+            try:
+                value = ast.literal_eval(text)
+                text = describe_augment(value, runs_root) if k == "augment" else "{…}"
+            except (ValueError, SyntaxError):
+                text = "{…}"
+        pairs.append(f"{k}={text}")
+    out = []
+    for i, pair in enumerate(pairs):
+        if len(", ".join(out + [pair])) > limit:
+            return ", ".join(out) + f", … (+{len(pairs) - i} more)"
+        out.append(pair)
+    return ", ".join(out)
 
 
 def ladder_section(runs_root, ladders: list[str]) -> Section:

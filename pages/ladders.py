@@ -7,13 +7,12 @@ import streamlit as st
 
 import ui
 from maskcls import charts
-from maskcls.common.devices import has_gpu
 from maskcls.common.jobfolder import ACTIVE
 from maskcls.data.labels import class_names
 from maskcls.orchestration.ladder import PRESET_DIR, create_ladder, list_ladders
 from maskcls.orchestration.ladder_report import ladder_status
 from maskcls.orchestration.ladder_worker import list_workers, start_worker
-from maskcls.train.config import RunConfig, create_config
+from maskcls.train.config import RunConfig
 
 st.title("Ladders")
 st.caption("An ablation ladder trains one run (or a repeat group of seeds) per rung and gives each step its gain over "
@@ -21,8 +20,8 @@ st.caption("An ablation ladder trains one run (or a repeat group of seeds) per r
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
 
 with st.expander("New ladder", expanded=not list_ladders(runs_root)):
-    base = RunConfig.from_dict({**create_config("gpu-effnet" if has_gpu() else "demo-cpu").to_dict(),
-                                "data_root": ui.data_root()})
+    base, base_note = ui.train_base("ladder_base")
+    st.caption(f"Base config: {base_note} · model {base.model}, {base.epochs} epochs, lr {base.lr:g}")
     with st.form("ladder_form"):
         c = st.columns(4)
         name = c[0].text_input("Ladder name", key="ladder_name", placeholder="e.g. winners")
@@ -33,7 +32,7 @@ with st.expander("New ladder", expanded=not list_ladders(runs_root)):
         steps_text = st.text_area("Steps (JSON)", key="ladder_steps", height=220,
                                   value=(PRESET_DIR / "winners-2022.json").read_text(),
                                   help='{"mode": "cumulative" or "leave-one-out", "steps": [{"name": ..., "set": '
-                                       '{config key: value}}]}; the base is the defaults of the Train page')
+                                       '{config key: value}}]}; the base is the config named above')
         made = st.form_submit_button("Create ladder", type="primary", icon=":material/stairs:")
     if made:
         try:

@@ -8,7 +8,7 @@ import streamlit as st
 import ui  # noqa: F401  (sets up the import path and session defaults)
 from maskcls import charts
 from maskcls.data.labels import class_names
-from maskcls.orchestration.compare import compare_refs, config_diff, curves_figure, delete_run, runs_table
+from maskcls.orchestration.compare import compare_refs, config_diff, curves_figure, delete_run, runs_display, runs_table
 from maskcls.orchestration.folds import list_oof
 from maskcls.orchestration.repeats import list_repeat_groups
 from maskcls.orchestration.prune import disk_use, plan_prune, prune
@@ -49,7 +49,7 @@ if damaged:
     st.warning("Damaged run folders, not listed: " + "; ".join(f"{n} ({why})" for n, why in damaged))
 if table.empty:
     st.info("No run matches these filters.")
-st.dataframe(table, hide_index=True, width="stretch", key="runs_table",
+st.dataframe(runs_display(table), hide_index=True, width="stretch", key="runs_table",
              column_config={"best macro F1": st.column_config.NumberColumn(format="%.4f"),
                             "F1 low": st.column_config.NumberColumn(format="%.4f", help="95 % interval over people"),
                             "F1 high": st.column_config.NumberColumn(format="%.4f", help="95 % interval over people"),

@@ -5,10 +5,9 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from maskcls.common.devices import has_gpu
 from maskcls.common.jobfolder import ACTIVE
 from maskcls.orchestration import sweeps
-from maskcls.train.config import RunConfig, create_config
+from maskcls.train.config import RunConfig
 
 EXAMPLE_SPACE = {"lr": {"type": "log_float", "low": 0.0003, "high": 0.01},
                  "loss": {"type": "categorical", "choices": ["ce", "focal", "smooth"]}}
@@ -17,20 +16,9 @@ st.title("Sweeps")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
 
 
-def base_config() -> RunConfig:
-    """The Train form's values when sent here ("Use as sweep base"), else the Train page's defaults."""
-    sent = st.session_state.get("sweep_base")
-    if sent:
-        return RunConfig.from_dict(sent)
-    return RunConfig.from_dict({**create_config("gpu-effnet" if has_gpu() else "demo-cpu").to_dict(),
-                                "data_root": ui.data_root()})
-
-
 with st.expander("New sweep", expanded=not sweeps.list_sweeps(runs_root)):
-    base = base_config()
-    st.caption("Base config: " + ("the Train form's values" if st.session_state.get("sweep_base") else
-                                  "the Train page's defaults (send the form's values with **Use as sweep base** "
-                                  "there)") + f" · model {base.model}, {base.epochs} epochs, lr {base.lr:g}")
+    base, base_note = ui.train_base("sweep_base")
+    st.caption(f"Base config: {base_note} · model {base.model}, {base.epochs} epochs, lr {base.lr:g}")
     with st.form("sweep_form"):
         c = st.columns(4)
         name = c[0].text_input("Sweep name", key="sweep_name", placeholder="e.g. lr-and-loss")

@@ -36,6 +36,10 @@ def register(sub, parents) -> None:
             [data] + parents.of("json"))
     p.add_argument("--size", default="224,224", help="height,width")
     add(acts, "scan", cmd_scan, "indexing: a listdir loop vs index_data", [data] + parents.of("json"))
+    p = add(acts, "estimate", cmd_estimate, "a run's time estimated before it starts (a probe, no history, its "
+            "cache not built) against the same run trained: the estimate's error", parents.of("config", "json"))
+    p.add_argument("--runs-root", default=None, help="where the trained run goes (default: a temporary folder, "
+                   "removed after)")
     p = add(acts, "budgets", cmd_budgets, "every speed budget of this machine; exit status 1 when one is over",
             parents.of("json"))
     p.add_argument("--slow", action="store_true",
@@ -108,3 +112,12 @@ def cmd_budgets(args) -> int:
     if over:
         print(f"over budget: {', '.join(over)}", file=sys.stderr)
     return 1 if over else 0
+
+
+def cmd_estimate(args) -> int:
+    from maskcls.cli.common import config_from_args
+    from maskcls.orchestration.bench import bench_estimate
+    cfg = config_from_args(args, None)
+    if not cfg.data_root:
+        raise ValueError("bench estimate needs --data ROOT (and --preset or --set for the run to time)")
+    return _show(bench_estimate(cfg, runs_root=args.runs_root), args.json)

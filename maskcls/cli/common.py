@@ -123,3 +123,18 @@ def tracker_list(text: str) -> list[str]:
 
 def default_run_name(model: str) -> str:
     return f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def estimate_line(configs: list, runs_root: str, *, probe: bool = False, what: str = "runs") -> str:
+    """"estimated time: about 3 min 10 s (...)" for one config or several run one after another, from the speed
+    runs like them measured here (or a probe); a line saying why there is none, never an error."""
+    from maskcls.orchestration.estimate import estimate_many, estimate_run
+    try:
+        e = estimate_run(configs[0], runs_root, probe=probe) if len(configs) == 1 else \
+            estimate_many(configs, runs_root, probe=probe, what=what)
+    except (OSError, ValueError) as err:
+        return f"estimated time: none ({err})"
+    if e is None:
+        return ("estimated time: none yet (no run of this model at this size has trained on this device here; "
+                "`--estimate` measures its speed in seconds)")
+    return f"estimated time: {e.text()}"

@@ -1,7 +1,7 @@
 """Is it really better? Compare two runs or groups; the ablation ladder; send a run to a tracker."""
 from __future__ import annotations
 
-from maskcls.cli.common import add, config_from_args, emit, runs_root_of
+from maskcls.cli.common import add, config_from_args, emit, estimate_line, runs_root_of
 
 
 def register(sub, parents) -> None:
@@ -69,10 +69,12 @@ def cmd_create(args) -> int:
                            claims=args.claims)
     from maskcls.orchestration.ladder_report import seed_caution
     caution = seed_caution(ladder)
+    estimate = estimate_line([c for _, c in ladder.planned()], runs_root_of(args), what="ladder runs")
     emit({"ladder": ladder.name, "mode": ladder.mode, "rungs": [r for r, _ in ladder.rungs()],
-          "runs": [n for n, _ in ladder.planned()], "caution": caution}, args.json,
+          "runs": [n for n, _ in ladder.planned()], "caution": caution, "estimate": estimate}, args.json,
          f"ladder {ladder.name}: {ladder.mode}, {len(ladder.rungs())} rungs, {len(ladder.planned())} runs; start a "
-         f"worker with `maskcls ablate run {ladder.name}`" + (f"\nnote: {caution}" if caution else ""))
+         f"worker with `maskcls ablate run {ladder.name}`" + (f"\nnote: {caution}" if caution else "")
+         + f"\n{estimate} on one worker (N workers on N devices: about 1/N of it)")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Sweep commands: create a sweep, run workers, and read it (status, list, best, workers); reap lost trials."""
 from __future__ import annotations
 
-from maskcls.cli.common import add, config_from_args, emit, read_json_file, runs_root_of
+from maskcls.cli.common import add, config_from_args, emit, estimate_line, read_json_file, runs_root_of
 from maskcls.orchestration.sweeps.space import PRUNERS, SAMPLERS
 
 STORAGE_HELP = ("Optuna storage URL (default: SQLite in the runs root); postgresql://user@host/db to share one study "
@@ -65,9 +65,12 @@ def cmd_create(args) -> int:
     space = read_json_file(args.space, "search space")
     sweep = create_sweep(runs_root_of(args), args.name, cfg, space, sampler=args.sampler, pruner=args.pruner,
                          storage=args.storage or "", total=args.trials, resume=args.resume)
+    trials = sweep.total or 1
+    estimate = estimate_line([cfg] * trials, runs_root_of(args), what="trials")
     emit(sweep.to_dict(), args.json, f"sweep {sweep.name}: {', '.join(sorted(sweep.space))} by {sweep.sampler}, "
          f"pruner {sweep.pruner}" + (f", {sweep.total} trials" if sweep.total else "") + "; start a worker with "
-         f"`maskcls sweep run {sweep.name} --trials N`")
+         f"`maskcls sweep run {sweep.name} --trials N`\n{estimate}"
+         + ("" if sweep.total else " for one trial") + " (at the base config's size; pruned trials end sooner)")
     return 0
 
 

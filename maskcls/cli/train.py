@@ -1,9 +1,10 @@
 """Training commands: train (a new run, a resume, all data, K folds), background jobs, the folds' results."""
 from __future__ import annotations
 
+import sys
 
+from maskcls.cli.common import add, config_from_args, default_run_name, emit, estimate_line, runs_root_of, when
 from maskcls.common.fileio import dumps
-from maskcls.cli.common import add, config_from_args, default_run_name, emit, runs_root_of, when
 
 
 KEYS_HINT = "every config key with its default and what it does: `maskcls config keys`"
@@ -21,6 +22,8 @@ def register(sub, parents) -> None:
                    "NAME-fold1..K, then write NAME-oof.csv (out-of-fold predictions) in the runs root")
     p.add_argument("--seeds", type=int, default=None, metavar="N", help="train the config with seeds 1..N as runs "
                    "NAME-s1..N on the same split (a repeat group: mean, spread, interval)")
+    p.add_argument("--estimate", action="store_true", help="say how long it would take on this device (measured: "
+                   "earlier runs' speed here, else a probe of a few batches) and stop")
 
     jobs = sub.add_parser("jobs", help="background training jobs: submit, list, cancel, logs",
                           description="background training jobs: submit, list, cancel, logs")
@@ -65,6 +68,8 @@ def cmd_train(args) -> int:
     if len(modes) > 1:
         raise ValueError(f"{' and '.join(modes)} cannot go together: each trains a different set of runs (a repeat "
                          f"group of fold groups is not supported); give one")
+    if args.estimate:
+        return train_estimate(args)
     if args.resume:
         return train_resume(args)
     if args.full_data:
@@ -121,11 +126,26 @@ def cmd_config_show(args) -> int:
     return 0
 
 
+def train_estimate(args) -> int:
+    """`train ... --estimate`: the time it would take, measured, and nothing trained."""
+    cfg = _config(args)
+    runs = max(args.folds or 0, args.seeds or 0, 1)
+    if args.folds:
+        from maskcls.orchestration.folds import fold_configs
+        configs = fold_configs(cfg, args.folds)
+    else:
+        configs = [cfg] * runs
+    print(estimate_line(configs, runs_root_of(args), probe=True, what="folds" if args.folds else "seeds"))
+    return 0
+
+
 def train_new(args) -> int:
     cfg = _config(args)  # a mistyped key is answered before torch is imported (seconds on a busy machine)
     from maskcls.common.progress import TerminalProgress
     from maskcls.train.driver import train_run
     name = args.name or default_run_name(cfg.model)
+    if not args.quiet:
+        print(estimate_line([cfg], runs_root_of(args)))
     return _summary(train_run(cfg, runs_root_of(args), name, progress=TerminalProgress(args.quiet)),
                     runs_root_of(args), name)
 
@@ -202,6 +222,7 @@ def cmd_jobs_submit(args) -> int:
         print("\n".join(names))
         return 0
     print(jobs.submit(cfg, runs_root, args.name or default_run_name(cfg.model), args.slots).name)
+    print(estimate_line([cfg], runs_root), file=sys.stderr)  # stdout stays the run's name, for scripts
     return 0
 
 

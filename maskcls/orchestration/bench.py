@@ -247,3 +247,41 @@ def bench_scan(root) -> dict:
     return {"bench": "scan", "images": n, "baseline_seconds": round(base_s, 3), "fast_seconds": round(fast_s, 3),
             "baseline_img_per_s": round(len(found) / base_s, 1), "fast_img_per_s": round(n / fast_s, 1),
             "ratio": round(base_s / fast_s, 2), "device": device_name(torch.device("cpu"))}
+
+
+def bench_estimate(cfg, *, runs_root=None) -> dict:
+    """Estimate a run as a user about to launch it would (a probe: no earlier run here, the image cache not built),
+    then train exactly that run in a fresh process and compare: the estimate's error against the model's own
+    measured time."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from maskcls.orchestration.estimate import estimate_run
+    work = Path(tempfile.mkdtemp(prefix="maskcls-estimate-"))
+    runs = Path(runs_root) if runs_root else work / "runs"
+    cfg = type(cfg).from_dict({**cfg.to_dict(), "cache_dir": str(work / "cache")})
+    try:
+        t0 = time.perf_counter()
+        estimate = estimate_run(cfg, runs, probe=True)
+        estimate_s = time.perf_counter() - t0
+        (work / "run.json").write_text(cfg.to_json())
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "maskcls", "train", "--config", str(work / "run.json"),
+                              "--name", "timed", "--runs-root", str(runs), "--quiet"], capture_output=True,
+                             text=True)
+        measured = time.perf_counter() - t0
+        if out.returncode != 0:
+            raise ValueError(f"the timed run failed: {out.stderr.strip()[-400:]}")
+        best = json.loads(out.stdout.splitlines()[-1]).get("best_f1")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"bench": "estimate", "model": cfg.model, "size": list(cfg.image_size), "epochs": cfg.epochs,
+            "estimated_s": round(estimate.seconds, 1), "measured_s": round(measured, 1),
+            "ratio": round(estimate.seconds / measured, 3), "error": round(abs(estimate.seconds / measured - 1), 3),
+            "within_30_percent": abs(estimate.seconds / measured - 1) <= 0.3, "estimating_took_s": round(estimate_s, 1),
+            "how": estimate.how, "parts": {k: round(v, 1) if isinstance(v, float) else v
+                                           for k, v in estimate.parts.items()}, "best_f1": best}

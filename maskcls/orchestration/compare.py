@@ -40,6 +40,22 @@ def runs_table(runs_root, groups: bool = True, rows: list[dict] | None = None,
     return table
 
 
+TEXT_COLUMNS = ("member", "model", "head", "loss", "sampler", "augmentation", "device", "kind", "group", "error")
+
+
+def runs_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The Runs table as a person reads it: durations as "3 min 10 s", empty text cells blank (not "None")."""
+    from maskcls.orchestration.estimate import duration_text
+    shown = table.copy()
+    shown.insert(shown.columns.get_loc("duration s"), "duration",
+                 [duration_text(v) if v == v and v is not None else "" for v in shown["duration s"]])
+    shown = shown.drop(columns=["duration s"])
+    for col in TEXT_COLUMNS:
+        if col in shown:
+            shown[col] = shown[col].astype(object).where(shown[col].notna(), "")
+    return shown
+
+
 def prediction_set(runs_root, ref: str) -> tuple[list, str]:
     """The validation predictions a comparison uses for `ref` and what they are: a fold group's out-of-fold table,
     a repeat group's seeds, or a run's best epoch."""

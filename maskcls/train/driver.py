@@ -253,8 +253,8 @@ def save_epoch(cfg: RunConfig, run: RunFolder, epoch: int, row: dict, *, data: D
     run.prune_epochs(cfg.keep_epochs)
     run.write_status(epoch=epoch, step=0, progress=round(epoch / cfg.epochs, 4), best_f1=best_f1 if f1 is not None else None,
                      best_epoch=epoch if improved else run.read_status().get("best_epoch"),
-                     images_per_s=round(row["images_per_s"], 1),
-                     **data.pace.figures(epoch + 1, 0, max(learner.steps, 1), cfg.epochs, cfg.batch_size))
+                     **{**data.pace.figures(epoch + 1, 0, max(learner.steps, 1), cfg.epochs, cfg.batch_size),
+                        "images_per_s": round(row["images_per_s"], 1)})
     _record_speed(cfg, run, learner, row)
     return best_f1
 

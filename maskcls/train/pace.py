@@ -66,7 +66,7 @@ def speed_key(cfg: RunConfig, kind: str) -> str:
 
 
 def record_speed(runs_root, cfg: RunConfig, kind: str, *, train_ips: float, val_ips: float | None) -> None:
-    """A run's measured rates, kept for the next estimate (the newest five per key)."""
+    """An epoch's measured rates, kept for the next estimate (the newest five per key)."""
     path = Path(runs_root) / THROUGHPUT_FILE
     with locked(path):
         table = _read(path)
@@ -94,8 +94,8 @@ def measured_speed(runs_root, cfg: RunConfig, kind: str) -> Speed | None:
     train = statistics.median(r["train_ips"] for r in rows)
     vals = [r["val_ips"] for r in rows if _positive(r.get("val_ips"))]
     return Speed(train, statistics.median(vals) if vals else 3 * train,
-                 f"measured by {len(rows)} earlier run(s) of {cfg.model} at {cfg.image_size[0]}x{cfg.image_size[1]} "
-                 f"on {kind}: {train:.0f} img/s training")
+                 f"measured here by {len(rows)} epoch(s) of earlier runs of {cfg.model} at {cfg.image_size[0]}x"
+                 f"{cfg.image_size[1]} on {kind}: {train:.0f} img/s training")
 
 
 def _positive(v) -> bool:
