@@ -175,3 +175,51 @@ def test_a_file_where_a_folder_belongs_is_named_before_any_work(demo_root, tmp_p
     monkeypatch.setattr(faces, "detect_boxes", lambda *a, **k: pytest.fail("MTCNN ran before the cache was checked"))
     assert main(["faces", str(demo_root), "--cache-dir", str(a_file), "--quiet"]) == 2
     assert f"maskcls faces: error: {a_file} is a file; expected a folder there" in capsys.readouterr().err
+
+
+def test_config_keys_are_listed_and_typos_answered_with_close_matches_before_torch(tmp_path, capsys):
+    """Issue 44: `train --help` listed no keys, an unknown key did not list the valid ones, and a typo took 8-23 s
+    on a busy machine (torch imported first)."""
+    import subprocess
+    import sys
+    from dataclasses import fields
+
+    from maskcls.train.config import RunConfig
+    code, out, _ = run_cli(capsys, "config", "keys", "--json")
+    docs = json.loads(out)
+    assert code == 0 and [d["key"] for d in docs] == [f.name for f in fields(RunConfig)]
+    assert all(d["meaning"] for d in docs)
+    code, out, _ = run_cli(capsys, "config", "show", "winners-2022")
+    assert code == 0 and json.loads(out)["drop_borderline"] == 3
+    code, _, err = run_cli(capsys, "config", "show", "winers-2022", "--runs-root", tmp_path)
+    assert code == 2 and "did you mean 'winners-2022'" in err
+    probe = ("import sys, maskcls.cli as c\ncode = c.main(sys.argv[1:])\n"
+             "print('torch' in sys.modules, file=sys.stderr)\nsys.exit(code)")
+    for args, said in ((["--set", "lrr=0.1"], "did you mean 'lr'?"), (["--preset", "demo-gpu"], "did you mean "
+                                                                        "'demo-cpu'?")):
+        out = subprocess.run([sys.executable, "-c", probe, "train", *args, "--data", str(tmp_path)],
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and said in out.stderr and out.stderr.strip().endswith("False"), out.stderr
+        if said.startswith("did you mean 'lr'"):
+            assert "`maskcls config keys`" in out.stderr and "weight_decay" in out.stderr
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "train", "--help")
+    assert "maskcls config keys" in capsys.readouterr().out
+
+
+def test_a_saved_spec_is_used_by_name_and_a_typo_lists_presets_and_saved_specs(demo_root, tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    from maskcls.augment.spec import create_preset
+    spec.write_text(create_preset("strong").to_json())
+    runs = tmp_path / "runs"
+    assert run_cli(capsys, "augment", "save", "mine", spec, "--runs-root", runs)[0] == 0
+    code, _, err = run_cli(capsys, "train", "--data", demo_root, "--preset", "demo-cpu", "--set", "augment=mien",
+                           "--runs-root", runs, "--name", "x")
+    assert code == 2 and "no spec saved" in err and "(mine)" in err and "did you mean 'mine'" in err
+    from maskcls.cli.common import config_from_args, saved_spec_override
+    from types import SimpleNamespace
+    args = SimpleNamespace(preset="demo-cpu", data=str(demo_root), set=["augment=mine"], track=None,
+                           runs_root=str(runs))
+    cfg = config_from_args(args)
+    assert isinstance(cfg.augment, dict) and cfg.augment == create_preset("strong").to_dict()
+    assert saved_spec_override("lr=0.1", args) == "lr=0.1"

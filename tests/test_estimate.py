@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from conftest import copy_run, run_cli, tiny
-from maskcls.orchestration.estimate import Estimate, cache_seconds, duration_text, estimate_many, estimate_run
+from conftest import run_cli, tiny
+from maskcls.orchestration.estimate import cache_seconds, duration_text, estimate_many, estimate_run
 from maskcls.train.pace import THROUGHPUT_FILE, Pace, measured_speed, record_speed, speed_key
 
 

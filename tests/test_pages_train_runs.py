@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from conftest import app_test
+from conftest import REPO, app_test
 from maskcls.common.runfolder import RunFolder
 from maskcls.orchestration import jobs
 
@@ -72,3 +72,57 @@ def test_runs_page_compares_and_deletes(trained_run, studio_demo, tmp_path):
     assert any("Deleted other" in m.value for m in at.success)
     assert at.selectbox(key="runs_delete_pick_1").value is None  # nothing armed for the next run
     assert not [c for c in at.checkbox if c.key and c.key.startswith("runs_delete_sure")]
+
+
+def test_the_train_form_keeps_its_values_across_pages_and_shows_fields_for_what_is_chosen(demo_root, tmp_path):
+    """Issue 44: the form forgot its values after a visit to another page (back to ce / none / 8 epochs) and showed
+    fields for losses not chosen."""
+    at = app_test("pages/train.py", runs_root=str(tmp_path / "runs"), data_root=str(demo_root))
+    labels = lambda: [n.label for n in at.number_input]  # noqa: E731
+    assert "Focal gamma" not in labels() and "Label smoothing" not in labels() and "Momentum" not in labels()
+    at.selectbox(key="train_loss").set_value("focal").run()
+    at.number_input(key="train_epochs").set_value(3).run()
+    at.selectbox(key="train_sampler").set_value("class").run()
+    assert "Focal gamma" in labels() and "Label smoothing" not in labels()
+    at.selectbox(key="train_optimizer").set_value("sgd").run()
+    assert "Momentum" in labels()
+    at.switch_page(str(REPO / "pages" / "data.py"))
+    at.run()
+    at.switch_page(str(REPO / "pages" / "train.py"))
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="train_loss").value == "focal" and at.number_input(key="train_epochs").value == 3
+    assert at.selectbox(key="train_sampler").value == "class" and at.selectbox(key="train_optimizer").value == "sgd"
+    assert at.session_state["train_config"]["loss"] == "focal"  # what the Ladders and Sweeps pages start from
+    assert [b.label for b in at.button][:2] == ["Launch", "Repeat with 3 seeds"]
+    assert at.number_input(key="train_seeds").label == "Seeds"
+
+
+def test_the_train_form_starts_from_a_preset_or_a_finished_run(tiny_run, demo_root, tmp_path):
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_run[0] / tiny_run[1], runs / "done", ignore=shutil.ignore_patterns(".*.lock"))
+    at = app_test("pages/train.py", runs_root=str(runs), data_root=str(demo_root))
+    assert "run: done" in at.selectbox(key="train_start").options
+    at.selectbox(key="train_start").set_value("winners-2022").run()
+    assert at.selectbox(key="train_model").value == "efficientnet_b0" and at.selectbox(key="train_sampler").value \
+        == "class" and at.number_input(key="train_borderline").value == 3
+    at.selectbox(key="train_start").set_value("run: done").run()
+    assert not at.exception
+    assert at.selectbox(key="train_model").value == "test_resnet" and at.number_input(key="train_h").value == 64
+    assert "from run: done" in " ".join(c.value for c in at.caption)
+    at.text_input(key="train_weights").input(str(tmp_path / "nope.safetensors")).run()
+    assert any("no such file" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_the_train_page_estimates_the_time_before_launch(demo_root, tmp_path):
+    at = app_test("pages/train.py", runs_root=str(tmp_path / "runs"), data_root=str(demo_root))
+    at.number_input(key="train_h").set_value(64).run()
+    at.number_input(key="train_w").set_value(48).run()
+    at.number_input(key="train_epochs").set_value(2).run()
+    assert any("no measured speed to estimate from" in c.value for c in at.caption)
+    at.button(key="train_probe").click().run(timeout=180)
+    assert not at.exception
+    shown = " ".join(i.value for i in at.info)
+    assert "Estimated time on cpu" in shown and "a probe of" in shown and "a repeat of 3 seeds about" in shown

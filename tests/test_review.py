@@ -213,3 +213,30 @@ def test_suggested_corrections_cover_each_attribute():
     assert suggested_correction(row("age", 2))["age"] == band_age(2) and band_age(2) >= 60
     assert 30 <= band_age(1) < 60 and band_age(0) < 30
     assert suggested_correction(row("mask swap", -1))["swap_mask"] == 1
+
+
+def test_many_at_once_undo_explanations_and_a_weak_models_warning(tiny_run, tmp_path, capsys):
+    """Issue 44: no given-label column, unexplained scores, 26 of 120 people flagged by a 0.16-F1 model without a
+    warning, one accept at a time."""
+    from conftest import copy_run
+    runs, name = copy_run(tiny_run, tmp_path)
+    assert main(["review", name, "--json", "--runs-root", str(runs)]) == 0
+    listed = json.loads(capsys.readouterr().out, parse_constant=strict)
+    assert "Do not trust these suggestions blindly" in listed["warning"] and "macro F1 on these people" in \
+        listed["warning"]
+    pending = listed["pending"]
+    assert len(pending) >= 2 and all(p["why"] for p in pending)
+    for p in pending:  # each score explained in the terms of its kind
+        if p["attribute"] == "mask swap":
+            assert "look like the other's label" in p["why"]
+        else:
+            assert f"prefer {p['suggested_name']} to the given {p['given_name']}" in p["why"]
+    two = [p["person_id"] for p in pending[:2]]
+    assert main(["review", name, "--accept", *two, "--runs-root", str(runs)]) == 0
+    path = runs / "corrections" / "reviewed.csv"
+    assert reviewed_ids(path)[0] == set(two)
+    capsys.readouterr()
+    assert main(["review", name, "--undo", "--runs-root", str(runs)]) == 0
+    assert "undone:" in capsys.readouterr().out and reviewed_ids(path) == (set(), set())
+    assert main(["review", name, "--undo", "--runs-root", str(runs)]) == 2
+    assert "nothing to undo" in capsys.readouterr().err
