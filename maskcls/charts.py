@@ -140,9 +140,9 @@ def per_class_f1_figure(per_class: list[dict], names: list[str], ci: list | None
     """F1 per class, sorted; with `ci` (per class [low, high]) each bar carries its 95 % interval over people."""
     frame = pd.DataFrame(per_class)
     frame["name"] = [f"{c}: {names[c]}" for c in frame["class"]]
-    if ci is not None:
-        frame["minus"] = frame["f1"] - [ci[c][0] for c in frame["class"]]
-        frame["plus"] = [ci[c][1] for c in frame["class"]] - frame["f1"]
+    if ci is not None:  # never a negative bar (an interval that does not hold its own point is drawn at the point)
+        frame["minus"] = (frame["f1"] - [ci[c][0] for c in frame["class"]]).clip(lower=0)
+        frame["plus"] = ([ci[c][1] for c in frame["class"]] - frame["f1"]).clip(lower=0)
     frame = frame.sort_values("f1")
     fig = px.bar(frame, x="f1", y="name", orientation="h", hover_data=["precision", "recall", "support"],
                  error_x="plus" if ci is not None else None, error_x_minus="minus" if ci is not None else None,

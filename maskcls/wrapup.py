@@ -40,10 +40,14 @@ class Section:
 
 def parse_notes(text: str, source: str = "notes") -> dict[str, str]:
     """The team's notes by section: the text under each '## Title' heading (a title must be one of SECTIONS); a
-    section given twice keeps both texts in order. Linear in the text's length."""
+    section given twice keeps both texts in order; text before the first heading is refused (it has no place).
+    Linear in the text's length."""
     notes: dict[str, list[str]] = {}
     current = None
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
+        if current is None and line.strip() and not line.startswith("## "):
+            raise ValueError(f"{source}, line {number}: text before the first '## Section' heading has no place in "
+                             f"the report; put it under one of: {', '.join(SECTIONS)}")
         if line.startswith("## "):
             current = line[3:].strip()
             if current not in SECTIONS:
@@ -217,7 +221,8 @@ def best_model_section(runs: list[dict], runs_root) -> Section:
         sec.blocks.append(("text", "No run with validation predictions."))
         return sec
     r = report(preds)
-    intervals = RunFolder.open(runs_root, best["name"]).read_intervals() or {}
+    from maskcls.infer.evaluation import prediction_intervals
+    intervals = prediction_intervals(RunFolder.open(runs_root, best["name"]), preds)  # these predictions' own
     exp = intervals.get("expected_test_f1")
     sec.blocks += [("text", f"{best['name']}: macro F1 {f1_text(best['best macro F1'], [best['F1 low'], best['F1 high']])}"
                             f" on {preds['person_id'].nunique()} validation people"

@@ -102,7 +102,7 @@ def figure_png(fig, path: Path) -> None:
     ax.tick_params(labelsize=7)
     plt.setp(ax.get_xticklabels(), rotation=60, ha="right")
     out.tight_layout()
-    out.savefig(path)
+    out.savefig(path, format="png")
     plt.close(out)
 
 
@@ -119,13 +119,12 @@ def _md_table(frame: pd.DataFrame) -> str:
     return head + "".join("\n| " + " | ".join(r) + " |" for r in cells)
 
 
-def to_markdown(sections: list[Section], request: ReportRequest, out: Path) -> list[Path]:
-    """The report as `out` (Markdown) and its figures as PNGs in `<out stem>_figures/`; returns the PNGs."""
-    folder = out.parent / f"{out.stem}_figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("[0-9][0-9]-*.png"):  # a report built again: no figure of the last one stays
-        old.unlink()
-    lines, pngs = [f"# {_md(request.title)}", ""], []
+def to_markdown(sections: list[Section], request: ReportRequest, out: Path) -> tuple[str, dict[str, bytes]]:
+    """The report as Markdown text for `out` and its figures as PNG bytes by file name (in `<out stem>_figures/`),
+    all in memory: nothing is written until every part is made."""
+    import io
+    folder_name = f"{out.stem}_figures"
+    lines, pngs = [f"# {_md(request.title)}", ""], {}
     for sec in sections:
         lines += [f"## {sec.title}", ""]
         if request.notes.get(sec.title):
@@ -136,23 +135,24 @@ def to_markdown(sections: list[Section], request: ReportRequest, out: Path) -> l
             elif block[0] == "table":
                 lines += [_md_table(block[1]), "", f"`{_md(block[2])}`", ""]
             elif block[0] == "images":
-                png = folder / f"{len(pngs) + 1:02d}-grad-cam.png"
-                png.write_bytes(png_bytes(block[1]))
-                pngs.append(png)
-                lines += [f"![{_md(block[2])}]({folder.name}/{png.name})", "", _md(block[2]), ""]
+                name = f"{len(pngs) + 1:02d}-grad-cam.png"
+                pngs[name] = png_bytes(block[1])
+                lines += [f"![{_md(block[2])}]({folder_name}/{name})", "", _md(block[2]), ""]
             else:
-                png = folder / f"{len(pngs) + 1:02d}-{re.sub(r'[^a-z0-9]+', '-', sec.title.lower())}.png"
-                figure_png(block[1], png)
-                pngs.append(png)
-                lines += [f"![{sec.title}]({folder.name}/{png.name})", "", f"reproduce: `{_md(block[2])}`", ""]
-    write_text(out, "\n".join(lines))
-    return pngs
+                name = f"{len(pngs) + 1:02d}-{re.sub(r'[^a-z0-9]+', '-', sec.title.lower())}.png"
+                buf = io.BytesIO()
+                figure_png(block[1], buf)
+                pngs[name] = buf.getvalue()
+                lines += [f"![{sec.title}]({folder_name}/{name})", "", f"reproduce: `{_md(block[2])}`", ""]
+    return "\n".join(lines), pngs
 
 
 def write_report(runs_root, request: ReportRequest, out, *, markdown: bool = True) -> dict:
-    """Build the report and write `out` (.html) and, with `markdown`, `out`.md with its PNGs; returns the paths."""
-    from maskcls.wrapup import build_report
+    """Build the report and write `out` (.html) and, with `markdown`, `out`.md with its PNGs; returns the paths.
+    Every part is made in memory first: a failure leaves no half report, and no old figure beside a new one."""
+    from maskcls.common.fileio import write_bytes
     from maskcls.common.outputs import guard_output
+    from maskcls.wrapup import build_report
     if not str(out).lower().endswith(".html"):
         raise ValueError(f"--out {str(out)!r}: expected an .html file name (the Markdown goes beside it)")
     out = guard_output(out, example="report.html", companions=("{stem}.md",) if markdown else (),
@@ -160,9 +160,17 @@ def write_report(runs_root, request: ReportRequest, out, *, markdown: bool = Tru
                        runs_root=runs_root).path
     sections = build_report(runs_root, request)
     page = to_html(sections, request)
+    md = out.with_suffix(".md")
+    text, pngs = to_markdown(sections, request, md) if markdown else ("", {})
     write_text(out, page)
     result = {"html": str(out), "bytes": len(page.encode()), "sections": [s.title for s in sections]}
     if markdown:
-        md = out.with_suffix(".md")
-        result.update(markdown=str(md), figures=[str(p) for p in to_markdown(sections, request, md)])
+        folder = out.parent / f"{md.stem}_figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("[0-9][0-9]-*.png"):  # a report built again: no figure of the last one stays
+            old.unlink()
+        for name, data in pngs.items():
+            write_bytes(folder / name, data)
+        write_text(md, text)
+        result.update(markdown=str(md), figures=[str(folder / n) for n in pngs])
     return result

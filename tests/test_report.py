@@ -167,7 +167,8 @@ def test_the_report_builds_with_every_state_the_studio_makes(season, demo_root, 
     decide(runs / "corrections" / "reviewed.csv", accept=[{"id": person, "gender": "female", "note": "looked"}])
     partial = runs / "team" / "alice" / ".x.partial"
     shutil.copytree(runs / "base", partial)
-    checked = verify_pulled(partial, data_root=str(demo_root), corrections="none", bounds=AgeBounds(30, 60))
+    checked = verify_pulled(partial, data_root=str(demo_root), corrections="none", bounds=AgeBounds(30, 60),
+                            cfg={**json.loads((partial / "config.json").read_text()), "data_root": str(demo_root)})
     write_json(partial / ".team.json", {"member": "alice", "run": "x", "version": "v1", **checked})
     partial.rename(runs / "team" / "alice" / "x")
     shutil.copytree(runs / "base", runs / "stopped")

@@ -310,3 +310,29 @@ def test_odd_store_records_are_skipped_and_named_not_fatal(team, capsys):
     assert code == 0 and "alice/done" in out, err
     assert out.count("skipped record") == 3 and "'../../etc'" in out and "not a number" in out and "0 to 1" in out
     assert not (b / "etc").exists() and not (b.parent / "etc").exists()
+
+
+def test_a_push_of_several_says_what_went_and_a_repull_repairs_a_damaged_copy(team, capsys):
+    """The first outside round: #8 `team push good bad` printed only bad's error though good was sent; #28 a
+    pulled run whose best.pt was deleted was "pulled" again with nothing repaired; #27 a file in the pulled run's
+    place was moved to a hidden name without a word."""
+    _, a, b, _ = team
+    shutil.copytree(a / "done", a / "bad", ignore=shutil.ignore_patterns(".*.lock", ".team.json"))
+    table = pd.read_csv(a / "bad" / "val_predictions.csv")
+    table.loc[0, "p0"] = float("nan")
+    table.to_csv(a / "bad" / "val_predictions.csv", index=False)
+    (a / "bad" / "best.pt").unlink()
+    code, out, err = cli(capsys, "team", "push", "done", "bad", "--member", "alice", "--runs-root", a)
+    assert code == 2 and "alice/done:" in out and "bad: not sent" in out and "1 of 2 not sent" in err
+    assert cli(capsys, "team", "pull", "alice/done", "--runs-root", b)[0] == 0
+    pulled = RunFolder.open(b, "alice/done")
+    pulled.best_path.unlink()
+    code, _, err = cli(capsys, "team", "pull", "alice/done", "--runs-root", b)
+    assert code == 0 and RunFolder.open(b, "alice/done").best_path.is_file(), err
+    (b / "team" / "alice" / "stray").write_text("not a run")
+    assert cli(capsys, "team", "push", "done", "--member", "alice", "--runs-root", a)[0] == 0
+    shutil.copytree(a / "done", a / "stray", ignore=shutil.ignore_patterns(".*.lock", ".team.json"))
+    assert cli(capsys, "team", "push", "stray", "--member", "alice", "--runs-root", a)[0] == 0
+    code, _, err = cli(capsys, "team", "pull", "alice/stray", "--runs-root", b)
+    assert code == 2 and "is a file, not a pulled run" in err
+    assert (b / "team" / "alice" / "stray").read_text() == "not a run"

@@ -86,13 +86,20 @@ def cmd_list(args) -> int:
         raise ValueError(f"--f1 is LOW HIGH with 0 <= LOW <= HIGH <= 1, got {args.f1[0]:g} {args.f1[1]:g}")
     if args.limit < 0:
         raise ValueError(f"--limit is 0 (all) or more, got {args.limit}")
+    from maskcls.common.jobfolder import DAMAGED, STATES
+    from maskcls.train.config import did_you_mean
+    for state in args.state:  # a state no run can be in matches nothing: said, not an empty list
+        if state not in STATES + (DAMAGED,):
+            raise ValueError(f"--state {state!r} is no run state{did_you_mean(state, STATES)}; the states are: "
+                             f"{', '.join(STATES + (DAMAGED,))}")
     rows = filter_rows(index_rows(runs_root_of(args)), text=args.name, states=args.state, kinds=args.kind,
                        where=parse_where(args.where), f1=tuple(args.f1) if args.f1 else None)
     rows = sort_rows(rows, args.sort)[: args.limit or None]
     text = "\n".join(f"{r['name']:36s} {r['state']:10s} {str(r['model']):18s} " +
                      (f"{r['best macro F1']:.4f}" if r["best macro F1"] is not None else "     -") +
                      (f" [{r['F1 low']:.4f}, {r['F1 high']:.4f}]" if r.get("F1 low") is not None else "") +
-                     f"  {r['disk MB']:.1f} MB" for r in rows) or "no run matches"
+                     f"  {r['disk MB']:.1f} MB" + (f"  ({str(r['error'])[:100]})" if r.get("error") else "")
+                     for r in rows) or "no run matches"
     emit(rows, args.json, text)
     return 0
 

@@ -112,6 +112,8 @@ def cmd_status(args) -> int:
     for st in s["steps"]:
         if "gain" in st:
             lines.append(f"  step {st['step']:24s} {st['verdict']:12s} {st['line']}")
+        elif st.get("why"):
+            lines.append(f"  step {st['step']:24s} {st['why']}")
         else:
             lines.append(f"  step {st['step']:24s} waiting for its runs")
     emit(s, args.json, "\n".join(lines))

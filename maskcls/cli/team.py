@@ -1,6 +1,8 @@
 """Team mode: serve the team store, push runs to it, list the team's runs, pull a teammate's run."""
 from __future__ import annotations
 
+import sys
+
 from maskcls.cli.common import add, emit, runs_root_of
 
 
@@ -88,9 +90,22 @@ def cmd_push(args) -> int:
     member = member_name(args.member)
     runs = [r for ref in args.runs for r in group_members(runs_root, ref)]  # every name checked before a byte moves
     store = TeamStore.connect(args.team)
-    done = push_all(store, runs_root, member) if args.all else [push_run(store, r, member) for r in runs]
-    emit(done, args.json, "\n".join(f"{d['member']}/{d['run']}: " + ("sent" if d["sent"] else "unchanged, not sent")
-                                    for d in done) or "nothing to push")
+    if args.all:
+        done, failed = push_all(store, runs_root, member), []
+    else:  # each run on its own: one that is refused does not hide the ones that went (nor stop the rest)
+        done, failed = [], []
+        for r in runs:
+            try:
+                done.append(push_run(store, r, member))
+            except ValueError as e:
+                failed.append({"run": r.name, "error": str(e)})
+    lines = [f"{d['member']}/{d['run']}: " + ("sent" if d["sent"] else "unchanged, not sent") for d in done]
+    lines += [f"{f['run']}: not sent: {f['error']}" for f in failed]
+    emit({"pushed": done, "failed": failed} if args.json and failed else done, args.json,
+         "\n".join(lines) or "nothing to push")
+    if failed:
+        print(f"maskcls team: error: {len(failed)} of {len(runs)} not sent (said above)", file=sys.stderr)
+        return 2
     return 0
 
 

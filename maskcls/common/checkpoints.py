@@ -69,7 +69,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                               f"checkpoint {str(path)!r} cannot be opened ({e.strerror})") from None
     try:
         with os.fdopen(fd, "rb") as f:
+            head = f.read(4)
+            if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip, or a legacy pickle
+                raise CheckpointError(f"{str(path)!r} is not a checkpoint (it starts with {head!r}: "
+                                      f"{'text, e.g. JSON' if head[:1] in (b'{', b'[') else 'another kind of file'}); "
+                                      f"expected a .pt file a run wrote")
+            f.seek(0)
             ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"checkpoint {str(path)!r} refused: it holds objects other than tensors and plain "
                               f"data, which could run code when loaded ({first_line(e)})") from None

@@ -50,6 +50,19 @@ def _runs_root_part(path: Path, runs_root: Path) -> str | None:
     return None
 
 
+def _data_part(path: Path) -> str | None:
+    """What of a data root `path` would replace, found from the layout itself (any data root, named or not): its
+    train/images or eval/images folders, or its train.csv, eval/info.csv, eval/labels.csv."""
+    for parent in path.parents:
+        if parent.name == "images" and parent.parent.name in ("train", "eval") and \
+                (parent.parent.parent / "train" / "images").is_dir():
+            return f"the data's {parent.parent.name}/images folder ({parent})"
+    table = {"train": ("train.csv",), "eval": ("info.csv", "labels.csv")}.get(path.parent.name, ())
+    if path.name in table and (path.parent / "images").is_dir():
+        return f"the data's own {path.parent.name}/{path.name}"
+    return None
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -94,8 +107,8 @@ def _check_file(target: Path, flag: str, *, example: str, reads: list[Path], run
         raise ValueError(f"{flag} {shown!r} is a symbolic link (to {os.readlink(target)!r}); expected a new file name "
                          f"or a plain file such as {example}: a write would replace the link, not its target")
     if target.is_dir():
-        raise ValueError(f"{flag} {shown!r} is a folder; expected a file name such as "
-                         f"{str(target / Path(example).name)!r}")
+        raise ValueError(f"{flag} {shown!r} is a folder; expected a file there (move the folder away, or give "
+                         f"{flag} another name such as {example})")
     if target.exists() and not target.is_file():
         raise ValueError(f"{flag} {shown!r} exists and is not a regular file (a FIFO or a device); expected a file "
                          f"name such as {example}")
@@ -118,6 +131,10 @@ def _check_place(target: Path, flag: str, shown: str, *, runs_root, data_root) -
         if part:
             raise ValueError(f"{flag} {shown!r} would write into {part} (in the runs root {str(runs_root)!r}); write "
                              f"it elsewhere")
+    data = _data_part(resolved)
+    if data:
+        raise ValueError(f"{flag} {shown!r} would write into {data}, which holds only the data's own files; write "
+                         f"it outside the data root")
     if data_root:
         root = Path(data_root).resolve()
         for rel in DATA_FILES:

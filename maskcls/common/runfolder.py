@@ -60,6 +60,14 @@ class RunFolder(RunUse, JobFolder):
             return None
         return origin if isinstance(origin, dict) else None
 
+    @property
+    def local_dir(self) -> Path:
+        """Where this machine writes its own files about the run (its tuned class biases, what uses it): the run
+        folder, or beside a teammate's pulled run (read-only here), <runs root>/team/.local/MEMBER/RUN."""
+        if self.pulled():
+            return self.path.parent.parent / ".local" / self.path.parent.name / self.name
+        return self.path
+
     def refuse_if_pulled(self, action: str) -> None:
         """Training, resuming and deleting belong to the run's owner: a pulled copy is read-only."""
         origin = self.pulled()

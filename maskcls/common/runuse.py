@@ -18,7 +18,7 @@ class RunUse:
         """Record that `by` (a submission, a soup, a review) uses `checkpoint`, so that a prune keeps it; one lock
         around read-change-replace, as several predictions may end at once."""
         from maskcls.common.fileio import locked, write_json
-        path = self.path / USED_FILE
+        path = self.local_dir / USED_FILE
         with locked(path):
             marks = self.used_marks()
             if by not in marks.setdefault(check_name(checkpoint, "checkpoint name"), []):
@@ -28,7 +28,7 @@ class RunUse:
     def used_marks(self) -> dict[str, list[str]]:
         """{checkpoint: [what uses it]}; a damaged file reads as every checkpoint used (nothing is pruned)."""
         try:
-            marks = read_json(self.path / USED_FILE, USED_FILE, root=self.path)
+            marks = read_json(self.local_dir / USED_FILE, USED_FILE, root=self.local_dir)
         except FileNotFoundError:
             return {}
         except (OSError, ValueError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from maskcls.common.fileio import LIMITS, check_name, inside, locked, read_text_
 from maskcls.data.labels import GENDER_KEYS, parse_gender
 
 COLUMNS = ["id", "gender", "age", "swap_mask", "note"]
+PERSON_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # the <id> of <id>_<gender>_<race>_<age> folders
 MAX_AGE = 120
 
 # Community-reported corrections for the real competition data (opt-in preset "community").
@@ -60,6 +62,9 @@ def _validate(table: pd.DataFrame, source: str) -> pd.DataFrame:
             raise ValueError(f"{source}, line {line}: swap_mask must be 0 or 1, got {row['swap_mask']!r}")
         if not row["id"].strip():
             raise ValueError(f"{source}, line {line}: id is empty; expected a person id such as 000001")
+        if not PERSON_ID.match(row["id"].strip()):
+            raise ValueError(f"{source}, line {line}: id {row['id'].strip()[:40]!r} is no person id (letters, digits "
+                             f"and '-', such as 000001 or 001498-1)")
     ids = out["id"].str.strip()
     repeated = ids[ids.duplicated()]
     if len(repeated):

@@ -137,13 +137,15 @@ def tune_biases(probs: np.ndarray, labels: np.ndarray, passes: int = 3,
 
 def save_bias(runs_root, name: str, bias: np.ndarray, *, before: float, after: float, checkpoint: str) -> None:
     """The run's macro-F1 class biases, with the F1 before and after, into class_bias.json."""
-    write_json(RunFolder.open(runs_root, name).path / BIAS_FILE, {"bias": [float(b) for b in bias], "macro_f1_before": before,
-                                                          "macro_f1_after": after, "checkpoint": checkpoint})
+    run = RunFolder.open(runs_root, name)  # a pulled run's biases go beside it: the teammate's folder stays as sent
+    write_json(run.local_dir / BIAS_FILE, {"bias": [float(b) for b in bias], "macro_f1_before": before,
+                                           "macro_f1_after": after, "checkpoint": checkpoint})
 
 
 def load_bias(runs_root, name: str) -> np.ndarray | None:
-    path = RunFolder.open(runs_root, name).path / BIAS_FILE
-    if not os.path.exists(path):
+    run = RunFolder.open(runs_root, name)
+    path = next((p for p in (run.local_dir / BIAS_FILE, run.path / BIAS_FILE) if os.path.lexists(p)), None)
+    if path is None:
         return None
     from maskcls.common.fileio import read_json
     try:
@@ -169,13 +171,24 @@ def eval_people(data_root) -> int:
     return round(len(table) / 7) if table is not None else 0
 
 
+def describes(stored: dict, preds: pd.DataFrame) -> bool:
+    """Stored intervals are these predictions' own: the same people and the same macro F1 (a table edited or cut
+    since they were written has others, and gets its figures computed again)."""
+    from maskcls.common.runfolder import probs_of
+    from maskcls.train.metrics import macro_f1
+    return stored.get("people") == int(preds["person_id"].nunique()) and \
+        abs(float(stored.get("macro_f1", -1)) - float(macro_f1(preds["label"].to_numpy(),
+                                                             probs_of(preds).argmax(1)))) < 1e-9
+
+
 def prediction_intervals(run: RunFolder, preds: pd.DataFrame) -> dict:
     """The interval figures of `preds`: those stored at the run's best epoch when `preds` are that epoch's, else
     computed now (a command's work, never a page draw's for a stored run)."""
     from maskcls.train.intervals import run_intervals
     stored = run.read_intervals()
     epoch = run.read_status().get("predictions_epoch")
-    if stored and stored.get("epoch") == epoch and "saved when best.pt" in str(preds.attrs.get("source", "")):
+    if stored and stored.get("epoch") == epoch and "saved when best.pt" in str(preds.attrs.get("source", "")) \
+            and describes(stored, preds):
         return stored
     cfg = RunConfig.from_dict(run.read_config())
     return run_intervals(preds, eval_people=eval_people(cfg.data_root) if cfg.data_root else 0,

@@ -143,8 +143,9 @@ def review_queue(preds: pd.DataFrame, bounds: AgeBounds | None = None, distance:
         pd.DataFrame(columns=COLUMNS)
     people["age"] = people["person_id"].map(ages) if ages is not None else np.nan
     names = attribute_names(bounds)
-    people["given_name"] = [names[x][int(v)] if x in names else "" for x, v in zip(people["attribute"], people["given"])]
-    people["suggested_name"] = [names[x][int(v)] if x in names else "" for x, v in
+    people["given_name"] = [names[x][int(v)] if x in names else "as labelled" for x, v in
+                            zip(people["attribute"], people["given"])]  # a mask swap: the pair as labelled
+    people["suggested_name"] = [names[x][int(v)] if x in names else "swapped" for x, v in
                                 zip(people["attribute"], people["suggested"])]
     people["suggestion"] = [suggestion_text(x, n) for x, n in zip(people["attribute"], people["suggested_name"])]
     people = people.sort_values("score", ascending=False, kind="stable")

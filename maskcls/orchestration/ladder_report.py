@@ -83,6 +83,10 @@ def ladder_status(runs_root, name: str, *, resamples: int = 2000, claims: str = 
             c = compare_sets(a.frames, b.frames, names=(a.label, b.label))
             step.update(gain=c["difference"], interval=c["interval"], p_value=c["p_value"], paired=c["paired"],
                         verdict=gain_verdict(c), moved=c["per_class"][:3], line=c["verdict"])
+        elif rung.done and ref.done:  # both ended, but one has nothing to compare: said, never "waiting" for ever
+            empty = [r.label for r in (ref, rung) if not r.frames]
+            step["why"] = (f"cannot be compared: rung {' and '.join(empty)} ended without validation predictions (see "
+                           f"its runs' logs)")
         steps.append(step)
     return {"ladder": name, "mode": ladder.mode, "seeds": ladder.seeds, "folds": ladder.folds, "rungs": rows,
             "steps": steps, "complete": all(r.done for r in rungs), "caution": seed_caution(ladder)}

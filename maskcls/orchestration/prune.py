@@ -109,7 +109,8 @@ def plan_prune(runs_root, keep_best: int = 0) -> PrunePlan:
                 plan.keep.append((run.name, name, "used by " + "; ".join(users)))
             else:
                 try:
-                    plan.remove.append((run.name, name, os.lstat(run.path / name).st_size))
+                    st = os.lstat(run.path / name)  # what removing it frees: the blocks it holds
+                    plan.remove.append((run.name, name, min(st.st_size, st.st_blocks * 512)))
                 except OSError:
                     continue  # gone since it was listed
     return plan

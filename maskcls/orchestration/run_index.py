@@ -161,7 +161,8 @@ def folder_files(path: Path) -> tuple[int, int, list[str]]:
         try:
             if not e.is_file(follow_symlinks=False):
                 continue
-            size = e.stat(follow_symlinks=False).st_size
+            st = e.stat(follow_symlinks=False)
+            size = min(st.st_size, st.st_blocks * 512)  # what the disk holds (a sparse file holds little)
         except OSError:
             continue
         total += size
@@ -202,6 +203,9 @@ def _load(path: Path) -> dict:
             "groups": {k: v for k, v in data["groups"].items() if _entry_ok(v, group=True)}}
 
 
+UNIT_COLUMNS = ("best macro F1", "F1 low", "F1 high", "F1 selection-free", "seed sd", "best accuracy")
+
+
 def _entry_ok(entry, group: bool = False) -> bool:
     """An index entry this version wrote: {"sig": [...], "row": {... "state": text ...}}."""
     if not isinstance(entry, dict) or not isinstance(entry.get("row"), dict):
@@ -209,9 +213,14 @@ def _entry_ok(entry, group: bool = False) -> bool:
     sig, row = entry.get("sig"), entry["row"]
     if not (sig is None and group) and not isinstance(sig, list):
         return False
-    f1 = row.get("best macro F1")
-    return isinstance(row.get("state"), str) and isinstance(row.get("name"), str) and \
-        (f1 is None or (isinstance(f1, (int, float)) and not isinstance(f1, bool) and 0 <= f1 <= 1))
+    if not isinstance(row.get("state"), str) or not isinstance(row.get("name"), str):
+        return False
+    figures = [row.get(k) for k in UNIT_COLUMNS]
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1)
+               for v in figures):
+        return False
+    low, high = row.get("F1 low"), row.get("F1 high")
+    return low is None or high is None or low <= high
 
 
 def _folders(root: Path):

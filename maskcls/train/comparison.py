@@ -154,11 +154,12 @@ def cannot_judge(ca: np.ndarray, cb: np.ndarray, se: float) -> str | None:
     if people < MIN_PEOPLE:
         return (f"only {people} validation people on a side; the procedure is checked from {MIN_PEOPLE} people up "
                 f"(validate on more people)")
-    truth = np.concatenate([c.reshape(c.shape[0], c.shape[1], K, K).sum(-1).sum(0) for c in (ca, cb)]) > 0  # (P, K)
-    classes = np.flatnonzero(truth.any(0))
-    if len(classes) < 2:
-        return (f"every validation photo is of one class ({int(classes[0]) if len(classes) else '-'}): macro F1 over "
-                f"one class says nothing about the other 17")
+    for side in (ca, cb):  # each side on its own: unpaired, one side of a single class is as empty
+        truth = side.reshape(side.shape[0], side.shape[1], K, K).sum(-1).sum(0) > 0  # (P, K)
+        classes = np.flatnonzero(truth.any(0))
+        if len(classes) < 2:
+            return (f"every validation photo of a side is of one class ({int(classes[0]) if len(classes) else '-'}): "
+                    f"macro F1 over one class says nothing about the other 17")
     if not se > 1e-12:
         return ("the difference does not vary at all from person to person (zero variance: two copies of one model, "
                 "or sides that differ alike on everyone), so no interval can be drawn")
@@ -206,7 +207,9 @@ def difference(ca: np.ndarray, cb: np.ndarray, *, paired: bool, level: float = L
         people_cls = [(jackknife_variance(loo_cls_a), ca.shape[1] - 1),
                       (jackknife_variance(loo_cls_b), cb.shape[1] - 1)]
     lo, hi, p, se, df, _ = (float(x) for x in t_interval(diff, people + _seed_terms(seeds_a, seeds_b), level))
+    lo, hi = max(lo, -1.0), min(hi, 1.0)  # a difference of F1s lies in [-1, 1]
     clo, chi, _, _, _, _ = t_interval(cls_diff, people_cls + _seed_terms(cls_a, cls_b), level)
+    clo, chi = np.clip(clo, -1.0, 1.0), np.clip(chi, -1.0, 1.0)
     return {"difference": diff, "interval": [lo, hi], "p_value": p, "standard_error": se, "df": df,
             "macro_f1_a": float(seeds_a.mean()), "macro_f1_b": float(seeds_b.mean()),
             "seed_sd": [float(np.std(x, ddof=1)) if len(x) > 1 else None for x in (seeds_a, seeds_b)],

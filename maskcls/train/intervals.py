@@ -190,7 +190,7 @@ def add_selection(intervals: dict, history) -> dict:
     if "expected_test_f1" in out:
         raw = out.get("expected_test_f1_best_epoch", out["expected_test_f1"])
         out["expected_test_f1_best_epoch"] = raw
-        out["expected_test_f1"] = [raw[0] - optimism, raw[1] - optimism]
+        out["expected_test_f1"] = [max(0.0, raw[0] - optimism), max(0.0, raw[1] - optimism)]  # an F1 is >= 0
     return out
 
 

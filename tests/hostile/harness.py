@@ -315,7 +315,8 @@ def build_template(root: Path, tiny_run: tuple, demo_root: Path) -> Path:
     write_json(runs / "other" / "config.json", {**cfg, "lr": 0.002})
     partial = runs / "team" / "alice" / ".done.partial"
     shutil.copytree(runs / "done", partial)
-    checked = verify_pulled(partial, data_root=str(data), corrections="none", bounds=AgeBounds(30, 60))
+    checked = verify_pulled(partial, data_root=str(data), corrections="none", bounds=AgeBounds(30, 60),
+                            cfg=json.loads((partial / "config.json").read_text()))
     write_json(partial / ".team.json", {"member": "alice", "run": "done", "version": "v1", **checked})
     os.replace(partial, runs / "team" / "alice" / "done")
     ladder = Ladder("lad", cfg, "cumulative", [{"name": "lr up", "set": {"lr": 0.002}}], seeds=1)

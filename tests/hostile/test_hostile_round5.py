@@ -32,8 +32,9 @@ def place_pulled(runs: Path, src: Path, data_root, tag_f1=None) -> RunFolder:
     from maskcls.orchestration.team.verify import verify_pulled
     partial = runs / "team" / "alice" / ".done.partial-v1"
     shutil.copytree(src, partial, ignore=shutil.ignore_patterns(".*.lock"))
+    cfg = json.loads((partial / "config.json").read_text())
     checked = verify_pulled(partial, data_root=str(data_root), corrections="none", bounds=AgeBounds(30, 60),
-                            tag_f1=tag_f1)
+                            tag_f1=tag_f1, cfg={**cfg, "data_root": str(data_root)})
     write_json(partial / ".team.json", {"member": "alice", "run": "done", "version": "v1", **checked})
     os.replace(partial, runs / "team" / "alice" / "done")
     return RunFolder.open(runs, "alice/done")
@@ -388,3 +389,43 @@ def test_a_pull_onto_a_full_disk_says_no_space(tmp_path, monkeypatch):
     monkeypatch.setattr(sh, "disk_usage", lambda p: sh._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
     with pytest.raises(TeamError, match="needs 90 MB and the device holding .* has 1 MB free; nothing was pulled"):
         _download(store, record, "alice/big", tmp_path, "v1")
+
+
+def one_hot_at_label(table: pd.DataFrame) -> pd.DataFrame:
+    probs = np.eye(18)[table["label"].to_numpy()]
+    return table.assign(**{f"p{i}": probs[:, i] for i in range(18)})
+
+
+def test_a_consistent_forgery_is_caught_by_the_checkpoint(tiny_run, demo_root, tmp_path):
+    """The outside round's high case: predictions forged one-hot at each label, history and claims made to agree
+    (0.83 everywhere): the pull held the table against its checkpoint, found it is not the checkpoint's, and scored
+    the checkpoint itself (0.044 here, as `predict --validate` says)."""
+    from maskcls.infer.evaluation import report
+    runs, name = copy_run(tiny_run, tmp_path)
+    honest = report(RunFolder(runs, name).read_predictions())["macro_f1"]
+    forged = tmp_path / "forged"
+    shutil.copytree(runs / name, forged)
+    run = RunFolder(tmp_path, "forged")
+    table = pd.read_csv(run.predictions_path, dtype={"person_id": str})
+    one_hot_at_label(table).to_csv(run.predictions_path, index=False)
+    history = pd.read_csv(run.history_path, dtype={"person_id": str})
+    history.assign(e1=history["label"], e2=history["label"]).to_csv(run.history_path, index=False)
+    forge(run, report(one_hot_at_label(table))["macro_f1"])
+    pulled = place_pulled(runs, forged, demo_root)
+    said = " ".join(pulled.pulled()["disagreements"])
+    assert "its predictions are not its checkpoint's" in said and "the class agrees on" in said
+    assert pulled.pulled()["verified"]["macro_f1"] == pytest.approx(honest, abs=0.02)
+    assert pulled.pulled()["verified"]["checked"] and not pulled.history_path.exists()
+
+
+def test_a_cherry_picked_subset_of_the_validation_people_is_caught(tiny_run, demo_root, tmp_path):
+    runs, name = copy_run(tiny_run, tmp_path)
+    sent = tmp_path / "subset"
+    shutil.copytree(runs / name, sent)
+    table = pd.read_csv(sent / "val_predictions.csv", dtype={"person_id": str})
+    right = table[table[[f"p{i}" for i in range(18)]].to_numpy().argmax(1) == table["label"]]
+    right.to_csv(sent / "val_predictions.csv", index=False)
+    pulled = place_pulled(runs, sent, demo_root)
+    said = " ".join(pulled.pulled()["disagreements"])
+    assert f"its predictions hold {len(right)} of the {len(table)} validation photos" in said
+    assert len(pulled.read_predictions()) == len(table)  # the checkpoint's own, over the whole split

@@ -237,9 +237,13 @@ def pull_run(store: TeamStore, runs_root, ref: str, *, data_root: str | None = N
         raise TeamError(f"{ref} is still being pushed (no complete version yet): pull it when its push has ended")
     target.parent.mkdir(parents=True, exist_ok=True)
     with locked(target, timeout=600):
+        if target.exists() and not target.is_dir() or target.is_symlink():
+            raise TeamError(f"cannot pull {ref}: {target} is {'a link' if target.is_symlink() else 'a file'}, not a "
+                            f"pulled run; move it away and pull again")
         marker = RunFolder(target.parent, name).pulled() if target.is_dir() else None
-        if marker and marker.get("version") == version and marker.get("verified") is not None and not data_root:
-            return RunFolder(target.parent, name)  # another pull of this version finished while we waited
+        if marker and marker.get("version") == version and marker.get("verified") is not None and not data_root \
+                and intact(target, marker):
+            return RunFolder(target.parent, name)  # pulled already (another pull of it finished while we waited)
         try:
             return _pull_locked(store, record, ref, target, version=version, data_root=data_root)
         except OSError as e:
@@ -291,6 +295,7 @@ def _pull_locked(store: TeamStore, record, ref: str, target: Path, *, version: s
     except TeamError:
         shutil.rmtree(partial, ignore_errors=True)  # refused: nothing of it stays
         raise
+    checked["files"] = file_digests(partial)
     write_json(partial / PULLED_FILE, {"member": member, "run": name, "store": shown(store.uri),
                                        "record": record.info.run_id, "version": version, "pulled": time.time(),
                                        "data_fingerprint": record.data.tags.get("maskcls.data_fp"),
@@ -304,6 +309,25 @@ def _pull_locked(store: TeamStore, record, ref: str, target: Path, *, version: s
     else:
         os.replace(partial, target)
     return RunFolder(target.parent, name)
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of each run file a pull left, as it left them: a later pull of the same version finds a damaged or
+    missing one and pulls again instead of saying it is there."""
+    out = {}
+    for name in (*FILES, CORRECTIONS, "config.json"):
+        if (folder / name).is_file():
+            h = hashlib.sha256()
+            with open(folder / name, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out[name] = h.hexdigest()
+    return out
+
+
+def intact(target: Path, marker: dict) -> bool:
+    recorded = marker.get("files")
+    return isinstance(recorded, dict) and bool(recorded) and file_digests(target) == recorded
 
 
 def _local_config(partial: Path, target: Path, data_root) -> tuple[dict, dict]:
@@ -340,8 +364,8 @@ def _verify(partial: Path, cfg: dict, record) -> dict:
     try:
         return verify_pulled(partial, data_root=root, corrections=corrections, bounds=bounds,
                              eval_people=eval_people(root) if root else 0,
-                             tag_f1=record.data.tags.get("maskcls.best_f1"))
-    except ValueError as e:
+                             tag_f1=record.data.tags.get("maskcls.best_f1"), cfg=cfg)
+    except (ValueError, OSError) as e:
         raise TeamError(f"its figures cannot be recomputed ({e}): not pulled") from None
 
 

@@ -111,7 +111,7 @@ def _keep_claims(folder: Path) -> dict:
 
 
 def verify_pulled(folder: Path, *, data_root, corrections, bounds, eval_people: int = 0,
-                  tag_f1=None) -> dict:
+                  tag_f1=None, cfg: dict | None = None) -> dict:
     """Recompute the pulled run's figures in `folder` (its partial folder, before it is moved into place) and
     rewrite its figure files from them; returns {"verified": figures, "disagreements": [...], "labels": text}."""
     from maskcls.common.predictions import read_predictions_table
@@ -126,8 +126,19 @@ def verify_pulled(folder: Path, *, data_root, corrections, bounds, eval_people: 
         _rewrite_metrics(folder, claims["metrics"], None, disagreements)
     else:
         preds, labels = rebase(preds, data_root, corrections, bounds)
+        checked = None
+        if data_root and cfg is not None:  # held against its own checkpoint and split, on this machine's data
+            from maskcls.orchestration.team.repredict import check
+            scored, problems, checked = check(folder, cfg, preds, corrections)
+            if problems:
+                disagreements += problems
+                preds = scored
+                (folder / "val_history.csv").unlink(missing_ok=True)  # the sent history cannot be checked
+        labels += f"; {checked}" if checked else ("; its predictions could not be held against its checkpoint "
+                                                  "(its data is not on this machine: pull with --data ROOT)")
         figures = _recompute(folder, preds, claims, disagreements, data_root=data_root, corrections=corrections,
                              bounds=bounds, eval_people=eval_people)
+        figures["checked"] = checked is not None
     for what, claimed in (("status.json", claims["status"].get("best_f1")),
                           ("the store's record", tag_f1 if tag_f1 not in ("", None) else None)):
         if _differs(claimed, figures["macro_f1"]):
