@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from maskcls import charts
+from maskcls.wrapup import charts
 from maskcls.data.corrections import corrections_summary
 from maskcls.data.splits import borderline_table
 from maskcls.data.labels import class_names

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from maskcls import charts
+from maskcls.wrapup import charts
 from maskcls.common.jobfolder import ACTIVE
 from maskcls.data.labels import class_names
 from maskcls.orchestration.ladder import PRESET_DIR, create_ladder, list_ladders

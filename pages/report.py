@@ -6,8 +6,8 @@ import streamlit as st
 
 import ui  # noqa: F401  (sets up the import path and session defaults)
 from maskcls.orchestration.ladder import list_ladders
-from maskcls.wrapup import SECTIONS, ReportRequest
-from maskcls.wrapup_render import write_report
+from maskcls.wrapup.document import SECTIONS, ReportRequest
+from maskcls.wrapup.render import write_report
 from maskcls.orchestration.run_index import index_rows
 from maskcls.orchestration.submissions import list_submissions
 

@@ -2,7 +2,6 @@
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -159,58 +158,23 @@ def copy_run(run: tuple, tmp_path) -> tuple[Path, str]:
     return tmp_path / "runs", name
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from maskcls.bench.servers import free_port  # noqa: E402  (after the thread caps above)
 
 PG_PASSWORD = "s3cret-pw"  # the throwaway servers' password: tests check it never lands in a file
 
 
 @contextmanager
 def postgres_server(*databases: str):
-    """A throwaway PostgreSQL server from Debian's package (run as `nobody` when we are root) with `databases`
-    created; yields (host, port, user). Skips the test where PostgreSQL is not installed."""
-    import signal
-    initdb = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not initdb:
-        pytest.skip("PostgreSQL is not installed here (Debian: apt-get install postgresql; .ci/run installs it)")
-    psycopg = pytest.importorskip("psycopg", reason="psycopg (requirements.txt) is needed to reach PostgreSQL")
-    bindir = initdb[-1].parent
-    folder = Path(tempfile.mkdtemp(prefix="maskcls-pg-"))
-    who = {}
-    if os.geteuid() == 0:
-        import pwd
-        nobody = pwd.getpwnam("nobody")
-        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
-        who = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-    (folder / "pw").write_text(PG_PASSWORD)  # the server checks it: a password that does not arrive fails
-    subprocess.run([str(bindir / "initdb"), "-D", str(folder / "data"), "-U", "maskcls", "--auth=scram-sha-256",
-                    f"--pwfile={folder / 'pw'}", "-E", "UTF8"], check=True, capture_output=True, **who)
-    port = free_port()
-    server = subprocess.Popen([str(bindir / "postgres"), "-D", str(folder / "data"), "-p", str(port), "-k", str(folder),
-                               "-c", "listen_addresses=127.0.0.1"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, **who)
+    """A throwaway PostgreSQL server (maskcls.bench.servers) with `databases` created; yields (host, port, user).
+    Skips the test where PostgreSQL is not installed."""
+    from maskcls.bench.servers import ServerUnavailable, postgres_bin, throwaway_postgres
     try:
-        end = time.time() + 30
-        while True:
-            try:
-                conn = psycopg.connect(host="127.0.0.1", port=port, user="maskcls", password=PG_PASSWORD,
-                                       dbname="postgres", autocommit=True)
-                break
-            except psycopg.OperationalError:
-                if time.time() > end or server.poll() is not None:
-                    raise
-                time.sleep(0.3)
-        for db in databases:
-            conn.execute(f"CREATE DATABASE {db}")
-        conn.close()
-        yield "127.0.0.1", port, "maskcls"
-    finally:
-        server.send_signal(signal.SIGINT)  # fast shutdown
-        server.wait(30)
-        shutil.rmtree(folder, ignore_errors=True)
+        postgres_bin()
+    except ServerUnavailable as e:
+        pytest.skip(str(e))
+    pytest.importorskip("psycopg", reason="psycopg (requirements.txt) is needed to reach PostgreSQL")
+    with throwaway_postgres(*databases, password=PG_PASSWORD) as server:
+        yield server
 
 
 TEAM_ADMIN, TEAM_PW = "alice", "team-pw-7Hq2"  # the throwaway team store's first user (its basic-auth admin)

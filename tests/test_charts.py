@@ -3,7 +3,7 @@ import pytest
 import json
 
 from conftest import app_test
-from maskcls import charts
+from maskcls.wrapup import charts
 from maskcls.data.labels import class_names, short_class_names
 
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import REPO
 
 PKG = REPO / "maskcls"
-LAYERS = ["common", "data", "augment", "models", "train", "infer", "orchestration"]  # then the top: cli, worker,
-# charts, budgets, __init__
+LAYERS = ["common", "data", "augment", "models", "train", "infer", "orchestration"]  # then the top: cli, wrapup,
+# bench, __init__
 
 
 def module_name(path: Path) -> str:
@@ -25,7 +25,7 @@ def layer(module: str) -> int:
     parts = module.split(".")
     if len(parts) > 1 and parts[1] in LAYERS:
         return LAYERS.index(parts[1])
-    return len(LAYERS)  # maskcls itself, maskcls.cli, maskcls.charts, maskcls.__main__
+    return len(LAYERS)  # maskcls itself, maskcls.cli, maskcls.wrapup, maskcls.bench, maskcls.__main__
 
 
 def imports_of(path: Path, known: set[str], source: str | None = None) -> set[str]:

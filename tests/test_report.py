@@ -10,7 +10,7 @@ import pytest
 from conftest import ARTIFACTS, chromium_page, needs_chromium, run_cli
 from maskcls.common.fileio import write_json
 from maskcls.common.runfolder import RunFolder
-from maskcls.wrapup import SECTIONS
+from maskcls.wrapup.document import SECTIONS
 
 
 @pytest.fixture(scope="module")

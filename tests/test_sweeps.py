@@ -3,6 +3,8 @@ through SQLite or a real PostgreSQL server."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -161,7 +163,7 @@ def test_a_storage_password_is_never_stored_nor_on_a_command_line(demo_root, tmp
     assert "Give the password on each machine in MASKCLS_STORAGE_PASSWORD" in str(refused.value)
     worker = sweeps.start_worker(runs, "pw", 1, storage=postgres_url)
     argv = Path(f"/proc/{worker.read_status()['pid']}/cmdline").read_bytes().decode()
-    assert PG_PASSWORD not in argv and "maskcls.worker" in argv  # what `ps` shows
+    assert PG_PASSWORD not in argv and "maskcls.orchestration.worker" in argv  # what `ps` shows
     status = (worker.path / "status.json").read_text()
     assert PG_PASSWORD not in status and stored in status  # what teammates read
     wait_until(lambda: worker.read_status()["state"] not in ("queued", "running"), 240, "the worker")
@@ -392,3 +394,77 @@ def test_the_sweeps_page_shows_a_lost_trial_and_leaves_the_study_alone(demo_root
     assert before == [(0, TrialState.RUNNING)]
     assert main(["sweep", "reap", "lost", "--runs-root", str(runs)]) == 0  # the explicit command does fail it
     assert [t.state for t in sweeps.open_study(runs, sweep).get_trials()] == [TrialState.FAIL]
+
+
+def _stale_heartbeat(runs, sweep, number: int) -> None:
+    """The trial's heartbeat an hour old, as a worker's looks when it is too busy to beat in time."""
+    import sqlite3
+    from maskcls.orchestration.sweeps.definition import storage_url
+    from maskcls.orchestration.sweeps.storage import open_storage
+    url = storage_url(sweep, runs, None)
+    rdb = open_storage(url)
+    trial_id = rdb.get_trial_id_from_study_id_trial_number(rdb.get_study_id_from_name(sweep.name), number)
+    rdb.record_heartbeat(trial_id)
+    with sqlite3.connect(url.split("sqlite:///", 1)[1]) as db:
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-1 hour') WHERE trial_id = ?",
+                   (trial_id,))
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_slow_worker_beside_a_starting_one_loses_nothing_20_times(demo_root, tmp_path):
+    """Issue 46's race: a starting worker's reap failed a trial still being trained ("Cannot tell a FAIL trial"),
+    judging a live worker gone from a heartbeat late under load, or from a trial whose worker was half written.
+    Liveness is now judged as for jobs (pid + start time) on this machine: 20 rounds, nothing live is lost, the
+    dead one always is."""
+    import socket
+
+    from optuna.trial import TrialState
+
+    from maskcls.common.procs import proc_start
+    from maskcls.orchestration.sweeps.worker import reap_lost_trials
+    runs = tmp_path / "runs"
+    sweep = sweeps.create_sweep(runs, "race", base(demo_root, tmp_path), SPACE, sampler="random", pruner="none")
+    host = socket.gethostname()
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])  # the busy worker's process
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    try:
+        for i in range(20):
+            study = sweeps.open_study(runs, sweep)
+            busy, starting, lost = study.ask(), study.ask(), study.ask()
+            busy.set_user_attr("worker", {"host": host, "pid": slow.pid, "start": proc_start(slow.pid)})
+            busy.set_user_attr("run", f"race-b{i}")
+            starting.set_user_attr("run", f"race-s{i}")  # a worker between its first and its last attribute
+            starting.set_user_attr("host", host)
+            lost.set_user_attr("worker", {"host": host, "pid": int(gone.stdout), "start": 1})
+            lost.set_user_attr("run", f"race-l{i}")
+            _stale_heartbeat(runs, sweep, busy.number)
+            assert reap_lost_trials(runs, sweep) == [lost.number], i  # the starting worker's reap
+            states = {t.number: t.state for t in sweeps.open_study(runs, sweep).get_trials()}
+            assert (states[busy.number], states[starting.number], states[lost.number]) == \
+                (TrialState.RUNNING, TrialState.RUNNING, TrialState.FAIL), i
+            study.tell(busy, 0.5)  # the busy worker finishes its trial: no "Cannot tell a FAIL trial"
+            study.tell(starting, 0.4)
+    finally:
+        slow.kill()
+        slow.wait()
+
+
+def test_a_worker_whose_trial_was_reaped_says_so_and_goes_on(demo_root, tmp_path, monkeypatch):
+    from optuna.trial import TrialState
+
+    from maskcls.orchestration.sweeps import worker as sweep_worker
+    from maskcls.orchestration.sweeps.definition import storage_url
+    from maskcls.orchestration.sweeps.storage import open_storage
+    runs = tmp_path / "runs"
+    sweeps.create_sweep(runs, "reaped", base(demo_root, tmp_path), SPACE, sampler="random", pruner="none")
+
+    def reaped_while_training(runs_root, sweep, trial, params, progress):
+        rdb = open_storage(storage_url(sweep, runs_root, None))  # another worker's reap, in the middle of it
+        rdb.set_trial_state_values(rdb.get_trial_id_from_study_id_trial_number(
+            rdb.get_study_id_from_name(sweep.name), trial.number), TrialState.FAIL)
+        return {"state": "completed", "best_f1": 0.5}
+    monkeypatch.setattr(sweep_worker, "_train_trial", reaped_while_training)
+    said = []
+    out = sweep_worker.run_worker(runs, "reaped", 2, log=said.append, quiet=True)
+    assert len(out["trials_run"]) == 2 and set(out["states"].values()) == {"failed"}
+    assert sum("was marked failed by another worker while it trained" in s for s in said) == 2, said

@@ -100,7 +100,7 @@ def cmd_scan(args) -> int:
 
 
 def cmd_budgets(args) -> int:
-    from maskcls.budgets import run_budgets
+    from maskcls.bench.budgets import run_budgets
     try:
         budgets = run_budgets(args.slow, report=(lambda line: None) if args.json else print, only=args.only)
     except ValueError as e:

@@ -49,7 +49,7 @@ def register_report(sub, parents) -> None:
 def read_notes(path: str | None) -> dict[str, str]:
     """Notes by section from a Markdown file (bounded, regular, UTF-8): the text under each '## Title' heading; a
     section given twice keeps both texts, in order."""
-    from maskcls.wrapup import parse_notes
+    from maskcls.wrapup.document import parse_notes
     from maskcls.common.fileio import LIMITS, read_text_file
     if not path:
         return {}
@@ -67,8 +67,8 @@ def read_notes(path: str | None) -> dict[str, str]:
 def cmd_report(args) -> int:
     import time
 
-    from maskcls.wrapup import ReportRequest
-    from maskcls.wrapup_render import write_report
+    from maskcls.wrapup.document import ReportRequest
+    from maskcls.wrapup.render import write_report
     t0 = time.perf_counter()
     request = ReportRequest(args.runs, args.ladder, args.compare, args.submission, read_notes(args.notes), args.title,
                             read_files=[args.notes] if args.notes else [])

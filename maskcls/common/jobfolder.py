@@ -3,8 +3,8 @@
 A job is a folder with a status.json and a log.txt; its state is derived from that file *and* the liveness of
 the process it names (verified: maskcls.common.procs), so a dead process reads as failed (lost), never as
 running forever. The lifecycle, written once here:
-- `start()` (in the caller): status `queued`, then `python -m maskcls.worker KIND FOLDER` spawned detached;
-- `run()` (in that process, through maskcls.worker): `working()` holds the folder's lock, names the process in
+- `start()` (in the caller): status `queued`, then `python -m maskcls.orchestration.worker KIND FOLDER` spawned detached;
+- `run()` (in that process, through maskcls.orchestration.worker): `working()` holds the folder's lock, names the process in
   the status, turns a cancel's SIGTERM into `Cancelled`, and leaves a final state whatever happens, around the
   one method each kind writes: `work()`;
 - `cancel()` (anywhere): SIGTERM to the verified process, SIGKILL after a grace period.
@@ -103,7 +103,7 @@ class JobFolder:
     name: str
     path: Path
     kind = "job"  # the word messages use
-    worker: str | None = None  # maskcls.worker's name for this kind (detached jobs only)
+    worker: str | None = None  # maskcls.orchestration.worker's name for this kind (detached jobs only)
 
     status_path = property(lambda self: self.path / "status.json")
     log_path = property(lambda self: self.path / "log.txt")
@@ -229,12 +229,12 @@ class JobFolder:
 
     # -- the lifecycle -----------------------------------------------------------------------------------
     def start(self, env: dict | None = None, **fields) -> int:
-        """Spawn this job's process (`python -m maskcls.worker KIND FOLDER`) detached; the status says `queued`
+        """Spawn this job's process (`python -m maskcls.orchestration.worker KIND FOLDER`) detached; the status says `queued`
         (with `fields`), then names the process. Returns its pid."""
         if not self.worker:
             raise TypeError(f"a {self.kind} has no worker to start")
         self.write_status(state="queued", submitted=now(), **fields)
-        pid = spawn_detached([sys.executable, "-m", "maskcls.worker", self.worker, str(self.path.resolve())],
+        pid = spawn_detached([sys.executable, "-m", "maskcls.orchestration.worker", self.worker, str(self.path.resolve())],
                              self.log_path, env)
         self.write_status(pid=pid, pid_start=proc_start(pid))
         return pid
@@ -272,7 +272,7 @@ class JobFolder:
             self.write_status(**fields, ended=now(), pid=None)
 
     def run(self) -> dict:
-        """The job process's whole life (maskcls.worker calls it): `work()` inside `working()`."""
+        """The job process's whole life (maskcls.orchestration.worker calls it): `work()` inside `working()`."""
         with self.working():
             self.work()
         return self.read_status()

@@ -1,7 +1,7 @@
 """Training jobs: a run folder trained by a detached process, coordinated through the file system (no daemon,
 nothing lost on a restart).
 
-`submit` creates the run and starts its job (maskcls.common.jobfolder's lifecycle: `python -m maskcls.worker
+`submit` creates the run and starts its job (maskcls.common.jobfolder's lifecycle: `python -m maskcls.orchestration.worker
 train FOLDER`). That process waits for a slot of its device (maskcls.train.slots), then trains. A job's state is
 read from its status.json *and* the liveness of its verified process: a queued/running job whose process is gone
 is shown as failed (lost), never as running forever.
@@ -89,7 +89,7 @@ class TrainingJob(RunFolder):
     def _torchrun(self, cfg: RunConfig) -> None:
         """Multi-GPU: this process supervises `torchrun --nproc_per_node N`, whose ranks train the folder."""
         args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.gpus}",
-                "-m", "maskcls.worker", "train-rank", str(self.path.resolve())]
+                "-m", "maskcls.orchestration.worker", "train-rank", str(self.path.resolve())]
         self.write_status(state="running", started=now(), launcher="torchrun")
         proc = subprocess.Popen(args)
         try:

@@ -24,9 +24,29 @@ def trial_record(t) -> dict:
             "params": dict(t.params), "attrs": dict(t.user_attrs)}
 
 
+def trial_worker(attrs: dict) -> dict | None:
+    """The worker a trial names (host, pid, start), written in one attribute before anything else of it; None while
+    a starting worker has not written it yet (or, for a trial of an earlier version, any of its three keys)."""
+    w = attrs.get("worker")
+    if isinstance(w, dict) and {"host", "pid", "start"} <= set(w):
+        return w
+    if all(k in attrs for k in ("host", "worker_pid", "worker_start")):
+        return {"host": attrs["host"], "pid": attrs["worker_pid"], "start": attrs["worker_start"]}
+    return None
+
+
 def worker_gone(attrs: dict) -> bool:
-    """A RUNNING trial of this machine whose worker process has ended (trials of other machines: the heartbeat's)."""
-    return attrs.get("host") == socket.gethostname() and not is_alive(attrs.get("worker_pid"), attrs.get("worker_start"))
+    """A RUNNING trial of this machine whose worker process has ended, judged as jobs are: its pid no longer runs
+    or is another process now (its start time differs). A trial whose worker is not named yet is starting, never
+    gone; other machines' trials are the heartbeat's to judge."""
+    w = trial_worker(attrs)
+    return w is not None and w["host"] == socket.gethostname() and not is_alive(w["pid"], w["start"])
+
+
+def worker_alive_here(attrs: dict) -> bool:
+    """A trial of this machine whose worker verifiably runs (pid and start time)."""
+    w = trial_worker(attrs)
+    return w is not None and w["host"] == socket.gethostname() and is_alive(w["pid"], w["start"])
 
 
 def write_snapshot(folder, study) -> None:

@@ -8,6 +8,7 @@ Display paths never do: they only read.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -18,7 +19,7 @@ from maskcls.common.procs import proc_start
 from maskcls.orchestration.group_workers import GroupWorker
 from maskcls.orchestration.sweeps.definition import (SWEEPS_DIR, Sweep, load_sweep, open_study, storage_url,
                                                      sweeps_root, trial_config, trial_run_name)
-from maskcls.orchestration.sweeps.snapshot import LOST, TRIAL_STATES, worker_gone, write_snapshot
+from maskcls.orchestration.sweeps.snapshot import LOST, TRIAL_STATES, worker_alive_here, worker_gone, write_snapshot
 from maskcls.orchestration.sweeps.space import SweepError
 from maskcls.orchestration.sweeps.storage import PASSWORD_ENV, open_storage, split_password
 
@@ -36,6 +37,9 @@ def reap_lost_trials(runs_root, sweep: Sweep, storage: str | None = None) -> lis
     study_id = rdb.get_study_id_from_name(sweep.name)
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if worker_alive_here(t.user_attrs):  # a busy worker whose heartbeat is late is still alive: beat for it
+            rdb.record_heartbeat(rdb.get_trial_id_from_study_id_trial_number(study_id, t.number))
+            continue
         if not t.user_attrs.get("run") or not worker_gone(t.user_attrs):
             continue
         trial_id = rdb.get_trial_id_from_study_id_trial_number(study_id, t.number)
@@ -51,8 +55,17 @@ def reap_lost_trials(runs_root, sweep: Sweep, storage: str | None = None) -> lis
     return failed
 
 
+class TrialReaped(RuntimeError):
+    """This worker's trial was marked failed by another worker's reap while it trained (the other judged it lost)."""
+
+    def __init__(self, number: int):
+        super().__init__(f"trial {number} was marked failed by another worker while this one trained it (judged "
+                         f"lost); its run stopped, its checkpoints kept")
+
+
 def _train_trial(runs_root, sweep: Sweep, trial, params: dict, progress) -> dict:
     """Train one trial as an ordinary run, queued for its device, reporting each epoch's F1 to the pruner."""
+    import optuna
     from maskcls.common.runfolder import create_run
     from maskcls.train.config import RunConfig
     from maskcls.train.driver import run_training
@@ -70,10 +83,16 @@ def _train_trial(runs_root, sweep: Sweep, trial, params: dict, progress) -> dict
             cfg.device = device
 
         def should_stop(epoch: int, row: dict) -> bool:
-            trial.report(row["val_macro_f1"], epoch)
+            try:
+                trial.report(row["val_macro_f1"], epoch)
+            except optuna.exceptions.UpdateFinishedTrialError:  # marked failed by another worker: nothing to train for
+                raise TrialReaped(trial.number) from None
             write_snapshot(sweeps_root(runs_root) / sweep.name, trial.study)  # `sweep status` sees the epoch
             return trial.should_prune()
         return run_training(cfg, run, progress=progress, should_stop=should_stop)
+    except TrialReaped as e:
+        run.write_status(state="failed", ended=now(), pid=None, error=str(e))
+        raise
     except Cancelled:
         if run.read_status().get("state") in ("queued", "running"):
             run.write_status(state="cancelled", ended=now(), pid=None)
@@ -90,8 +109,10 @@ def _objective(runs_root, sweep: Sweep, progress, log, flags: dict):
     def objective(trial) -> float:
         params = {k: p.suggest(trial) for k, p in space.items()}
         name = trial_run_name(sweep, trial.number)
-        for key, value in (("run", name), ("host", socket.gethostname()), ("worker_pid", os.getpid()),
-                           ("worker_start", proc_start(os.getpid()))):
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "start": proc_start(os.getpid())}
+        trial.set_user_attr("worker", me)  # first, in one write: a reap never sees half a worker
+        for key, value in (("run", name), ("host", me["host"]), ("worker_pid", me["pid"]),
+                           ("worker_start", me["start"])):
             trial.set_user_attr(key, value)
         write_snapshot(sweeps_root(runs_root) / sweep.name, trial.study)  # `sweep status` lists it from its start
         log(f"trial {trial.number} -> run {name}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
@@ -102,12 +123,22 @@ def _objective(runs_root, sweep: Sweep, progress, log, flags: dict):
             trial.set_user_attr("error", "cancelled")
             raise
         except Exception as e:  # a refused combination, a failed run: the trial fails, the worker goes on
-            trial.set_user_attr("error", error_text(e))
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # unless another worker reaped it
+                trial.set_user_attr("error", error_text(e))
             raise
+        if still_running(trial) is False:  # failed by another worker's reap while it trained: said, not told
+            raise TrialReaped(trial.number)
         if status.get("state") == "pruned":
             raise optuna.TrialPruned(f"pruned after epoch {status.get('epoch')}")
         return float(status.get("best_f1", 0.0))
     return objective
+
+
+def still_running(trial) -> bool | None:
+    """Whether the trial is still RUNNING in the study (None when it cannot be found)."""
+    from optuna.trial import TrialState
+    found = [t.state for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number]
+    return found[0] == TrialState.RUNNING if found else None
 
 
 def count_done(study) -> int:
@@ -144,6 +175,11 @@ def run_worker(runs_root, name: str, trials: int, storage: str | None = None, *,
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
         except Cancelled:
             flags["cancelled"] = True
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as e:  # reaped under us: said, not a crash
+            if "Cannot tell a" not in str(e) and not isinstance(e, optuna.exceptions.UpdateFinishedTrialError):
+                raise
+            log(f"sweep {name}: this worker's trial was marked failed by another worker while it trained (judged "
+                f"lost); it does not count, the worker goes on")
         write_snapshot(sweeps_root(runs_root) / name, study)
         new = [t for t in study.get_trials(deepcopy=False) if t.number not in before
                and t.user_attrs.get("worker_pid") == os.getpid()]

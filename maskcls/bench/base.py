@@ -1,4 +1,4 @@
-"""One speed budget's record and the timing rule every budget uses (maskcls.budgets, maskcls.budgets_season)."""
+"""One speed budget's record and the timing rule every budget uses (maskcls.bench.budgets, maskcls.bench.season)."""
 from __future__ import annotations
 
 import statistics

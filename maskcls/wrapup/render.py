@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from maskcls.common.fileio import write_text
-from maskcls.wrapup import ReportRequest, Section
+from maskcls.wrapup.document import ReportRequest, Section
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
@@ -152,7 +152,7 @@ def write_report(runs_root, request: ReportRequest, out, *, markdown: bool = Tru
     Every part is made in memory first: a failure leaves no half report, and no old figure beside a new one."""
     from maskcls.common.fileio import write_bytes
     from maskcls.common.outputs import guard_output
-    from maskcls.wrapup import build_report
+    from maskcls.wrapup.document import build_report
     if not str(out).lower().endswith(".html"):
         raise ValueError(f"--out {str(out)!r}: expected an .html file name (the Markdown goes beside it)")
     out = guard_output(out, example="report.html", companions=("{stem}.md",) if markdown else (),

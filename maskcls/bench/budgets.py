@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskcls.budget_base import Budget, median_seconds
+from maskcls.bench.base import Budget, median_seconds
 
 
 def index_real_layout(work: Path) -> Budget:
@@ -79,7 +79,7 @@ def gradcam(demo: Path) -> Budget:
 
 def evaluate_page_work(demo: Path) -> Budget:
     """What the Evaluate page computes for 3,780 saved predictions: metrics, the four matrices, a cell, suspects."""
-    from maskcls.charts import confusion_figure, per_class_f1_figure
+    from maskcls.wrapup.charts import confusion_figure, per_class_f1_figure
     from maskcls.data.index import index_data
     from maskcls.data.labels import attribute_names, class_names, short_class_names
     from maskcls.infer.evaluation import cell_errors, report
@@ -215,7 +215,7 @@ def interval_work(demo: Path, work: Path) -> list[Budget]:
     run = RunFolder(runs, "r00")  # the season's template: with predictions and the demo as its data
     run.write_predictions(a)
     write_json(run.config_path, {"model": "resnet10t", "epochs": 8, "data_root": str(demo)})
-    from maskcls.budgets_season import report_time, season_of_runs
+    from maskcls.bench.season import report_time, season_of_runs
     budgets += season_of_runs(work, runs / "r00") + [report_time(work, runs / "r00")]
     shutil.rmtree(runs)
     budgets.append(ladder_report_time(work, frame))
@@ -309,10 +309,23 @@ def budget_steps(demo: Path, work: Path) -> dict:
             "fast-path": lambda: fast_path_to_limit(demo, work),
             # slow
             "trackers": lambda: tracker_overhead(demo, work), "demo-cpu": lambda: demo_cpu_preset(ensure_demo(), work),
-            "face-boxes": lambda: face_boxes(ensure_demo(), work)}
+            "face-boxes": lambda: face_boxes(ensure_demo(), work), "team": lambda: team_budgets(demo, work)}
 
 
-SLOW_STEPS = ("trackers", "demo-cpu", "face-boxes")
+SLOW_STEPS = ("trackers", "demo-cpu", "face-boxes", "team")
+
+
+def team_budgets(demo: Path, work: Path) -> list[Budget]:
+    """The team store's push, pull, list and size (maskcls.bench.team); said, not failed, where PostgreSQL is not
+    installed."""
+    from maskcls.bench.servers import ServerUnavailable, postgres_bin
+    try:
+        postgres_bin()
+    except ServerUnavailable as e:
+        print(f"team store budgets skipped: {e}")
+        return []
+    from maskcls.bench.team import team_store_budgets
+    return team_store_budgets(demo, work / "team")
 
 
 def run_budgets(include_slow: bool = False, report=print, only: list[str] | None = None) -> list[Budget]:

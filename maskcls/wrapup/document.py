@@ -83,7 +83,7 @@ def _runs(runs_root, request: ReportRequest) -> list[dict]:
 
 
 def data_section(runs: list[dict], runs_root) -> Section:
-    from maskcls import charts
+    from maskcls.wrapup import charts
     from maskcls.data.index import index_data
     from maskcls.data.labels import AgeBounds
     from maskcls.train.config import run_config
@@ -118,11 +118,13 @@ def experiments_section(runs: list[dict], runs_root) -> Section:
     if not runs:
         sec.blocks.append(("text", "No finished run with validation predictions."))
         return sec
+    from maskcls.common.settings import own_member_name
     diff = config_diff(runs_root, [r["name"] for r in runs])
+    me = own_member_name()
     rows = []
     for r in runs:
         changed = {k: diff.loc[k, r["name"]] for k in diff.index} if not diff.empty else {}
-        rows.append({"run": r["name"], "member": r.get("member") or "", "model": r["model"],
+        rows.append({"run": r["name"], "member": r.get("member") or me, "model": r["model"],
                      "macro F1 [95 % interval]": f1_text(r["best macro F1"], [r["F1 low"], r["F1 high"]]),
                      "selection-free F1": f"{r['F1 selection-free']:.4f}" if r.get("F1 selection-free") else "-",
                      "config": config_text(changed, runs_root)})
@@ -160,7 +162,7 @@ def config_text(changed: dict, runs_root, limit: int = 300) -> str:
 
 
 def ladder_section(runs_root, ladders: list[str]) -> Section:
-    from maskcls import charts
+    from maskcls.wrapup import charts
     from maskcls.orchestration.ladder_report import ladder_status
     sec = Section("Ladders")
     if not ladders:
@@ -180,7 +182,7 @@ def ladder_section(runs_root, ladders: list[str]) -> Section:
 
 
 def comparison_section(runs_root, compares: list[str]) -> Section:
-    from maskcls import charts
+    from maskcls.wrapup import charts
     from maskcls.data.labels import class_names
     from maskcls.orchestration.compare import compare_refs
     from maskcls.train.comparison import explain
@@ -199,7 +201,7 @@ def comparison_section(runs_root, compares: list[str]) -> Section:
 
 
 def best_model_section(runs: list[dict], runs_root) -> Section:
-    from maskcls import charts
+    from maskcls.wrapup import charts
     from maskcls.data.labels import class_names, short_class_names
     from maskcls.infer.evaluation import report
     sec = Section("Best model")
@@ -328,7 +330,7 @@ def submission_section(runs_root, names: list[str]) -> Section:
 def leaderboard_blocks(runs_root, names: list[str]) -> list:
     """The leaderboard log: validation F1 with its interval beside each recorded public score, the expected private
     range, and the two finals with the reasons."""
-    from maskcls import charts
+    from maskcls.wrapup import charts
     from maskcls.orchestration.leaderboard import leaderboard
     board = leaderboard(runs_root)
     rows = [r for r in board["rows"] if (not names or r["name"] in names) and r.get("public") is not None]

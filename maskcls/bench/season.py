@@ -12,7 +12,7 @@ from pathlib import Path
 def season_of_runs(work: Path, template: Path, n: int = 2000) -> list:
     """2,000 runs made from one run: the Runs table from the run index (warm) and rebuilt from every folder
     (cold), a filter, `runs list --json` as a process, and the Runs page itself (AppTest) warm."""
-    from maskcls.budget_base import Budget, median_seconds
+    from maskcls.bench.base import Budget, median_seconds
     from maskcls.orchestration.compare import runs_table
     from maskcls.orchestration.many_runs import make_runs
     from maskcls.orchestration.run_index import INDEX_FILE, filter_rows, index_rows, parse_where
@@ -62,13 +62,13 @@ def report_time(work: Path, template: Path):
     import os
     from dataclasses import asdict
 
-    from maskcls.budget_base import Budget
+    from maskcls.bench.base import Budget
 
     from maskcls.common.fileio import read_json, write_json
     from maskcls.orchestration.ladder import Ladder, ladder_path
     from maskcls.orchestration.many_runs import make_runs
-    from maskcls.wrapup import ReportRequest
-    from maskcls.wrapup_render import write_report
+    from maskcls.wrapup.document import ReportRequest
+    from maskcls.wrapup.render import write_report
     runs = work / "report-runs"
     make_runs(template, runs, 50)
     for name in ("lad-a", "lad-b"):

@@ -1,4 +1,4 @@
-"""The one entry point of detached job processes (never typed by a user): `python -m maskcls.worker KIND FOLDER`.
+"""The one entry point of detached job processes (never typed by a user): `python -m maskcls.orchestration.worker KIND FOLDER`.
 
 JobFolder.start() spawns it; it opens the folder as its kind and runs the job's lifecycle (JobFolder.run).
 Kinds are looked up by name, so this module imports only the kind it runs.
@@ -20,7 +20,7 @@ KINDS = {  # worker name -> "module:class" of its JobFolder
 
 def job_class(kind: str):
     if kind not in KINDS:
-        raise SystemExit(f"maskcls.worker: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+        raise SystemExit(f"maskcls.orchestration.worker: unknown kind {kind!r}; known: {', '.join(KINDS)}")
     module, name = KINDS[kind].split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -28,7 +28,7 @@ def job_class(kind: str):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        raise SystemExit("usage: python -m maskcls.worker KIND FOLDER (started by maskcls itself)")
+        raise SystemExit("usage: python -m maskcls.orchestration.worker KIND FOLDER (started by maskcls itself)")
     job = job_class(argv[0]).at(argv[1])
     status = job.run()
     return 0 if status.get("state") in ("completed", "pruned") else 1
