@@ -159,3 +159,11 @@ def train_base(sent_key: str) -> tuple["object", str]:
     preset = "gpu-effnet" if has_gpu() else "demo-cpu"
     return (RunConfig.from_dict({**create_config(preset).to_dict(), "data_root": data_root()}),
             f"the {preset} preset (set the Train form, then **Use as ladder/sweep base** there)")
+
+
+def rerun_fragment() -> None:
+    """Rerun only the fragment that is running when Streamlit is rerunning it alone (a click inside it), the page
+    otherwise: Streamlit refuses a fragment rerun asked for during a full run (AppTest runs every click that way)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx = get_script_run_ctx()
+    st.rerun(scope="fragment" if ctx is not None and ctx.fragment_ids_this_run else "app")

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from maskcls import charts
+from maskcls.wrapup import charts
 from maskcls.common.settings import default_cache_dir
 from maskcls.common.fileio import LIMITS, read_text_file
 from maskcls.common.devices import resolve_device
@@ -16,7 +16,7 @@ from maskcls.orchestration.submissions import (SubmissionFolder, SubmissionReque
 from maskcls.orchestration.run_index import index_rows
 from maskcls.common.checkpoints import CheckpointError
 from maskcls.infer.evaluation import report
-from maskcls.orchestration.folds import fold_runs, list_fold_groups, list_oof, read_oof
+from maskcls.orchestration.groups import fold_groups, fold_member_refs, has_oof, read_group_oof
 
 st.title("Ensemble")
 runs_root = st.session_state.get("runs_root") or ui.DEFAULTS["runs_root"]
@@ -28,18 +28,18 @@ index = ui.current_index()
 if index is None:
     st.stop()
 
-groups = list_fold_groups(runs_root)
+groups = fold_groups(runs_root)  # teammates' pulled fold groups too (MEMBER/NAME)
 if groups:
     f = st.columns([2, 1, 3])
     group = f[0].selectbox("Fold ensemble", groups, key="ens_fold_group", help="the K runs of `--folds K --name NAME`")
     try:
-        fold_members = [f"{r.name}:best.pt" for r in fold_runs(runs_root, group) if f"{r.name}:best.pt" in options]
+        fold_members = [f"{r}:best.pt" for r in fold_member_refs(runs_root, group) if f"{r}:best.pt" in options]
     except ValueError as e:  # folds still running, cancelled or failed, or a group with a missing fold
         fold_members = []
         f[2].warning(str(e))
     f[1].button("Use its folds", key="ens_use_folds", disabled=not fold_members, on_click=lambda: st.session_state.update(ens_members=fold_members))
-    if group in list_oof(runs_root) and fold_members:
-        f[2].caption(f"{group}: out-of-fold macro F1 {report(read_oof(runs_root, group))['macro_f1']:.4f} over every "
+    if has_oof(runs_root, group) and fold_members:
+        f[2].caption(f"{group}: out-of-fold macro F1 {report(read_group_oof(runs_root, group))['macro_f1']:.4f} over every "
                      f"training image. The folds' validation splits differ, so score a fold ensemble by this figure, "
                      f"not by “Score on validation”.")
 picked = st.multiselect("Members (run:checkpoint)", options, key="ens_members",

@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 import ui
-from maskcls import charts
+from maskcls.wrapup import charts
 from maskcls.models.cam import explain_image, list_cam_methods
 from maskcls.data.corrections import reviewed_ids
 from maskcls.common.fileio import LIMITS, read_text_file
@@ -235,7 +235,7 @@ def review_panel(owner_cfg: RunConfig) -> None:
                 st.session_state["eval_review_done"] = f"Undone: {', '.join(reviews.undo(review))} as before."
             except ValueError as e:
                 st.session_state["eval_review_done"] = str(e)
-            st.rerun(scope="fragment")
+            ui.rerun_fragment()
     person_details(review, pending)
     if accepted:
         st.caption(f"Next: choose **{review.file.stem}** in the sidebar's Label corrections, then train (Train page): "
@@ -267,11 +267,11 @@ def decide_many(review, pending) -> None:
     if b[0].button(f"Accept {len(picked)} picked", key="eval_picked_accept", type="primary", disabled=not picked):
         rows = reviews.accept_many(review, picked)
         st.session_state["eval_review_done"] = f"Accepted {len(rows)} into {review.file.name}: {', '.join(picked)}"
-        st.rerun(scope="fragment")
+        ui.rerun_fragment()
     if b[1].button(f"Reject {len(picked)} picked", key="eval_picked_reject", disabled=not picked):
         reviews.reject_many(review, picked)
         st.session_state["eval_review_done"] = f"Rejected {len(picked)} (kept as labelled): {', '.join(picked)}"
-        st.rerun(scope="fragment")
+        ui.rerun_fragment()
 
 
 def person_details(review, pending) -> None:
@@ -294,10 +294,10 @@ def person_details(review, pending) -> None:
             if b[0].button(f"Accept: {row.suggestion}", key=f"eval_accept_{row.person_id}", type="primary"):
                 reviews.accept(review, row.person_id)
                 st.session_state["eval_review_done"] = f"{row.person_id}: written to {review.file.name}"
-                st.rerun(scope="fragment")
+                ui.rerun_fragment()
             if b[1].button("Reject", key=f"eval_reject_{row.person_id}"):
                 reviews.reject(review, row.person_id)
-                st.rerun(scope="fragment")
+                ui.rerun_fragment()
 
 
 try:

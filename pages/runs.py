@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import ui  # noqa: F401  (sets up the import path and session defaults)
-from maskcls import charts
+from maskcls.wrapup import charts
 from maskcls.data.labels import class_names
 from maskcls.orchestration.compare import compare_refs, config_diff, curves_figure, delete_run, runs_display, runs_table
 from maskcls.orchestration.folds import list_oof
@@ -16,7 +16,9 @@ from maskcls.orchestration.run_index import KINDS, filter_rows, index_tables, pa
 from maskcls.common.runfolder import damaged_folders
 from maskcls.common.settings import TEAM_ENV
 from maskcls.orchestration.team.store import TeamStore
-from maskcls.orchestration.team.transfer import pull_run, team_rows
+from maskcls.orchestration.team.pull import pull_any
+from maskcls.orchestration.team.records import team_group_rows, team_rows
+from maskcls.orchestration.groups import pulled_groups
 from maskcls.train.comparison import explain, verdict_kind
 
 st.title("Runs")
@@ -61,9 +63,12 @@ st.dataframe(runs_display(table), hide_index=True, width="stretch", key="runs_ta
                             "best accuracy": st.column_config.NumberColumn(format="%.4f")})
 
 @st.cache_data(ttl=10, show_spinner="Asking the team store…")
-def team_table(uri: str, root: str) -> tuple[pd.DataFrame, list[str]]:
+def team_table(uri: str, root: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The store's runs, its groups' refs (pulled as a whole) and what could not be shown."""
     skipped: list[str] = []
-    return pd.DataFrame(team_rows(TeamStore.connect(uri), root, skipped)), skipped
+    store = TeamStore.connect(uri)
+    rows = team_rows(store, root, skipped)
+    return pd.DataFrame(rows), [g["ref"] for g in team_group_rows(store, skipped)], skipped
 
 
 with st.expander("Team", expanded=bool(os.environ.get(TEAM_ENV))):
@@ -72,10 +77,10 @@ with st.expander("Team", expanded=bool(os.environ.get(TEAM_ENV))):
         st.caption(f"Every member's runs show here once {TEAM_ENV} names the team store (README: Working as a team).")
     else:
         try:
-            team, skipped = team_table(uri, str(runs_root))
+            team, team_groups, skipped = team_table(uri, str(runs_root))
         except ValueError as e:
             st.error(str(e))
-            team, skipped = pd.DataFrame(), []
+            team, team_groups, skipped = pd.DataFrame(), [], []
         for line in skipped:
             st.warning(f"A record of the team store is not shown: {line}")
         if team.empty:
@@ -89,10 +94,12 @@ with st.expander("Team", expanded=bool(os.environ.get(TEAM_ENV))):
                          column_config={k: st.column_config.NumberColumn(format="%.4f") for k in
                                         ("macro_f1", "f1_low", "f1_high")})
             c = st.columns([3, 1])
-            ref = c[0].selectbox("Teammate's run", shown["ref"].tolist(), key="runs_team_pick")
+            picks = shown["ref"].tolist() + [g for g in team_groups if not members or g.split("/")[0] in members]
+            ref = c[0].selectbox("Teammate's run or group", picks, key="runs_team_pick",
+                                 help="a group (repeat or fold) is pulled whole: every run, and its out-of-fold table")
             if c[1].button("Pull", key="runs_team_pull", icon=":material/download:"):
                 try:
-                    pull_run(TeamStore.connect(uri), runs_root, ref)
+                    pull_any(TeamStore.connect(uri), runs_root, ref)
                     team_table.clear()
                     st.session_state["runs_team_pulled"] = ref
                     st.rerun()
@@ -104,7 +111,8 @@ with st.expander("Team", expanded=bool(os.environ.get(TEAM_ENV))):
 
 st.subheader("Is B better than A?")
 refs = [n for n in table["name"] if " (repeat of " not in n]  # what the filters kept first, then the rest
-refs += [g for g in list_repeat_groups(runs_root) + list_oof(runs_root) if not filtering or text.lower() in g.lower()]
+refs += [g for g in list_repeat_groups(runs_root) + list_oof(runs_root) + pulled_groups(runs_root)
+         if not filtering or text.lower() in g.lower()]
 refs += [r["name"] for r in rows if r["name"] not in set(refs)]
 c = st.columns([2, 2, 1])
 a = c[0].selectbox("A", refs, index=0, key="runs_cmp_a")

@@ -66,7 +66,7 @@ def test_the_whole_story(server, page, studio_demo):
     shot(page, "3-augment")
 
     go(page, "Train")
-    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Epochs", exact=True).fill("2")
     page.get_by_label("Image height").fill("64")
     page.get_by_label("Image width").fill("48")
     page.get_by_label("Run name").fill("browser-run")

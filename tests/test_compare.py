@@ -25,7 +25,9 @@ def runs(demo_root, tmp_path_factory):
 def test_a_run_against_itself_is_no_difference(runs, capsys):
     code, out, _ = run_cli(capsys, "compare", "a", "a", "--json", "--runs-root", runs)
     c = json.loads(out)
-    assert code == 0 and c["paired"] and c["difference"] == 0 and c["interval"] == [0, 0] and c["p_value"] == 1
+    # two copies of one model: no variance, so no interval and no verdict (issue 43), never a width-0 interval
+    assert code == 0 and c["paired"] and c["difference"] == 0 and c["interval"] is None
+    assert c["verdict"].startswith("cannot judge: +0.000") and "zero variance" in c["verdict"]
     assert {"difference", "interval", "p_value", "paired", "per_class", "verdict"} <= set(c)
 
 

@@ -121,7 +121,7 @@ def test_ddp_two_processes_see_as_many_samples_as_one(demo_root, tmp_path):
     write_text(run.config_path, json.dumps(base))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "maskcls.worker", "train-rank", str(run.path)],
+                           "-m", "maskcls.orchestration.worker", "train-rank", str(run.path)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = run.read_metrics()[0]

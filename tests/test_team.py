@@ -84,7 +84,7 @@ def test_a_pulled_run_is_read_only(team, capsys):
     assert code == 2 and "it is a teammate's run pulled from the team store (read-only here)" in err
     with pytest.raises(ValueError, match="cannot delete alice/done"):
         delete_run(b, "alice/done")
-    code, _, err = cli(capsys, "team", "push", "alice/done", "--member", "bob", "--runs-root", b)
+    code, _, err = cli(capsys, "team", "push", "alice/done", "--runs-root", b)
     assert code == 2 and "only its owner pushes it" in err
 
 
@@ -186,8 +186,8 @@ def test_the_server_killed_mid_push_and_mid_pull(team, tmp_path):
     pull = [sys.executable, "-m", "maskcls", "team", "pull", "alice/big", "--runs-root", str(b)]
     proc = subprocess.Popen(pull, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     team_dir = b / "team" / "alice"
-    rc = kill_when(store, lambda: any(p.is_file() for p in team_dir.glob(".big.partial-*/*")), proc,
-                   "the pull's first file")
+    rc = kill_when(store, lambda: any(p.is_file() for p in team_dir.glob(".big.partial-*/**/*")), proc,
+                   "the pull's download")
     assert rc == 2 and not (team_dir / "big").exists() and list(team_dir.glob(".big.partial-*"))
     store.start()
     done = subprocess.run(pull, env=env, capture_output=True, text=True)
@@ -205,7 +205,7 @@ def test_a_checkpoint_of_an_architecture_this_version_cannot_build_is_refused(te
     assert cli(capsys, "team", "push", "alien", "--member", "alice", "--runs-root", a)[0] == 0
     code, _, err = cli(capsys, "team", "pull", "alice/alien", "--runs-root", b)
     assert code == 2 and "'resnet_from_the_future_v9' model, an architecture this version of maskcls" in err
-    assert not (b / "team" / "alice" / "alien").exists() and not list((b / "team" / "alice").glob(".alien*"))
+    assert not (b / "team" / "alice" / "alien").exists() and not list((b / "team" / "alice").glob(".alien.partial*"))
 
 
 def test_two_ladder_workers_on_two_servers_split_one_ladder(team, demo_root, capsys, tmp_path):
@@ -303,9 +303,9 @@ def test_odd_store_records_are_skipped_and_named_not_fatal(team, capsys):
     _, a, b, _ = team
     assert cli(capsys, "team", "push", "done", "--member", "alice", "--runs-root", a)[0] == 0
     store = TeamStore.connect()
-    for member, f1 in (("../../etc", "0.5"), ("carol", "not-a-number"), ("dave", "7.5")):
-        store.client.create_run(store.experiment_id, tags={"maskcls.kind": "run", "maskcls.member": member,
-                                                           "maskcls.run": "odd", "maskcls.best_f1": f1})
+    for member, run, f1 in (("../../etc", "odd", "0.5"), ("alice", "odd1", "not-a-number"), ("alice", "odd2", "7.5")):
+        store.client.create_run(store.own_experiment("alice"), tags={"maskcls.kind": "run", "maskcls.member": member,
+                                                                     "maskcls.run": run, "maskcls.best_f1": f1})
     code, out, err = cli(capsys, "team", "list", "--runs-root", b)
     assert code == 0 and "alice/done" in out, err
     assert out.count("skipped record") == 3 and "'../../etc'" in out and "not a number" in out and "0 to 1" in out
@@ -323,7 +323,7 @@ def test_a_push_of_several_says_what_went_and_a_repull_repairs_a_damaged_copy(te
     table.to_csv(a / "bad" / "val_predictions.csv", index=False)
     (a / "bad" / "best.pt").unlink()
     code, out, err = cli(capsys, "team", "push", "done", "bad", "--member", "alice", "--runs-root", a)
-    assert code == 2 and "alice/done:" in out and "bad: not sent" in out and "1 of 2 not sent" in err
+    assert code == 2 and "alice/done:" in out and "bad: not sent" in err and "1 of 2 not sent" in err
     assert cli(capsys, "team", "pull", "alice/done", "--runs-root", b)[0] == 0
     pulled = RunFolder.open(b, "alice/done")
     pulled.best_path.unlink()

@@ -130,8 +130,8 @@ def _members(args, runs_root: str) -> list:
         raise ValueError("predict needs --data ROOT and --members RUN[:CKPT] ... (or --folds NAME)")
     members = [Member.parse(m) for m in args.members or []]
     if args.folds:
-        from maskcls.orchestration.folds import fold_runs
-        members += [Member(r.name) for r in fold_runs(runs_root, args.folds)]
+        from maskcls.orchestration.groups import fold_member_refs
+        members += [Member(r) for r in fold_member_refs(runs_root, args.folds)]
     return members
 
 

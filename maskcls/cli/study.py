@@ -33,6 +33,8 @@ def register(sub, parents) -> None:
     p.add_argument("--background", action="store_true", help="as a detached worker job")
     p.add_argument("--claims", default="", help="the ladder's claims database, to join a ladder another server "
                    "created")
+    p.add_argument("--data", default="", metavar="ROOT", help="this server's copy of the data, when it lies at another "
+                   "path than the ladder's")
     p = add(acts, "status", cmd_status, "each rung's macro F1 and interval, each step's gain, p and verdict",
             parents.of("runs_root", "json"))
     p.add_argument("name")
@@ -90,8 +92,12 @@ def cmd_run(args) -> int:
         return 0
     from maskcls.common.progress import TerminalProgress
     progress = TerminalProgress(args.quiet)
+    data = ""
+    if args.data:
+        from maskcls.orchestration.team.pull import check_data_root
+        data = check_data_root(args.data)
     result = run_ladder(runs_root, args.name, progress=progress, log=(lambda m: None) if args.quiet else print,
-                        claims=args.claims)
+                        claims=args.claims, data_root=data)
     progress.close()
     states = list(result["trained"].values())
     print(f"ladder {args.name}: this worker trained {len(states)} run(s)"

@@ -24,12 +24,22 @@ def register(sub, parents) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN|GROUP", help="run names or repeat / fold / ladder group names")
     p.add_argument("--all", action="store_true", help="every finished run that is new or changed since its push")
     p.add_argument("--team", **where)
-    p.add_argument("--member", help="your name on the team (default: $MASKCLS_MEMBER)")
+    p.add_argument("--member", help="your name on a store without accounts (default: $MASKCLS_MEMBER); on a store "
+                   "with accounts you are who you log in as")
     p = add(acts, "list", cmd_list, "every member's runs in the team store", parents.of("runs_root", "json"))
     p.add_argument("--team", **where)
-    p = add(acts, "pull", cmd_pull, "copy MEMBER/RUN into <runs root>/team/MEMBER/RUN, an ordinary read-only run",
-            parents.of("runs_root", "json"))
+    p = add(acts, "rm", cmd_rm, "remove your own records (every version of them) from the team store",
+            parents.of("json"))
     p.add_argument("refs", nargs="+", metavar="MEMBER/RUN")
+    p.add_argument("--team", **where)
+    p = add(acts, "add-member", cmd_add_member, "the store's admin: an account for a teammate (password from "
+            "$MASKCLS_NEW_MEMBER_PASSWORD) and the experiment only they write", parents.of("json"))
+    p.add_argument("name")
+    p.add_argument("--team", **where)
+    p = add(acts, "pull", cmd_pull, "copy MEMBER/RUN (or a whole group) into <runs root>/team/MEMBER/, ordinary "
+            "read-only runs",
+            parents.of("runs_root", "json"))
+    p.add_argument("refs", nargs="+", metavar="MEMBER/RUN|MEMBER/GROUP")
     p.add_argument("--team", **where)
     p.add_argument("--data", help="this machine's copy of the data (default: the run's own data root, if it is here)")
 
@@ -65,85 +75,149 @@ def cmd_serve(args) -> int:
             signal.signal(sig, handler)
 
 
-def group_members(runs_root, ref: str) -> list:
-    """The runs a name stands for: a run, or every run of a repeat, fold or ladder group."""
+def group_of(runs_root, ref: str) -> tuple[str | None, list, list[str]]:
+    """(kind, its completed runs here, planned run names) of a name: a repeat or fold group ("repeat" / "folds":
+    pushed as a group; a group split over servers has only some of its runs here), a ladder (its runs here, pushed
+    one by one) or a run (kind None)."""
+    from pathlib import Path
+
     from maskcls.common.runfolder import RunFolder
-    from maskcls.orchestration.folds import fold_runs, list_fold_groups
+    from maskcls.orchestration.folds import FOLD_RE, fold_names
     from maskcls.orchestration.ladder import list_ladders, load_ladder
-    from maskcls.orchestration.repeats import list_repeat_groups, repeat_runs
-    if ref in list_repeat_groups(runs_root):
-        return repeat_runs(runs_root, ref)
-    if ref in list_fold_groups(runs_root):
-        return fold_runs(runs_root, ref)
+    from maskcls.orchestration.repeats import SEED_RE, check_one_config
+    from maskcls.train.config import RunConfig
+    if (Path(runs_root) / ref / "config.json").is_file():
+        return None, [RunFolder.existing(runs_root, ref)], []
     if ref in list_ladders(runs_root):
-        return [RunFolder(runs_root, n) for n, _ in load_ladder(runs_root, ref).planned()
-                if RunFolder(runs_root, n).exists()]
-    return [RunFolder.existing(runs_root, ref)]
+        return None, [RunFolder(runs_root, n) for n, _ in load_ladder(runs_root, ref).planned()
+                      if RunFolder(runs_root, n).exists()], []
+    for kind, pattern in (("folds", FOLD_RE), ("repeat", SEED_RE)):
+        runs = sorted((RunFolder(runs_root, p.name) for p in Path(runs_root).glob(f"{ref}-*")
+                       if (m := pattern.match(p.name)) and m["name"] == ref and (p / "config.json").is_file()),
+                      key=lambda r: r.name)
+        if runs:
+            check_one_config(ref, runs) if kind == "repeat" else None
+            done = [r for r in runs if r.state()["state"] == "completed"]
+            planned = fold_names(ref, RunConfig.from_dict(runs[0].read_config()).n_folds) if kind == "folds" else \
+                [r.name for r in runs]
+            return kind, done, planned
+    return None, [RunFolder.existing(runs_root, ref)], []
 
 
 def cmd_push(args) -> int:
-    from maskcls.orchestration.team.store import TeamStore, member_name
-    from maskcls.orchestration.team.transfer import push_all, push_run
+    from maskcls.orchestration.folds import oof_path
+    from maskcls.orchestration.team.push import push_all, push_group, push_run
+    from maskcls.orchestration.team.store import TeamStore
     runs_root = runs_root_of(args)
     if not args.runs and not args.all:
         raise ValueError("name the runs or groups to push, or give --all")
-    member = member_name(args.member)
-    runs = [r for ref in args.runs for r in group_members(runs_root, ref)]  # every name checked before a byte moves
+    found = [(ref, *group_of(runs_root, ref)) for ref in args.runs]  # every name checked before a byte moves
     store = TeamStore.connect(args.team)
+    member = store.member_for(args.member)  # with auth: who logged in, never a name typed
+    done, failed = [], []
     if args.all:
-        done, failed = push_all(store, runs_root, member), []
-    else:  # each run on its own: one that is refused does not hide the ones that went (nor stop the rest)
-        done, failed = [], []
+        done = push_all(store, runs_root, member)
+    for ref, kind, runs, planned in found:  # each on its own: one refused does not hide (nor stop) the rest
+        try:
+            if kind:
+                oof = oof_path(runs_root, ref) if kind == "folds" else None
+                done += push_group(store, ref, kind=kind, runs=runs, member=member, planned=planned, oof=oof)["runs"]
+                done.append({"member": member, "run": ref, "group": kind, "sent": True})
+                continue
+        except ValueError as e:
+            failed.append({"run": ref, "error": str(e)})
+            continue
         for r in runs:
             try:
                 done.append(push_run(store, r, member))
             except ValueError as e:
                 failed.append({"run": r.name, "error": str(e)})
-    lines = [f"{d['member']}/{d['run']}: " + ("sent" if d["sent"] else "unchanged, not sent") for d in done]
-    lines += [f"{f['run']}: not sent: {f['error']}" for f in failed]
-    emit({"pushed": done, "failed": failed} if args.json and failed else done, args.json,
-         "\n".join(lines) or "nothing to push")
-    if failed:
-        print(f"maskcls team: error: {len(failed)} of {len(runs)} not sent (said above)", file=sys.stderr)
+    lines = [f"{d['member']}/{d['run']}: " + (f"{d['group']} group record updated" if d.get("group") else
+                                              "sent" if d["sent"] else "unchanged, not sent") for d in done]
+    if not store.auth:
+        lines.append(f"(this store does not check who pushes: records say {member!r} because you said so)")
+    if done or args.json or not failed:
+        emit({"pushed": done, "failed": failed} if args.json and failed else done, args.json,
+             "\n".join(lines) or "nothing to push")
+    if failed:  # each refusal on stderr, where a script looks for errors
+        for f in failed:
+            print(f"maskcls team: error: {f['run']}: not sent: {f['error']}", file=sys.stderr)
+        print(f"maskcls team: error: {len(failed)} of {len(failed) + len(done)} not sent", file=sys.stderr)
         return 2
     return 0
 
 
 def cmd_list(args) -> int:
+    from maskcls.orchestration.team.records import team_group_rows, team_rows
     from maskcls.orchestration.team.store import TeamStore
-    from maskcls.orchestration.team.transfer import team_rows
     skipped: list[str] = []
-    rows = team_rows(TeamStore.connect(args.team), runs_root_of(args), skipped)
+    store = TeamStore.connect(args.team)
+    rows = team_rows(store, runs_root_of(args), skipped)
+    groups = team_group_rows(store, skipped)
     f1 = lambda r: ("-" if r["macro_f1"] is None else f"{r['macro_f1']:.4f}" + (  # noqa: E731
         f" [{r['f1_low']:.4f}, {r['f1_high']:.4f}]" if r["f1_low"] is not None and r["f1_high"] is not None else ""))
     lines = [f"{r['ref']:32s} {r['state'] or '?':10s} {f1(r):26s} data {r['data_fp']} split {r['split_fp'] or '-':16s} "
              f"pulled: {r['pulled']}" + ("" if r["complete"] else " (being pushed)") for r in rows]
     if rows:
         lines.append("(macro F1 as each pusher's record claims it; a pull recomputes it from the run's predictions)")
+    lines += [f"{g['ref']:32s} {g['kind']} group of {len(g['runs'])}: {', '.join(g['runs'])}"
+              + (" (+ out-of-fold table)" if g["oof"] else "") for g in groups]
+    if not store.auth:
+        lines.append("(this store does not check who pushes: a record's member is the name its pusher gave)")
     lines += [f"skipped {s}" for s in skipped]
-    emit({"runs": rows, "skipped": skipped} if args.json and skipped else rows, args.json,
-         "\n".join(lines) or "the team store holds no runs yet")
+    out = {"runs": rows, "groups": groups, "skipped": skipped} if args.json and (skipped or groups) else rows
+    emit(out, args.json, "\n".join(lines) or "the team store holds no runs yet")
     return 0
 
 
 def cmd_pull(args) -> int:
+    from maskcls.orchestration.team.pull import check_data_root, check_ref, pull_any
     from maskcls.orchestration.team.store import TeamStore
-    from maskcls.orchestration.team.transfer import check_data_root, check_ref, pull_run
     for ref in args.refs:  # every name (and the data root) is checked before the store is asked anything
         check_ref(ref)
     check_data_root(args.data)
     store = TeamStore.connect(args.team)
     runs_root = runs_root_of(args)
-    pulled = [pull_run(store, runs_root, ref, data_root=args.data) for ref in args.refs]
     out, lines = [], []
-    for ref, r in zip(args.refs, pulled):
-        origin = r.pulled() or {}
-        out.append({"ref": ref, "path": str(r.path), "verified": origin.get("verified"),
-                    "disagreements": origin.get("disagreements", []), "labels": origin.get("labels")})
-        f1 = (origin.get("verified") or {}).get("macro_f1")
-        lines.append(f"{ref} -> {r.path} (use it as {ref}); macro F1 recomputed from its predictions: "
-                     + (f"{f1:.4f}" if f1 is not None else "none (no validation predictions)")
-                     + f"; {origin.get('labels')}")
-        lines += [f"warning: {ref}: {d}" for d in origin.get("disagreements", [])]
+    for ref in args.refs:
+        got = pull_any(store, runs_root, ref, data_root=args.data)
+        lines += [f"warning: {ref}: {d}" for d in got["disagreements"]]
+        for r in got["runs"]:
+            origin = r.pulled() or {}
+            use = f"{r.path.parent.name}/{r.name}"
+            out.append({"ref": use, "path": str(r.path), "verified": origin.get("verified"),
+                        "disagreements": origin.get("disagreements", []), "labels": origin.get("labels")})
+            f1 = (origin.get("verified") or {}).get("macro_f1")
+            lines.append(f"{use} -> {r.path} (use it as {use}); macro F1 recomputed from its predictions: "
+                         + (f"{f1:.4f}" if f1 is not None else "none (no validation predictions)")
+                         + f"; {origin.get('labels')}")
+            lines += [f"warning: {use}: {d}" for d in origin.get("disagreements", [])]
     emit(out, args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from maskcls.orchestration.team.pull import check_ref
+    from maskcls.orchestration.team.push import remove_record
+    from maskcls.orchestration.team.store import TeamError, TeamStore
+    refs = [check_ref(ref) for ref in args.refs]
+    store = TeamStore.connect(args.team)
+    me = store.member_for(None) if store.auth else None
+    for member, _ in refs:
+        if me and member != me:
+            raise TeamError(f"you are {me!r} on the team store: you remove only your own records, not {member!r}'s")
+    done = [remove_record(store, member, name) for member, name in refs]
+    emit(done, args.json, "\n".join(f"removed {d['removed']} ({len(d['versions'])} version(s))" for d in done))
+    return 0
+
+
+def cmd_add_member(args) -> int:
+    from maskcls.common.fileio import check_name
+    from maskcls.orchestration.team.members import add_member
+    from maskcls.orchestration.team.store import TeamStore
+    name = check_name(args.name, "member name")  # before the store is asked anything
+    done = add_member(TeamStore.connect(args.team), name)
+    emit(done, args.json, f"{done['member']}: account {done['account']}; writes only {done['experiment']}, reads "
+                          f"everyone's" + (f" (an experiment made before them renamed {done['renamed_away']})"
+                                           if done["renamed_away"] else ""))
     return 0

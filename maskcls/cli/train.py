@@ -22,6 +22,8 @@ def register(sub, parents) -> None:
                    "NAME-fold1..K, then write NAME-oof.csv (out-of-fold predictions) in the runs root")
     p.add_argument("--seeds", type=int, default=None, metavar="N", help="train the config with seeds 1..N as runs "
                    "NAME-s1..N on the same split (a repeat group: mean, spread, interval)")
+    p.add_argument("--claims", default="", metavar="URL", help="with --seeds or --folds: split the group with every "
+                   "server that runs the same command, through this claims database (postgresql://USER@HOST/DB)")
     p.add_argument("--estimate", action="store_true", help="say how long it would take on this device (measured: "
                    "earlier runs' speed here, else a probe of a few batches) and stop")
 
@@ -53,6 +55,11 @@ def register(sub, parents) -> None:
             "JSON to start from (`train --config FILE --set ...`)", parents.of("runs_root"))
     p.add_argument("what", metavar="PRESET|RUN")
 
+    p = add(sub, "group", cmd_group, "every run of a repeat or fold group split over servers (--claims), wherever "
+            "it trained: state (lapsed: its worker stopped, it will be trained again), host, macro F1",
+            parents.of("runs_root", "json"))
+    p.add_argument("name")
+    p.add_argument("--claims", required=True, metavar="URL", help="the group's claims database")
     p = add(sub, "folds", cmd_folds, "k-fold results: the out-of-fold table, its macro F1, class biases with a "
             "cross-fitted gain", parents.of("runs_root", "json"))
     p.add_argument("name", help="the NAME of `train --folds K --name NAME`")
@@ -68,6 +75,9 @@ def cmd_train(args) -> int:
     if len(modes) > 1:
         raise ValueError(f"{' and '.join(modes)} cannot go together: each trains a different set of runs (a repeat "
                          f"group of fold groups is not supported); give one")
+    if args.claims and args.folds is None and args.seeds is None:
+        raise ValueError("--claims splits a group of runs between servers: give it with --seeds N or --folds K (and "
+                         "--name NAME), the same command on every server")
     if args.estimate:
         return train_estimate(args)
     if args.resume:
@@ -186,6 +196,8 @@ def train_folds(args) -> int:
         raise ValueError("--folds needs --name NAME: the folds become runs NAME-fold1..K")
     cfg = _config(args)
     from maskcls.common.progress import TerminalProgress
+    if args.claims:
+        return train_claimed_group(args, cfg, "folds", args.folds)
     from maskcls.orchestration.folds import train_folds as run_folds
     result = run_folds(cfg, runs_root_of(args), args.name, args.folds, progress=TerminalProgress(args.quiet),
                        say=(lambda m: None) if args.quiet else print)
@@ -200,10 +212,33 @@ def train_seeds(args) -> int:
         raise ValueError("--seeds and --folds cannot go together: repeat a fold group's config by hand")
     cfg = _config(args)
     from maskcls.common.progress import TerminalProgress
+    if args.claims:
+        return train_claimed_group(args, cfg, "repeat", args.seeds)
     from maskcls.orchestration.repeats import train_repeats
     result = train_repeats(cfg, runs_root_of(args), args.name, args.seeds,
                            progress=TerminalProgress(args.quiet), say=(lambda m: None) if args.quiet else print)
     print(dumps(result))
+    return 0
+
+
+def train_claimed_group(args, cfg, kind: str, n: int) -> int:
+    """--seeds / --folds with --claims: this server's share of a group split with others."""
+    from maskcls.common.progress import TerminalProgress
+    from maskcls.orchestration.claimed import train_group_claimed
+    say = (lambda m: None) if args.quiet else print
+    result = train_group_claimed(cfg, runs_root_of(args), args.name, kind=kind, n=n, claims=args.claims,
+                                 progress=TerminalProgress(args.quiet), log=say)
+    print(dumps(result))
+    return 0 if all(r["state"] == "completed" for r in result["runs"]) else 1
+
+
+def cmd_group(args) -> int:
+    from maskcls.common.fileio import check_name
+    from maskcls.orchestration.claimed import group_listing
+    rows = group_listing(args.claims, check_name(args.name), runs_root_of(args))
+    f1 = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    emit(rows, args.json, "\n".join(f"{r['run']:32s} {r['state']:10s} {f1(r['best_f1']):8s} on {r['host']}"
+                                    + (" (here)" if r["here"] else "") for r in rows))
     return 0
 
 

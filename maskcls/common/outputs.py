@@ -131,10 +131,6 @@ def _check_place(target: Path, flag: str, shown: str, *, runs_root, data_root) -
         if part:
             raise ValueError(f"{flag} {shown!r} would write into {part} (in the runs root {str(runs_root)!r}); write "
                              f"it elsewhere")
-    data = _data_part(resolved)
-    if data:
-        raise ValueError(f"{flag} {shown!r} would write into {data}, which holds only the data's own files; write "
-                         f"it outside the data root")
     if data_root:
         root = Path(data_root).resolve()
         for rel in DATA_FILES:
@@ -146,3 +142,7 @@ def _check_place(target: Path, flag: str, shown: str, *, runs_root, data_root) -
                 raise ValueError(f"{flag} {shown!r} is inside the data's {rel} folder, which holds only the data's "
                                  f"own files; expected a file name such as "
                                  f"{str(root / 'eval' / 'submission.csv')!r}")
+    data = _data_part(resolved)
+    if data:
+        raise ValueError(f"{flag} {shown!r} would write into {data}, which holds only the data's own files; write "
+                         f"it outside the data root")

@@ -6,6 +6,7 @@ checkpoints/<run>/ config.json status.json metrics.jsonl log.txt epoch_NNN.pt be
 from __future__ import annotations
 
 import fcntl
+import re
 import json
 import os
 from pathlib import Path
@@ -224,6 +225,23 @@ class RunFolder(RunUse, JobFolder):
             return None
         return out if valid_intervals(out) else None
 
+    fingerprints_path = property(lambda self: self.path / "fingerprints.json")
+
+    def write_fingerprints(self, prints: dict) -> None:
+        """The data and split fingerprints the run trained on, written once when it starts (a resume keeps them):
+        what it learned from, whatever corrections are accepted later."""
+        from maskcls.common.fileio import write_json
+        if not self.fingerprints_path.exists():
+            write_json(self.fingerprints_path, {"data": prints.get("data", ""), "split": prints.get("split", "")})
+
+    def read_fingerprints(self) -> dict | None:
+        """{"data", "split"} as fixed when the run trained; None for a run from before, or a damaged file."""
+        try:
+            out = read_json(self.fingerprints_path, "fingerprints.json", root=self.path)
+        except (OSError, ValueError):
+            return None
+        return out if valid_fingerprints(out) else None
+
     def read_predictions(self):
         """The best epoch's validation predictions (a DataFrame), None before there are any; a damaged table raises
         TableError naming the file and what is wrong."""
@@ -264,6 +282,12 @@ def valid_intervals(out) -> bool:
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in ci):
         return False
     return ci[0] <= ci[1]
+
+
+def valid_fingerprints(out) -> bool:
+    """fingerprints.json's schema: a 16-hex data fingerprint and a 16-hex (or empty) split fingerprint."""
+    hexed = lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{16}", v) is not None  # noqa: E731
+    return isinstance(out, dict) and hexed(out.get("data")) and (out.get("split") == "" or hexed(out.get("split")))
 
 
 def run_folder_path(runs_root: str | os.PathLike, ref: str) -> Path | None:

@@ -91,3 +91,15 @@ def team_settings(uri: str | None = None, member: str | None = None) -> tuple[st
     if not member:
         raise ValueError(f"who are you on the team? give --member NAME or set {MEMBER_ENV}")
     return uri, check_name(member, "member name")
+
+
+def own_member_name() -> str:
+    """The name this machine's user has on the team (MASKCLS_MEMBER, else the team store's login), for the rows of
+    their own runs; "this server" when neither is set."""
+    from maskcls.common.fileio import check_name
+    for value in (os.environ.get(MEMBER_ENV, ""), os.environ.get("MLFLOW_TRACKING_USERNAME", "")):
+        try:
+            return check_name(value, "member name")
+        except ValueError:
+            continue
+    return "this server"

@@ -37,7 +37,12 @@ def data_fingerprint(cfg) -> str:
     from maskcls.data.index import index_data
     from maskcls.data.labels import AgeBounds
     corr = load_corrections(cfg.corrections) if cfg.corrections != "none" else None
-    train = index_data(cfg.data_root, AgeBounds(cfg.age_lower, cfg.age_upper), corr, verify=False).train
+    return rows_fingerprint(index_data(cfg.data_root, AgeBounds(cfg.age_lower, cfg.age_upper), corr,
+                                       verify=False).train)
+
+
+def rows_fingerprint(train) -> str:
+    """The data fingerprint of an index's labelled table (path, label): what a run fixes when it starts."""
     return _digest(sorted(f"{image_key(p)}|{int(c)}" for p, c in zip(train["path"], train["label"])))
 
 

@@ -60,12 +60,15 @@ def prediction_set(runs_root, ref: str) -> tuple[list, str]:
     """The validation predictions a comparison uses for `ref` and what they are: a fold group's out-of-fold table,
     a repeat group's seeds, or a run's best epoch."""
     from maskcls.orchestration.folds import list_oof, read_oof
+    from maskcls.orchestration.groups import group_root
     from maskcls.orchestration.repeats import list_repeat_groups, repeat_predictions
-    if ref in list_oof(runs_root):
-        return [read_oof(runs_root, ref)], f"fold group {ref} (out of fold)"
-    if ref in list_repeat_groups(runs_root):
-        frames = repeat_predictions(runs_root, ref)
-        return frames, f"repeat group {ref} ({len(frames)} seeds)"
+    root, name = group_root(runs_root, ref)
+    whose = f" (pulled from {ref.split('/')[0]}'s server)" if name != ref else ""
+    if name in list_oof(root):
+        return [read_oof(root, name)], f"fold group {ref} (out of fold){whose}"
+    if name in list_repeat_groups(root):
+        frames = repeat_predictions(root, name)
+        return frames, f"repeat group {ref} ({len(frames)} seeds){whose}"
     run = RunFolder.open(runs_root, ref)
     if not run.exists():
         raise ValueError(f"no run, fold group or repeat group named {ref!r} in {runs_root}")
@@ -79,6 +82,7 @@ def prediction_set(runs_root, ref: str) -> tuple[list, str]:
 def compare_refs(runs_root, a: str, b: str, **kw) -> dict:
     """B against A (runs, fold groups or repeat groups): maskcls.train.comparison.compare_sets, with what each
     side is."""
+    from maskcls.orchestration.groups import check_same_data
     from maskcls.train.comparison import compare_sets
     check_same_data(runs_root, a, b)
     set_a, what_a = prediction_set(runs_root, a)
@@ -87,31 +91,6 @@ def compare_refs(runs_root, a: str, b: str, **kw) -> dict:
     if out["claim"] == "models":
         out["training_noise"] = measured_seed_spread(runs_root)
     return out
-
-
-def check_same_data(runs_root, a: str, b: str) -> None:
-    """A teammate's run is compared with another only on the same data: the same people with the same labels (the
-    data fingerprint). Different data (a corrections file, another data root) is refused, saying which."""
-    runs = [RunFolder.open(runs_root, ref) for ref in (a, b)]
-    origins = [r.pulled() if r.exists() else None for r in runs]
-    if not any(origins):
-        return  # two runs of this machine: their configs say whether they share a split
-    prints = [o.get("data_fingerprint") if o else local_fingerprint(r) for r, o in zip(runs, origins)]
-    if None not in prints and prints[0] != prints[1]:
-        where = [f"{ref} ({'pulled from ' + o['member'] if o else 'this machine'}: data {fp})"
-                 for ref, o, fp in zip((a, b), origins, prints)]
-        raise ValueError(f"cannot compare {where[0]} with {where[1]}: they were trained on different data (other "
-                         f"people or other labels, e.g. a corrections file one of them applied), so pairing them "
-                         f"would score different labels; compare runs of the same data")
-
-
-def local_fingerprint(run: RunFolder) -> str | None:
-    from maskcls.data.fingerprints import data_fingerprint
-    from maskcls.train.config import RunConfig
-    try:
-        return data_fingerprint(RunConfig.from_dict(run.read_config()))
-    except (OSError, ValueError):
-        return None
 
 
 def measured_seed_spread(runs_root) -> str | None:

@@ -133,8 +133,15 @@ def write_oof(runs_root, name: str) -> dict:
         if frame is None:
             raise ValueError(f"{run.name} has no validation predictions yet (state {run.state()['state']}): the "
                              f"out-of-fold table needs every fold finished")
-        parts.append(frame.assign(fold=cfg.fold))
-    oof = pd.concat(parts, ignore_index=True)[["path", "person_id", "label", "fold"] + PROBS]
+        parts.append((cfg.fold, frame))
+    return write_oof_parts(runs_root, name, parts)
+
+
+def write_oof_parts(runs_root, name: str, parts: list) -> dict:
+    """NAME-oof.csv from (fold, held-out predictions) pairs, wherever each fold trained: no photo or person in
+    two folds."""
+    oof = pd.concat([frame.assign(fold=fold) for fold, frame in parts],
+                    ignore_index=True)[["path", "person_id", "label", "fold"] + PROBS]
     dup = oof["path"].duplicated()
     if dup.any():
         raise ValueError(f"{name}: {int(dup.sum())} image(s) predicted by two folds, e.g. {oof.loc[dup, 'path'].iloc[0]}")
@@ -143,8 +150,8 @@ def write_oof(runs_root, name: str) -> dict:
         raise ValueError(f"{name}: person {people[people > 1].index[0]} is in two folds")
     path = oof_path(runs_root, name)
     write_csv(path, oof)
-    return {"oof": str(path), "rows": len(oof), "folds": len(runs), "macro_f1": macro_f1(oof["label"].to_numpy(),
-                                                                                         probs_of(oof).argmax(1))}
+    return {"oof": str(path), "rows": len(oof), "folds": len(parts), "macro_f1": macro_f1(oof["label"].to_numpy(),
+                                                                                          probs_of(oof).argmax(1))}
 
 
 def read_oof(runs_root, name: str) -> pd.DataFrame:
@@ -154,8 +161,9 @@ def read_oof(runs_root, name: str) -> pd.DataFrame:
     if not path.is_file():
         raise ValueError(f"no out-of-fold table {path.name} in {runs_root}: train the folds first "
                          f"(`maskcls train ... --folds K --name {name}`)")
-    if list(Path(runs_root).glob(f"{name}-fold*")):
-        fold_runs(runs_root, name)
+    local = [RunFolder(runs_root, p.name) for p in Path(runs_root).glob(f"{name}-fold*")
+             if (m := FOLD_RE.match(p.name)) and m["name"] == name and (p / "config.json").is_file()]
+    check_complete(name, local)  # the folds here (a group split over servers holds only some): none resumed since
     from maskcls.common.predictions import read_predictions_table
     return read_predictions_table(path, f"out-of-fold table of fold group {name!r}")
 

@@ -216,6 +216,7 @@ class Rung:
     label: str
     runs: dict = field(default_factory=dict)  # run name -> state
     frames: list = field(default_factory=list)
+    prints: set = field(default_factory=set)  # the data fingerprints its runs trained on (one, when all is well)
 
     @property
     def done(self) -> bool:

@@ -21,6 +21,10 @@ def rung_states(runs_root, ladder: Ladder) -> list[Rung]:
         for name in ladder.run_names(i):
             run = RunFolder(runs_root, name)
             rung.runs[name] = run.state()["state"] if run.exists() else remote.get(name, {}).get("state", "planned")
+            fp = (run.read_fingerprints() or {}).get("data") if run.exists() else \
+                (remote.get(name, {}).get("status") or {}).get("data_fp")
+            if fp:
+                rung.prints.add(fp)
         if rung.done:
             if ladder.folds:
                 rung.frames = [read_oof(runs_root, f"{ladder.name}-r{i}")]
@@ -77,7 +81,10 @@ def ladder_status(runs_root, name: str, *, resamples: int = 2000, claims: str = 
     for rung in rungs[1:]:
         ref = rungs[rung.index - 1] if ladder.mode == "cumulative" else rungs[0]
         step = {"step": ladder.steps[rung.index - 1]["name"], "rung": rung.index, "set": ladder.steps[rung.index - 1]["set"]}
-        if rung.done and ref.done and rung.frames and ref.frames:
+        other_data = data_differs(ref, rung, step["set"])
+        if other_data:
+            step["why"] = other_data
+        elif rung.done and ref.done and rung.frames and ref.frames:
             # cumulative: the rung over the one before; leave-one-out: the full recipe over the rung without the step
             a, b = (ref, rung) if ladder.mode == "cumulative" else (rung, ref)
             c = compare_sets(a.frames, b.frames, names=(a.label, b.label))
@@ -90,6 +97,21 @@ def ladder_status(runs_root, name: str, *, resamples: int = 2000, claims: str = 
         steps.append(step)
     return {"ladder": name, "mode": ladder.mode, "seeds": ladder.seeds, "folds": ladder.folds, "rungs": rows,
             "steps": steps, "complete": all(r.done for r in rungs), "caution": seed_caution(ladder)}
+
+
+DATA_KEYS = ("data_root", "corrections", "age_lower", "age_upper")  # a step that sets one changes the labels on purpose
+
+
+def data_differs(a: Rung, b: Rung, step_set: dict) -> str | None:
+    """Why two rungs cannot be compared because their runs trained on other data (the fingerprints each run fixed
+    when it trained), unless the step itself is about the data; None when they can."""
+    if any(k in step_set for k in DATA_KEYS) or not a.prints or not b.prints:
+        return None
+    if len(a.prints | b.prints) > 1:
+        return (f"cannot be compared: rungs {a.label} and {b.label} trained on different data (data fingerprints "
+                f"{', '.join(sorted(a.prints | b.prints))}: a corrections file accepted or a data root changed while "
+                f"the ladder ran?), and the step does not change the data")
+    return None
 
 
 def seed_caution(ladder: Ladder) -> str | None:

@@ -3,7 +3,7 @@
 submissions/<name>/ request.json status.json log.txt submission.csv submission.probs.csv
 
 A long one (many members, a large eval set, a CPU) outlives the studio page that started it, like a training
-job (maskcls.common.jobfolder's lifecycle: `python -m maskcls.worker submission FOLDER`); a short one runs in
+job (maskcls.common.jobfolder's lifecycle: `python -m maskcls.orchestration.worker submission FOLDER`); a short one runs in
 the page's process and leaves the same folder. It does not queue behind training: it is short, and on one GPU
 it shares the device.
 """

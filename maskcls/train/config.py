@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from maskcls.common.fileio import LIMITS, loads
 from maskcls.augment.spec import AugmentSpec, create_preset, list_presets
-from maskcls.train.config_checks import TRACKERS, ConfigError, check_value
+from maskcls.train.config_checks import TRACKERS, ConfigError, check_value  # noqa: F401 (TRACKERS re-exported)
 
 CHOICES = {
     "head": ("single", "multi"),

@@ -92,6 +92,8 @@ def _train(cfg: RunConfig, run: RunFolder, *, resume: bool, dist: Dist, progress
     if device.type == "cpu":  # the job runner says how many cores this job may use
         torch.set_num_threads(max(1, cpu_threads() // dist.world))
     data = load_data(cfg, device, dist, say, progress, stage=_stager(run) if dist.main else None)
+    if dist.main:
+        run.write_fingerprints(data.prints)
     learner = create_learner(cfg, data, device=device, dist=dist, run=run, say=say)
     start_epoch, best_f1 = resume_from(run, learner, say) if resume else (1, -1.0)
     if resume and start_epoch > 1:

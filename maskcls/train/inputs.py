@@ -26,6 +26,7 @@ class Data:
     val_loader: "object"
     eval_people: int = 0  # people in the eval set (its images / 7): the size an unseen-set interval simulates
     pace: "object" = None  # the run's steady ETA (maskcls.train.pace.Pace)
+    prints: dict | None = None  # the data and split fingerprints it trains on (maskcls.data.fingerprints)
 
     def __post_init__(self):
         if self.pace is None:
@@ -61,13 +62,13 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
     weights = sample_weights(train_rows["label"].to_numpy(), cfg.sampler) if cfg.sampler != "none" else None
     if cfg.loader != "cache":
         pin = device.type == "cuda"
-        return Data(train_rows, val_rows,
+        return _fingerprinted(index, Data(train_rows, val_rows,
                     baseline_loader(train_rows["path"], train_rows["label"], size, spec=spec, train=True,
                                     batch_size=cfg.batch_size, workers=cfg.workers, weights=weights, seed=cfg.seed,
                                     pin=pin),
                     baseline_loader(val_rows["path"], val_rows["label"], size, spec=spec, train=False,
                                     batch_size=cfg.batch_size * 2, workers=cfg.workers, seed=cfg.seed, pin=pin),
-                    eval_people)
+                    eval_people))
     cache = decoded_cache(cfg, train_rows, val_rows, device=device, dist=dist, say=say, progress=progress,
                           stage=stage)
     n_tr = len(train_rows)
@@ -78,13 +79,22 @@ def load_data(cfg: RunConfig, device: torch.device, dist: Dist, say, progress=No
         weights = weights[tr_ok]
     cl = cfg.channels_last
     # batch_size is the global batch: each of `world` processes takes its share of it
-    return Data(train_rows, val_rows,
+    return _fingerprinted(index, Data(train_rows, val_rows,
                 CachedLoader(cache.array, tr_ok, train_rows["label"].to_numpy(), cfg.batch_size // dist.world,
                              spec=spec, train=True, device=device, weights=weights, seed=cfg.seed, rank=dist.rank,
                              world=dist.world, channels_last=cl),
                 CachedLoader(cache.array, n_tr + va_ok, val_rows["label"].to_numpy(), cfg.batch_size * 2, spec=spec,
                              train=False, device=device, channels_last=cl),
-                eval_people)
+                eval_people))
+
+
+def _fingerprinted(index, data: Data) -> Data:
+    """The data's fingerprints as this run sees them: every labelled photo (after corrections) and the validation
+    people the run is scored on; the run keeps them, so a later correction does not change what it trained on."""
+    from maskcls.data.fingerprints import rows_fingerprint, split_fingerprint
+    data.prints = {"data": rows_fingerprint(index.train),
+                   "split": split_fingerprint(data.val_rows) if len(data.val_rows) else ""}
+    return data
 
 
 def check_decoded(cfg: RunConfig, n_train: int, n_val: int, problems: list) -> None:

@@ -103,6 +103,7 @@ KINDS = [
     Kind("class bias", f"{RUN}/class_bias.json", "json", ("predict",)),
     Kind("checkpoint", f"{RUN}/best.pt", "checkpoint", ("predict", "report"), limit=4 * 2 ** 30),
     Kind("used_by", f"{RUN}/used_by.json", "json", ("runs prune --dry-run",)),
+    Kind("fingerprints", f"{RUN}/fingerprints.json", "json", ("compare", "runs list")),
     Kind("pulled marker", "runs/team/alice/done/.team.json", "json", ("runs list", "compare pulled",
                                                                        "evaluate pulled", "Runs page")),
     Kind("pulled predictions", "runs/team/alice/done/val_predictions.csv", "csv", ("compare pulled",
@@ -472,6 +473,9 @@ NAME_COMMANDS = {
                              "{R}"),
     "team pull MEMBER/RUN": ("team", "pull", "{N}/done", "--runs-root", "{R}"),
     "team pull member/NAME": ("team", "pull", "alice/{N}", "--runs-root", "{R}"),
+    "team rm MEMBER/RUN": ("team", "rm", "{N}/done"),
+    "team add-member": ("team", "add-member", "{N}"),
+    "group --claims": ("group", "{N}", "--claims", "postgresql://x@127.0.0.1:9/db", "--runs-root", "{R}"),
 }
 
 
@@ -482,7 +486,7 @@ def name_cases(slow: bool):
     """(command, name); the inner loop takes each name once, against a rotating command."""
     for c, command in enumerate(NAME_COMMANDS):
         for n, name in enumerate(NAMES):
-            if "/" in name and command.startswith("team pull"):
+            if "/" in name and command.startswith(("team pull", "team rm")):
                 continue  # a slash splits MEMBER/RUN: the other row covers it
             if ((c + n) % len(NAME_COMMANDS) == 0) != slow:
                 yield command, name

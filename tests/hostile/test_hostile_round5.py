@@ -236,7 +236,7 @@ def test_notes_are_read_bounded(kind, tiny_run, tmp_path, capsys):
 
 
 def test_notes_parse_in_linear_time_and_keep_a_section_given_twice():
-    from maskcls.wrapup import parse_notes
+    from maskcls.wrapup.document import parse_notes
     notes = parse_notes("## Data\nfirst\n## Ladders\nx\n## Data\nsecond\n")
     assert notes["Data"] == "first\n\nsecond"
     big = "## Data\n" + "a line of notes\n" * 240_000  # 3.8 MB: was 14.8 s at 4.3 MB (quadratic)
@@ -374,7 +374,7 @@ def fake_store(sizes):
 def test_a_pull_refuses_a_file_larger_than_a_runs_file_may_be(tmp_path):
     """A 466 MB metrics.jsonl was pulled without a bound (then runs list took 11 s and 2.2 GB)."""
     from maskcls.orchestration.team.store import TeamError
-    from maskcls.orchestration.team.transfer import _download
+    from maskcls.orchestration.team.pull import _download
     store, record = fake_store({"config.json": 900, "metrics.jsonl": 466_000_000, "best.pt": 90_000})
     with pytest.raises(TeamError, match=r"metrics.jsonl \(466.0 MB, at most 34 MB\)"):
         _download(store, record, "alice/big", tmp_path, "v1")
@@ -384,7 +384,7 @@ def test_a_pull_onto_a_full_disk_says_no_space(tmp_path, monkeypatch):
     import shutil as sh
 
     from maskcls.orchestration.team.store import TeamError
-    from maskcls.orchestration.team.transfer import _download
+    from maskcls.orchestration.team.pull import _download
     store, record = fake_store({"config.json": 900, "best.pt": 90_000_000})
     monkeypatch.setattr(sh, "disk_usage", lambda p: sh._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
     with pytest.raises(TeamError, match="needs 90 MB and the device holding .* has 1 MB free; nothing was pulled"):

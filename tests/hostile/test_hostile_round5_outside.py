@@ -39,7 +39,7 @@ def test_the_report_builds_with_intervals_that_are_not_its_predictions_and_leave
     (tmp_path / "a").mkdir()
     code, _, err = run_cli(capsys, "report", "--out", tmp_path / "a" / "r.html", "--runs-root", runs)
     assert code == 0, err
-    import maskcls.wrapup_render as render
+    import maskcls.wrapup.render as render
 
     def broken(fig, path):
         raise ValueError("a figure cannot be drawn")

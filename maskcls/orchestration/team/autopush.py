@@ -12,7 +12,7 @@ def push_if_asked(run) -> bool:
     if not cfg.get("team") or run.state()["state"] != "completed":
         return False
     from maskcls.orchestration.team.store import TeamStore, member_name
-    from maskcls.orchestration.team.transfer import push_run
+    from maskcls.orchestration.team.push import push_run
     try:
         done = push_run(TeamStore.connect(), run, member_name())
     except (ValueError, OSError) as e:

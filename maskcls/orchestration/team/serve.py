@@ -6,7 +6,10 @@
 The database password comes from MASKCLS_STORAGE_PASSWORD (or PGPASSWORD / ~/.pgpass, which the driver reads) and
 reaches the server through its environment, never its command line. With `auth`, MLflow's basic-auth app checks
 every member's user and password; its admin is MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD of the member
-who serves, written only to a 0600 file that is removed once the server has read it.
+who serves, written only to a 0600 file that is removed once the server has read it. Everyone reads everything
+(MLflow's default permission READ); each member writes only the experiment of their own records, which they (or
+`maskcls team add-member`) created and so MANAGE. The server's own files (auth.db, its log) live in
+<artifacts>-server/, readable by its owner only.
 """
 from __future__ import annotations
 
@@ -21,10 +24,22 @@ import urllib.request
 from pathlib import Path
 
 
+WORKERS = 4  # the store's server processes: a push and a pull never wait behind another member's password check
+
+
 def serve_command(*, host: str, port: int, artifacts: Path, auth: bool) -> list[str]:
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--artifacts-destination",
-           str(artifacts), "--serve-artifacts", "--workers", "1"]
+           str(artifacts), "--serve-artifacts", "--workers", str(WORKERS)]
     return cmd + (["--app-name", "basic-auth"] if auth else [])
+
+
+def state_folder(artifacts: Path) -> Path:
+    """The store's own files (auth.db: the members' password hashes; its log) in a folder of their own beside the
+    artifacts, readable by its owner only (0700; the files 0600)."""
+    folder = artifacts.parent / f"{artifacts.name}-server"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
 
 
 def auth_config(folder: Path) -> Path:
@@ -35,7 +50,7 @@ def auth_config(folder: Path) -> Path:
                          "environment (the store's first user; add the others with MLflow's user API)")
     fd, path = tempfile.mkstemp(prefix=".auth-", suffix=".ini", dir=folder)
     with os.fdopen(fd, "w") as f:
-        f.write(f"[mlflow]\ndefault_permission = EDIT\ndatabase_uri = sqlite:///{folder / 'auth.db'}\n"
+        f.write(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{folder / 'auth.db'}\n"
                 f"admin_username = {user}\nadmin_password = {password}\n"
                 f"authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     return Path(path)
@@ -90,12 +105,14 @@ def start_store(backend: str, artifacts: str | os.PathLike, *, host: str = "127.
     artifacts = Path(artifacts).resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": with_password(backend),
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(16))}
-    ini = auth_config(artifacts.parent) if auth else None
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(16)),
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # its job runners (GenAI jobs): six processes a store never uses
+    state = state_folder(artifacts)
+    ini = auth_config(state) if auth else None
     if ini:
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
-    log_path = artifacts.parent / "store.log"
-    log = open(log_path, "ab")  # a pipe nobody reads would stall a long-running server
+    log_path = state / "store.log"
+    log = open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # read by its owner only
     start = log.tell()
     proc = subprocess.Popen(serve_command(host=host, port=port, artifacts=artifacts, auth=auth), env=env,
                             start_new_session=True, stdout=log, stderr=log)
@@ -125,6 +142,8 @@ def start_store(backend: str, artifacts: str | os.PathLike, *, host: str = "127.
     finally:
         if ini:
             ini.unlink(missing_ok=True)
+    if (state / "auth.db").exists():
+        os.chmod(state / "auth.db", 0o600)  # the members' password hashes: the owner's alone
     return proc
 
 
