@@ -192,9 +192,10 @@ st.subheader("Save, export, import")
 s = st.columns([2, 1, 1])
 st.session_state.setdefault("aug_name", "my-spec")
 s[0].text_input("Spec name", key="aug_name")
+replace = s[0].checkbox("Replace a saved spec of this name", key="aug_replace")
 if s[1].button("Save for training"):
     try:
-        path = save_spec(st.session_state["runs_root"], st.session_state["aug_name"], spec)
+        path = save_spec(st.session_state["runs_root"], st.session_state["aug_name"], spec, replace=replace)
         st.session_state["train_augment"] = st.session_state["aug_name"]
         st.success(f"Saved to {path}; it is selected on the Train page.")
     except ValueError as e:

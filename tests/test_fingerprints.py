@@ -69,3 +69,22 @@ def test_a_ladder_step_between_rungs_of_other_data_cannot_be_compared():
     assert "trained on different data" in data_differs(a, b, {"sampler": "class"})
     assert data_differs(a, b, {"corrections": "fix.csv"}) is None  # the step is about the data
     assert data_differs(a, Rung(1, "same", prints={"0123456789abcdef"}), {"sampler": "class"}) is None
+
+
+def test_a_push_sends_the_corrections_the_run_trained_with(tiny_run, tmp_path):
+    """Outside round, 2026-12-07: a push sent the corrections file as it was at push time. A run keeps a copy when
+    it trains and a push sends that; a run from before the copy sends its file only while it gives the run's data."""
+    from maskcls.orchestration.team.push import CORRECTIONS, _files
+    runs, name = copy_run(tiny_run, tmp_path)
+    run = RunFolder(runs, name)
+    people = sorted(run.read_predictions()["person_id"].unique())
+    fix = tmp_path / "fix.csv"
+    fix.write_text(f"id,gender,age,swap_mask,note\n{people[0]},,,1,relabelled\n")
+    run.config_path.write_text(json.dumps({**run.read_config(), "corrections": str(fix)}))
+    assert CORRECTIONS not in _files(run)  # trained without it (its fingerprint says so): not sent as if it had
+    run.keep_corrections(str(fix))
+    trained_with = fix.read_text()
+    fix.write_text(trained_with + f"{people[1]},,,1,later\n")
+    assert _files(run)[CORRECTIONS].read_text() == trained_with
+    run.keep_corrections(str(fix))  # a resume keeps the first copy
+    assert (run.path / CORRECTIONS).read_text() == trained_with

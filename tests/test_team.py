@@ -97,10 +97,13 @@ def test_other_data_is_refused_by_compare(team, demo_root, capsys, tmp_path):
     fix = tmp_path / "fix.csv"
     fix.write_text(f"id,gender,age,swap_mask,note\n{people[0]},,,1,relabelled\n")
     train_run(tiny(demo_root, tmp_path, corrections=str(fix)), a, "fixed")
+    trained_with = fix.read_text()
+    with fix.open("a") as f:  # a correction accepted after the run trained: not what the run learned from
+        f.write(f"{people[1]},,,1,later\n")
     assert cli(capsys, "team", "push", "fixed", "--member", "alice", "--runs-root", a)[0] == 0
     code, _, err = cli(capsys, "team", "pull", "alice/fixed", "--runs-root", b)
     assert code == 0, err
-    assert (b / "team" / "alice" / "fixed" / "corrections.csv").read_text() == fix.read_text()
+    assert (b / "team" / "alice" / "fixed" / "corrections.csv").read_text() == trained_with
     code, _, err = cli(capsys, "compare", "mine", "alice/fixed", "--runs-root", b)
     assert code == 2 and "they were trained on different data" in err and "alice/fixed (pulled from alice" in err
 

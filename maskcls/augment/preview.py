@@ -25,8 +25,20 @@ def load_source(path: str, spec: AugmentSpec, box=None, background: bool = False
     return load_preprocessed(path, (h, w), None, None, background)
 
 
+MAX_DRAWS = 256  # a grid of more is unreadable, and each draw holds a full-size image in memory at once
+
+
+def check_draws(n: int) -> int:
+    """How many draws a preview makes: 1 to MAX_DRAWS, said before an image is loaded."""
+    if not 1 <= n <= MAX_DRAWS:
+        raise ValueError(f"a preview makes 1 to {MAX_DRAWS} draws (each a full-size image held at once; the fire "
+                         f"rates settle well before), got {n}")
+    return n
+
+
 def preview_draws(image: np.ndarray, spec: AugmentSpec, n: int = 8, seed: int = 0) -> tuple[list[np.ndarray], dict[str, int], float]:
     """`n` augmented copies of `image` (H, W, 3) uint8 as uint8 arrays, fire counts per transform, seconds."""
+    check_draws(n)
     t0 = time.perf_counter()
     x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).expand(n, -1, -1, -1)
     out, fired = BatchAugment(spec, train=True, seed=seed)(x)

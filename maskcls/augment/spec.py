@@ -272,11 +272,22 @@ def create_preset(name: str) -> AugmentSpec:
 SPEC_FOLDER = "augment-specs"  # under the runs root: specs saved in the studio, usable by the CLI
 
 
-def save_spec(runs_root, name: str, spec: AugmentSpec):
-    """Save a validated spec as <runs_root>/augment-specs/<name>.json (atomically)."""
-    from maskcls.common.fileio import check_name, inside, write_text
+def save_spec(runs_root, name: str, spec: AugmentSpec, *, replace: bool = False):
+    """Save a validated spec as <runs_root>/augment-specs/<name>.json (atomically). A different spec saved under
+    the name already is replaced only when asked: the name is what later runs are trained with."""
+    from maskcls.common.fileio import check_name, inside, locked, write_text
     path = inside(runs_root, SPEC_FOLDER, check_name(name, "spec name") + ".json")
-    write_text(path, spec.validate().to_json())
+    text = spec.validate().to_json()
+    with locked(path):
+        if path.exists() and not replace:
+            try:
+                same = load_saved_spec(runs_root, name).to_json() == text
+            except ValueError:
+                same = False
+            if not same:
+                raise ValueError(f"a different augmentation spec is saved as {name!r} already ({path}): replace it "
+                                 f"on purpose (--replace, or the page's Replace box) or choose another name")
+        write_text(path, text)
     return path
 
 

@@ -18,6 +18,7 @@ def register(sub, parents) -> None:
     p = add(acts, "save", cmd_save, "validate a spec JSON and save it under a name for training", parents.of("runs_root"))
     p.add_argument("name")
     p.add_argument("spec", help="spec JSON file")
+    p.add_argument("--replace", action="store_true", help="replace a different spec saved under that name")
     add(acts, "list", cmd_list, "presets and saved specs", parents.of("runs_root"))
 
 
@@ -30,19 +31,22 @@ def cmd_list(args) -> int:
 
 def cmd_save(args) -> int:
     from maskcls.augment.spec import AugmentSpec, save_spec
-    print(save_spec(runs_root_of(args), args.name, AugmentSpec.from_dict(read_json_file(args.spec, "augment spec"))))
+    print(save_spec(runs_root_of(args), args.name, AugmentSpec.from_dict(read_json_file(args.spec, "augment spec")),
+                    replace=args.replace))
     return 0
 
 
 def cmd_preview(args) -> int:
     from PIL import Image
 
-    from maskcls.augment.preview import contact_sheet, load_source, preview_draws
+    from maskcls.augment.preview import check_draws, contact_sheet, load_source, preview_draws
     from maskcls.augment.spec import AugmentSpec, create_preset
     from maskcls.common.fileio import atomic_path
     spec = AugmentSpec.from_dict(read_json_file(args.spec, "augment spec")) if args.spec else create_preset(args.preset)
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
+    try:
+        check_draws(args.n)
+    except ValueError as e:
+        raise ValueError(f"--n: {e}") from None
     from maskcls.common.outputs import guard_output
     from maskcls.common.settings import default_runs_root
     guard_output(args.out, example="grid.png", reads=[args.image, args.spec], runs_root=default_runs_root())

@@ -88,6 +88,14 @@ def cmd_list(args) -> int:
         raise ValueError(f"--limit is 0 (all) or more, got {args.limit}")
     from maskcls.common.jobfolder import DAMAGED, STATES
     from maskcls.train.config import did_you_mean
+    from pathlib import Path
+    if not Path(runs_root_of(args)).is_dir():
+        if getattr(args, "runs_root", None):  # a folder the user named that is not there: a typo, said
+            raise ValueError(f"--runs-root {args.runs_root!r} does not exist: no runs root there (`maskcls train` "
+                             f"creates one with its first run)")
+        emit([], args.json, f"no runs yet: the runs root {runs_root_of(args)} does not exist (`maskcls train` "
+                            f"creates it)")
+        return 0
     for state in args.state:  # a state no run can be in matches nothing: said, not an empty list
         if state not in STATES + (DAMAGED,):
             raise ValueError(f"--state {state!r} is no run state{did_you_mean(state, STATES)}; the states are: "

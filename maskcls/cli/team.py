@@ -106,6 +106,7 @@ def group_of(runs_root, ref: str) -> tuple[str | None, list, list[str]]:
 
 def cmd_push(args) -> int:
     from maskcls.orchestration.folds import oof_path
+    from maskcls.common.runfolder import RunFolder
     from maskcls.orchestration.team.push import push_all, push_group, push_run
     from maskcls.orchestration.team.store import TeamStore
     runs_root = runs_root_of(args)
@@ -122,7 +123,10 @@ def cmd_push(args) -> int:
             if kind:
                 oof = oof_path(runs_root, ref) if kind == "folds" else None
                 done += push_group(store, ref, kind=kind, runs=runs, member=member, planned=planned, oof=oof)["runs"]
-                done.append({"member": member, "run": ref, "group": kind, "sent": True})
+                sent = {r.name for r in runs}
+                left = {n: RunFolder(runs_root, n).state()["state"] for n in planned
+                        if n not in sent and RunFolder(runs_root, n).exists()}  # here, but not completed
+                done.append({"member": member, "run": ref, "group": kind, "sent": True, "not_sent_here": left})
                 continue
         except ValueError as e:
             failed.append({"run": ref, "error": str(e)})
@@ -132,7 +136,9 @@ def cmd_push(args) -> int:
                 done.append(push_run(store, r, member))
             except ValueError as e:
                 failed.append({"run": r.name, "error": str(e)})
-    lines = [f"{d['member']}/{d['run']}: " + (f"{d['group']} group record updated" if d.get("group") else
+    lines = [f"{d['member']}/{d['run']}: " + (f"{d['group']} group record updated" + (
+        "; not sent from here (not completed): " + ", ".join(f"{n} ({s})" for n, s in d["not_sent_here"].items())
+        if d.get("not_sent_here") else "") if d.get("group") else
                                               "sent" if d["sent"] else "unchanged, not sent") for d in done]
     if not store.auth:
         lines.append(f"(this store does not check who pushes: records say {member!r} because you said so)")
@@ -217,6 +223,10 @@ def cmd_add_member(args) -> int:
     from maskcls.orchestration.team.store import TeamStore
     name = check_name(args.name, "member name")  # before the store is asked anything
     done = add_member(TeamStore.connect(args.team), name)
+    if done["already_member"]:
+        emit(done, args.json, f"{name} is already a member: account and {done['experiment']} as they were, nothing "
+                              f"changed (their password is not reset here: MASKCLS_NEW_MEMBER_PASSWORD was not used)")
+        return 0
     emit(done, args.json, f"{done['member']}: account {done['account']}; writes only {done['experiment']}, reads "
                           f"everyone's" + (f" (an experiment made before them renamed {done['renamed_away']})"
                                            if done["renamed_away"] else ""))

@@ -139,6 +139,8 @@ def cmd_config_show(args) -> int:
 def train_estimate(args) -> int:
     """`train ... --estimate`: the time it would take, measured, and nothing trained."""
     cfg = _config(args)
+    from maskcls.train.driver import check_startable
+    check_startable(cfg)  # what would refuse the run refuses its estimate (a missing data root: exit 2, not a guess)
     runs = max(args.folds or 0, args.seeds or 0, 1)
     if args.folds:
         from maskcls.orchestration.folds import fold_configs
@@ -293,8 +295,17 @@ def cmd_folds(args) -> int:
     from maskcls.orchestration import folds
     runs_root = runs_root_of(args)
     from maskcls.train.intervals import interval_of_frame
-    summary = folds.write_oof(runs_root, args.name)
-    oof = folds.read_oof(runs_root, args.name)
+    from maskcls.orchestration.groups import group_root
+    root, name = group_root(runs_root, args.name)
+    if name != args.name:  # a teammate's pulled group: its out-of-fold table travelled with it, read-only here
+        if args.save_bias:
+            raise ValueError(f"{args.name} is a teammate's fold group pulled from the team store (read-only here): "
+                             f"its owner saves its biases; `maskcls folds {args.name}` shows them")
+        oof = folds.read_oof(root, name)
+        summary = {"oof": str(folds.oof_path(root, name)), "rows": len(oof), "folds": int(oof["fold"].nunique())}
+    else:
+        summary = folds.write_oof(runs_root, args.name)
+        oof = folds.read_oof(runs_root, args.name)
     bias = folds.crossfit_bias(oof)
     if args.save_bias:
         folds.save_fold_bias(runs_root, args.name, bias)

@@ -234,6 +234,16 @@ class RunFolder(RunUse, JobFolder):
         if not self.fingerprints_path.exists():
             write_json(self.fingerprints_path, {"data": prints.get("data", ""), "split": prints.get("split", "")})
 
+    def keep_corrections(self, source: str) -> None:
+        """A copy of the corrections file the run trains with (corrections.csv), taken once when it starts (a
+        resume keeps it): what a push sends and what the run learned from, whatever is accepted into the file
+        later. A run of no corrections file, or of the shipped community list, keeps none."""
+        from maskcls.common.fileio import LIMITS, read_bounded, write_bytes
+        target = self.path / "corrections.csv"
+        if source in ("", "none", "community") or target.exists() or self.pulled():
+            return
+        write_bytes(target, read_bounded(source, "corrections file", LIMITS["table"]))
+
     def read_fingerprints(self) -> dict | None:
         """{"data", "split"} as fixed when the run trained; None for a run from before, or a damaged file."""
         try:
@@ -303,6 +313,12 @@ def run_folder_path(runs_root: str | os.PathLike, ref: str) -> Path | None:
             (Path(runs_root) / TEAM_DIR / member / name / "config.json").is_file():
         return (Path(runs_root) / TEAM_DIR / member / name).resolve()  # MEMBER/RUN: a teammate's pulled run
     if sep and NAME_RE.match(member) and NAME_RE.match(name) and not (Path(ref) / "config.json").is_file():
+        pulled = Path(runs_root) / TEAM_DIR / member
+        parts = sorted(p.name for p in pulled.glob(f"{name}-*") if (p / "config.json").is_file()) \
+            if pulled.is_dir() else []
+        if parts:
+            raise ValueError(f"{ref!r} is a group pulled from {member}'s server, not one run: name one of its runs "
+                             f"({', '.join(f'{member}/{p}' for p in parts[:4])})")
         raise ValueError(f"{ref!r} is not in this runs root: a teammate's run MEMBER/RUN is used once it is pulled "
                          f"(`maskcls team pull {ref}`, or Pull on the Runs page's Team section)")
     looks_like_path = os.sep in ref or (os.altsep and os.altsep in ref) or ref.startswith((".", "~"))

@@ -103,3 +103,14 @@ def own_member_name() -> str:
         except ValueError:
             continue
     return "this server"
+
+
+def quiet_mlflow() -> None:
+    """Before MLflow is imported: no usage telemetry leaves the machine (the studio sends no usage stats either,
+    and a telemetry thread racing a first request broke a push), and the deprecation warnings of MLflow's own
+    dependencies stay out of the team commands' error output. A setting the user made is kept."""
+    import warnings
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(mlflow|starlette|fastapi)(\..*)?$")
+    warnings.filterwarnings("ignore", message=r".*starlette\.middleware\.wsgi.*")

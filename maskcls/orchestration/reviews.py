@@ -50,9 +50,11 @@ def source_of(runs_root, ref: str) -> tuple[pd.DataFrame, RunConfig, str]:
     """(predictions, config, what they are) of a fold group NAME (its out-of-fold table) or a run."""
     from maskcls.orchestration.folds import fold_runs, list_oof, read_oof
     from maskcls.common.runfolder import RunFolder
-    if ref in list_oof(runs_root):
-        preds = read_oof(runs_root, ref)
-        cfg = RunConfig.from_dict(fold_runs(runs_root, ref)[0].read_config())
+    from maskcls.orchestration.groups import group_root
+    root, name = group_root(runs_root, ref)  # one's own fold group, or a teammate's pulled one
+    if name in list_oof(root):
+        preds = read_oof(root, name)
+        cfg = RunConfig.from_dict(fold_runs(root, name, complete=False)[0].read_config())
         return preds, cfg, f"{ref}-oof.csv (out of fold: every person scored by a model that never saw them)"
     from maskcls.infer.evaluation import validation_predictions
     run = RunFolder.open(runs_root, ref)
@@ -83,8 +85,13 @@ def mark_reviewed(runs_root, ref: str, checkpoint: str, by: str) -> None:
     """The run a review reads (its checkpoint's predictions, its Grad-CAM) keeps that checkpoint through a prune;
     a fold group's review reads each fold's best.pt, which a prune never removes."""
     from maskcls.common.runfolder import RunFolder
-    run = RunFolder.open(runs_root, ref)
-    if run.exists() and checkpoint != "best.pt":
+    if checkpoint == "best.pt":
+        return
+    try:
+        run = RunFolder.open(runs_root, ref)
+    except ValueError:
+        return  # a group (a pulled one names no run folder): its folds' best.pt are never pruned
+    if run.exists():
         try:
             run.mark_used(checkpoint, by)
         except (OSError, ValueError):

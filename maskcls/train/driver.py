@@ -94,6 +94,7 @@ def _train(cfg: RunConfig, run: RunFolder, *, resume: bool, dist: Dist, progress
     data = load_data(cfg, device, dist, say, progress, stage=_stager(run) if dist.main else None)
     if dist.main:
         run.write_fingerprints(data.prints)
+        run.keep_corrections(cfg.corrections)
     learner = create_learner(cfg, data, device=device, dist=dist, run=run, say=say)
     start_epoch, best_f1 = resume_from(run, learner, say) if resume else (1, -1.0)
     if resume and start_epoch > 1:
@@ -312,12 +313,15 @@ def check_startable(cfg: RunConfig) -> None:
     """What can be known before a run folder exists: the config, the model at its size, the data root, the
     corrections file. Every way of starting a run (train, jobs, folds, sweeps, the studio) asks this first."""
     cfg.validate()
+    if not cfg.data_root or not os.path.isdir(cfg.data_root):  # first: a stat, before the model is built
+        raise ValueError(f"data root {cfg.data_root!r} is not a folder: expected a data root in the competition layout "
+                         f"(train/images/, eval/)")
+    if not os.path.isdir(os.path.join(cfg.data_root, "train", "images")):
+        raise ValueError(f"data root {cfg.data_root!r} has no train/images/ folder: expected a data root in the "
+                         f"competition layout (train/images/, train/train.csv, eval/)")
     check_model(cfg.model, cfg.image_size)
     from maskcls.common.devices import resolve_device
     resolve_device(cfg.device)  # a GPU this machine does not have is named now, before a folder is made
-    if not cfg.data_root or not os.path.isdir(cfg.data_root):
-        raise ValueError(f"data root {cfg.data_root!r} is not a folder: expected a data root in the competition layout "
-                         f"(train/images/, eval/)")
     if cfg.corrections != "none":
         load_corrections(cfg.corrections)  # a missing or malformed file is named now, not by the job
     check_trackers(cfg.track)  # an uninstalled tracker is named now, with its install command

@@ -16,6 +16,8 @@ PASSWORD_ENV = "MASKCLS_NEW_MEMBER_PASSWORD"
 
 
 def auth_client(store: TeamStore):
+    from maskcls.common.settings import quiet_mlflow
+    quiet_mlflow()
     from mlflow.server.auth.client import AuthServiceClient
     return AuthServiceClient(store.uri)
 
@@ -26,6 +28,9 @@ def add_member(store: TeamStore, name: str) -> dict:
     if not store.auth:
         raise TeamError("this team store does not check who calls it (started without --auth): members need no "
                         "account there; restart it with `maskcls team serve --auth` for accounts and permissions")
+    if not store.is_admin():
+        raise TeamError(f"only the team store's admin adds members, and you are {store.user!r} on it, not its admin: "
+                        f"ask the one who started `maskcls team serve --auth`")
     password = os.environ.get(PASSWORD_ENV, "")
     client = auth_client(store)
     with reached(store.uri, f"add member {name!r}"):
@@ -42,9 +47,24 @@ def add_member(store: TeamStore, name: str) -> dict:
             store.client.rename_experiment(exp.experiment_id, renamed)
             exp = None
         exp_id = exp.experiment_id if exp is not None else store.client.create_experiment(PREFIX + name)
-        client.grant_user_permission(name, "experiment", exp_id, "MANAGE")
+        granted = _grant_manage(client, name, exp_id)
     return {"member": name, "account": "existed" if existed else "created", "experiment": PREFIX + name,
+            "already_member": existed and not granted,
             "experiment_id": exp_id, "renamed_away": renamed}
+
+
+def _grant_manage(client, name: str, exp_id: str) -> bool:
+    """MANAGE on the experiment for its member; False when they hold a permission on it already (it is then made
+    MANAGE, whatever it was)."""
+    from mlflow.exceptions import RestException
+    try:
+        client.grant_user_permission(name, "experiment", exp_id, "MANAGE")
+        return True
+    except RestException as e:
+        if "RESOURCE_ALREADY_EXISTS" not in str(e):
+            raise
+        client.update_user_permission(name, "experiment", exp_id, "MANAGE")
+        return False
 
 
 def _user_exists(client, name: str) -> bool:

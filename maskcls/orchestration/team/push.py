@@ -128,10 +128,27 @@ def _push_locked(store: TeamStore, run: RunFolder, member: str) -> dict:
 
 def _files(run: RunFolder) -> dict[str, Path]:
     files = {n: run.path / n for n in FILES if (run.path / n).is_file()}
+    kept = run.path / CORRECTIONS  # the copy the run took when it trained: what it learned from
     corrections = run.read_config().get("corrections", "none")
-    if corrections not in ("none", "community") and Path(corrections).is_file():
-        files[CORRECTIONS] = Path(corrections)
+    if kept.is_file():
+        files[CORRECTIONS] = kept
+    elif corrections not in ("none", "community") and Path(corrections).is_file() and _unchanged_since(run):
+        files[CORRECTIONS] = Path(corrections)  # a run from before the copy: its file, while it still holds its data
     return files
+
+
+def _unchanged_since(run: RunFolder) -> bool:
+    """A run trained before runs kept their corrections: its config's file is sent only while the data it gives
+    is the data the run fixed when it trained (or the run fixed none)."""
+    from maskcls.data.fingerprints import data_fingerprint
+    from maskcls.train.config import RunConfig
+    fixed = run.read_fingerprints()
+    if not fixed:
+        return True
+    try:
+        return data_fingerprint(RunConfig.from_dict(run.read_config())) == fixed["data"]
+    except (OSError, ValueError):
+        return False
 
 
 def _digest(path: Path) -> str:

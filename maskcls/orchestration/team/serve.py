@@ -106,7 +106,8 @@ def start_store(backend: str, artifacts: str | os.PathLike, *, host: str = "127.
     artifacts.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": with_password(backend),
            "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(16)),
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # its job runners (GenAI jobs): six processes a store never uses
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}  # its job runners (GenAI jobs): six processes a store never uses
     state = state_folder(artifacts)
     ini = auth_config(state) if auth else None
     if ini:

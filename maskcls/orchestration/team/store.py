@@ -84,6 +84,8 @@ class TeamStore:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(TIMEOUT_S))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        from maskcls.common.settings import quiet_mlflow
+        quiet_mlflow()
         from mlflow.tracking import MlflowClient
         auth = has_auth(uri)  # one request without credentials: no password check
         return cls(uri, MlflowClient(uri), "", auth, os.environ.get("MLFLOW_TRACKING_USERNAME") if auth else None)
@@ -217,6 +219,9 @@ class reached:
         elif any(w in text for w in ("Max retries", "timed out", "Timeout", "NewConnectionError", "ConnectionError",
                                      "Failed to establish")):
             why = f"it did not answer within {TIMEOUT_S} s (is `maskcls team serve` running there?)"
-        else:
-            why = f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}"
+        elif any(w in text for w in ("404", "NOT_FOUND", "No such file", "does not exist", "not found")):
+            why = ("the store no longer holds a file its record names (removed on the server?): ask its owner to "
+                   "push it again")
+        else:  # the whole text on one line: MLflow's first line often ends in a colon, its reason after it
+            why = f"{type(error).__name__}: {' '.join(text.split())[:300]}"
         raise TeamError(f"could not {self.doing} on the team store at {host}: {why}") from None

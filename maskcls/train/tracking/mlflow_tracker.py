@@ -47,6 +47,8 @@ class MlflowTracker(Tracker):
         # a server that went away must fail a call in seconds, not retry for minutes (the user's own settings win)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from maskcls.common.settings import quiet_mlflow
+        quiet_mlflow()
         from mlflow.tracking import MlflowClient
         self.ctx = ctx
         uri = tracking_uri(ctx)
