@@ -84,6 +84,7 @@ def _decide(args):
         reject_suggestion(path, pid)
 
 
+@pytest.mark.slow  # 16 writer processes (20 s): the suite's, not the inner loop's
 def test_concurrent_accepts_and_rejects_all_land(tmp_path):
     """Issue 35 #3: four `review --accept` at once printed "accepted" four times and the file held three."""
     import multiprocessing as mp

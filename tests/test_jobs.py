@@ -152,6 +152,7 @@ def test_jobs_submit_with_a_missing_data_root_is_refused(tmp_path, capsys):
     assert code == 2 and "is not a folder" in err and not (tmp_path / "runs" / "j").exists()
 
 
+@pytest.mark.slow  # spawns job processes (10 s): the suite's
 def test_jobs_submit_builds_the_config_as_train_does(demo_root, tmp_path, capsys):
     """`jobs submit --preset P --data D --set K=V` (no JSON file) queues the config `train` would run (one function
     builds both); a bad preset is refused by name."""

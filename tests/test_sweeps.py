@@ -410,6 +410,7 @@ def _stale_heartbeat(runs, sweep, number: int) -> None:
                    (trial_id,))
 
 
+@pytest.mark.slow  # 20 rounds of two workers (10 s): the suite's
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_slow_worker_beside_a_starting_one_loses_nothing_20_times(demo_root, tmp_path):
     """Issue 46's race: a starting worker's reap failed a trial still being trained ("Cannot tell a FAIL trial"),

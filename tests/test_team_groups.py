@@ -115,6 +115,14 @@ def test_a_squatted_experiment_is_renamed_away_when_its_member_is_added(team2, c
     login(monkeypatch, "bob")
     with pytest.raises(Exception, match="PERMISSION_DENIED|403|Permission denied"):
         TeamStore.connect().client.create_run(done["experiment_id"])
+    # outside round 2026-12-07, #5: bob (no admin) adding a member was told only "write only your own"
+    monkeypatch.setenv("MASKCLS_NEW_MEMBER_PASSWORD", "gina-pw-3Rr-xxx")
+    code, _, err = cli(capsys, "team", "add-member", "gina")
+    assert code == 2 and "only the team store's admin adds members, and you are 'bob' on it" in err, err
+    # #3: adding frank again was MLflow's RESOURCE_ALREADY_EXISTS; now said, nothing changed
+    login(monkeypatch, "alice")
+    code, out, err = cli(capsys, "team", "add-member", "frank")
+    assert code == 0 and "frank is already a member" in out and "RESOURCE_ALREADY_EXISTS" not in out + err, err
 
 
 def train_cmd(root, cfg, *group, claims):
@@ -170,6 +178,13 @@ def test_a_repeat_group_and_a_fold_group_split_over_two_workers_and_travel_as_gr
     assert code == 0 and "repeat group alice/rep (3 seeds) (pulled from alice's server)" in out, err
     code, out, err = cli(capsys, "compare", "alice/fol", "alice/rep", "--runs-root", b)
     assert code == 0 and "fold group alice/fol (out of fold)" in out, err
+    # outside round 2026-12-07, #13 and #14: `folds` and `review` of a pulled fold group read its travelled table
+    code, out, err = cli(capsys, "folds", "alice/fol", "--runs-root", b, "--json")
+    assert code == 0 and json.loads(out)["rows"] == len(oof), err
+    code, _, err = cli(capsys, "folds", "alice/fol", "--save-bias", "--runs-root", b)
+    assert code == 2 and "pulled from the team store (read-only here)" in err
+    code, out, err = cli(capsys, "review", "alice/fol", "--runs-root", b)
+    assert code == 0 and "alice/fol-oof.csv (out of fold" in out, err
     at = app_test("pages/ensemble.py", runs_root=str(b), data_root=str(demo_root), ens_fold_group="alice/fol")
     at.button(key="ens_use_folds").click().run()
     assert not at.exception
@@ -201,6 +216,10 @@ def test_a_killed_workers_run_is_trained_again_by_another_after_its_lease_lapses
     assert second.returncode == 0, second.stderr[-2000:]
     assert listed() == {"k-s1": "completed", "k-s2": "completed"}
     assert trained_in(two, "k-s") == {"k-s1", "k-s2"}  # k-s1 again, from the start, on the second server
+    # outside round 2026-12-07, #22: the first server's push of the group names the run it did not send
+    pushed = subprocess.run([sys.executable, "-m", "maskcls", "team", "push", "k", "--runs-root", str(one)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert pushed.returncode == 0 and "not sent from here (not completed): k-s1 (" in pushed.stdout, pushed.stderr
 
 
 def test_a_workers_own_dead_claim_is_freed_when_it_starts_again(team2):

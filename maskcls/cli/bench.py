@@ -120,7 +120,7 @@ def cmd_estimate(args) -> int:
     cfg = config_from_args(args, None)
     if not cfg.data_root:
         raise ValueError("bench estimate needs --data ROOT (and --preset or --set for the run to time)")
-    from maskcls.train.driver import check_startable
+    from maskcls.train.startable import check_startable
     check_startable(cfg)  # a data root that is not one is said at once, before a probe
     from maskcls.common.jobfolder import raise_cancelled_on_sigterm
     raise_cancelled_on_sigterm("bench estimate cancelled (SIGTERM): its timed run stopped, its scratch folder removed")

@@ -139,7 +139,7 @@ def cmd_config_show(args) -> int:
 def train_estimate(args) -> int:
     """`train ... --estimate`: the time it would take, measured, and nothing trained."""
     cfg = _config(args)
-    from maskcls.train.driver import check_startable
+    from maskcls.train.startable import check_startable
     check_startable(cfg)  # what would refuse the run refuses its estimate (a missing data root: exit 2, not a guess)
     runs = max(args.folds or 0, args.seeds or 0, 1)
     if args.folds:

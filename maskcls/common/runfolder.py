@@ -17,7 +17,7 @@ from maskcls.common.fileio import (LIMITS, NAME_RE, check_name, inside, is_reser
 from maskcls.common.jobfolder import JobFolder
 from maskcls.common.runuse import RunUse
 
-TEAM_DIR = "team"  # <runs root>/team/MEMBER/RUN: teammates' runs pulled from the team store
+from maskcls.common.runrefs import TEAM_DIR, run_folder_path  # noqa: F401  (re-exported: where they were)
 PULLED_FILE = ".team.json"  # in a pulled run: where it came from; the run is read-only here
 
 
@@ -235,9 +235,8 @@ class RunFolder(RunUse, JobFolder):
             write_json(self.fingerprints_path, {"data": prints.get("data", ""), "split": prints.get("split", "")})
 
     def keep_corrections(self, source: str) -> None:
-        """A copy of the corrections file the run trains with (corrections.csv), taken once when it starts (a
-        resume keeps it): what a push sends and what the run learned from, whatever is accepted into the file
-        later. A run of no corrections file, or of the shipped community list, keeps none."""
+        """A copy of the corrections file the run trains with, taken when it starts: what a push sends, whatever
+        is accepted into the file later (none for no file or the shipped community list)."""
         from maskcls.common.fileio import LIMITS, read_bounded, write_bytes
         target = self.path / "corrections.csv"
         if source in ("", "none", "community") or target.exists() or self.pulled():
@@ -298,37 +297,6 @@ def valid_fingerprints(out) -> bool:
     """fingerprints.json's schema: a 16-hex data fingerprint and a 16-hex (or empty) split fingerprint."""
     hexed = lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{16}", v) is not None  # noqa: E731
     return isinstance(out, dict) and hexed(out.get("data")) and (out.get("split") == "" or hexed(out.get("split")))
-
-
-def run_folder_path(runs_root: str | os.PathLike, ref: str) -> Path | None:
-    """The folder `ref` names when it is a path rather than a bare run name (None for a bare name).
-
-    A path: it has a separator, starts with '.' or '~', or is not a run in `runs_root` but is a folder with a
-    config.json here.
-    """
-    if not isinstance(ref, str) or not ref.strip():
-        raise ValueError("a run name or run folder path is needed, got an empty one")
-    member, sep, name = ref.partition("/")
-    if sep and NAME_RE.match(member) and NAME_RE.match(name) and \
-            (Path(runs_root) / TEAM_DIR / member / name / "config.json").is_file():
-        return (Path(runs_root) / TEAM_DIR / member / name).resolve()  # MEMBER/RUN: a teammate's pulled run
-    if sep and NAME_RE.match(member) and NAME_RE.match(name) and not (Path(ref) / "config.json").is_file():
-        pulled = Path(runs_root) / TEAM_DIR / member
-        parts = sorted(p.name for p in pulled.glob(f"{name}-*") if (p / "config.json").is_file()) \
-            if pulled.is_dir() else []
-        if parts:
-            raise ValueError(f"{ref!r} is a group pulled from {member}'s server, not one run: name one of its runs "
-                             f"({', '.join(f'{member}/{p}' for p in parts[:4])})")
-        raise ValueError(f"{ref!r} is not in this runs root: a teammate's run MEMBER/RUN is used once it is pulled "
-                         f"(`maskcls team pull {ref}`, or Pull on the Runs page's Team section)")
-    looks_like_path = os.sep in ref or (os.altsep and os.altsep in ref) or ref.startswith((".", "~"))
-    if not looks_like_path:
-        if (Path(runs_root) / ref).is_dir() or not (Path(ref) / "config.json").exists():
-            return None
-    path = Path(ref).expanduser().resolve()
-    if path.name in ("", "/"):
-        raise ValueError(f"run folder {ref!r} is not a run folder")
-    return path
 
 
 def create_run(runs_root: str | os.PathLike, name: str, config) -> "RunFolder":

@@ -169,7 +169,7 @@ def train_group_claimed(cfg, runs_root, name: str, *, kind: str, n: int, claims:
     from maskcls.orchestration.folds import check_enough_people, fold_configs, fold_names
     from maskcls.orchestration.repeats import seed_configs, seed_names
     from maskcls.orchestration.team.claims import Claims
-    from maskcls.train.driver import check_startable
+    from maskcls.train.startable import check_startable
     check_startable(cfg)
     if kind == "folds":
         check_enough_people(cfg, n)

@@ -155,7 +155,7 @@ def submit_folds(cfg: RunConfig, runs_root: str | os.PathLike, name: str, k: int
     """Queue K fold runs NAME-fold1..K as background jobs (one after another per device slot); the last one to
     end writes NAME-oof.csv."""
     from maskcls.orchestration.folds import check_enough_people, check_free, fold_configs, fold_names
-    from maskcls.train.driver import check_startable
+    from maskcls.train.startable import check_startable
     names = fold_names(name, k)
     check_startable(cfg)
     check_free(runs_root, names)

@@ -145,7 +145,7 @@ def create_ladder(runs_root, name: str, base: RunConfig, steps_spec, *, seeds: i
     if folds and (not isinstance(folds, int) or not 2 <= folds <= 20 or seeds != 1):
         raise LadderError(f"--folds must be 2 to 20 and goes without --seeds, got folds {folds!r}, seeds {seeds!r}")
     base = base.with_absolute_paths()
-    from maskcls.train.driver import check_startable
+    from maskcls.train.startable import check_startable
     check_startable(base)
     if base.full_data:
         raise LadderError("a ladder compares rungs on validation people: the base cannot be full_data")

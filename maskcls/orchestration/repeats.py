@@ -57,7 +57,7 @@ def train_repeats(cfg: RunConfig, runs_root, name: str, n: int, *, progress=None
 def submit_repeats(cfg: RunConfig, runs_root, name: str, n: int) -> list[str]:
     """Queue the N seeds as background jobs (one after another per device slot)."""
     from maskcls.orchestration.jobs import submit
-    from maskcls.train.driver import check_startable
+    from maskcls.train.startable import check_startable
     names = seed_names(name, n)
     check_startable(cfg)
     check_free(runs_root, names)

@@ -15,17 +15,17 @@ from maskcls.common.jobfolder import Cancelled, error_text, now, raise_cancelled
 from maskcls.common.progress import eta_text
 from maskcls.common.runfolder import RunFolder, create_run, predictions_frame
 from maskcls.common.settings import cpu_threads
-from maskcls.data.corrections import load_corrections
 from maskcls.data.labels import AgeBounds, class_names
-from maskcls.models.backbones import check_model, set_backbone_trainable
+from maskcls.models.backbones import set_backbone_trainable
 from maskcls.train.config import RunConfig
+from maskcls.train.startable import check_startable  # noqa: F401  (re-exported: where every caller finds it)
 from maskcls.train.dist import Dist, init_dist, select_device
 from maskcls.train.engine import train_one_epoch, validate
 from maskcls.train.inputs import Data, load_data
 from maskcls.train.intervals import add_selection, run_intervals
 from maskcls.train.learner import Learner, create_learner, resume_from
 from maskcls.train.metrics import epoch_scores
-from maskcls.train.tracking import check_trackers, open_tracking
+from maskcls.train.tracking import open_tracking
 
 
 def run_training(cfg: RunConfig, run: RunFolder, resume: bool = False, progress=None, should_stop=None) -> dict:
@@ -307,30 +307,6 @@ def train_run(cfg: RunConfig, runs_root: str | os.PathLike, name: str, resume: b
     finally:
         for f in held:
             f.close()
-
-
-def check_startable(cfg: RunConfig) -> None:
-    """What can be known before a run folder exists: the config, the model at its size, the data root, the
-    corrections file. Every way of starting a run (train, jobs, folds, sweeps, the studio) asks this first."""
-    cfg.validate()
-    if not cfg.data_root or not os.path.isdir(cfg.data_root):  # first: a stat, before the model is built
-        raise ValueError(f"data root {cfg.data_root!r} is not a folder: expected a data root in the competition layout "
-                         f"(train/images/, eval/)")
-    if not os.path.isdir(os.path.join(cfg.data_root, "train", "images")):
-        raise ValueError(f"data root {cfg.data_root!r} has no train/images/ folder: expected a data root in the "
-                         f"competition layout (train/images/, train/train.csv, eval/)")
-    check_model(cfg.model, cfg.image_size)
-    from maskcls.common.devices import resolve_device
-    resolve_device(cfg.device)  # a GPU this machine does not have is named now, before a folder is made
-    if cfg.corrections != "none":
-        load_corrections(cfg.corrections)  # a missing or malformed file is named now, not by the job
-    check_trackers(cfg.track)  # an uninstalled tracker is named now, with its install command
-    if "mlflow" in cfg.track:
-        from maskcls.train.tracking.mlflow_tracker import check_uri
-        check_uri(cfg.track_uri)
-    if cfg.team:
-        from maskcls.common.settings import team_settings
-        team_settings()  # where to push it and as whom are named now, not when it ends
 
 
 def restore_summary(run: RunFolder, epoch: int, best_f1: float) -> None:

@@ -63,7 +63,10 @@ def _grant_manage(client, name: str, exp_id: str) -> bool:
     except RestException as e:
         if "RESOURCE_ALREADY_EXISTS" not in str(e):
             raise
-        client.update_user_permission(name, "experiment", exp_id, "MANAGE")
+        held = client.get_user_permission(name, "experiment", exp_id).permission
+        if held != "MANAGE":  # MLflow's client has no update of a user's grant: revoke, then grant anew
+            client.revoke_user_permission(name, "experiment", exp_id)
+            client.grant_user_permission(name, "experiment", exp_id, "MANAGE")
         return False
 
 
