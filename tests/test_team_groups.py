@@ -185,6 +185,13 @@ def test_a_repeat_group_and_a_fold_group_split_over_two_workers_and_travel_as_gr
     assert code == 2 and "pulled from the team store (read-only here)" in err
     code, out, err = cli(capsys, "review", "alice/fol", "--runs-root", b)
     assert code == 0 and "alice/fol-oof.csv (out of fold" in out, err
+    # the second outside round, #64: `team rm` of a group removed its record and left its runs listed
+    from maskcls.orchestration.team.store import TeamStore
+    login(monkeypatch, "alice")
+    code, out, err = cli(capsys, "team", "rm", "alice/rep")
+    assert code == 0 and "a group, with its runs alice/rep-s1, alice/rep-s2, alice/rep-s3" in out, err
+    store = TeamStore.connect()
+    assert all(store.find("alice", f"rep-s{k}") is None for k in (1, 2, 3))
     at = app_test("pages/ensemble.py", runs_root=str(b), data_root=str(demo_root), ens_fold_group="alice/fol")
     at.button(key="ens_use_folds").click().run()
     assert not at.exception

@@ -277,6 +277,9 @@ def save_spec(runs_root, name: str, spec: AugmentSpec, *, replace: bool = False)
     the name already is replaced only when asked: the name is what later runs are trained with."""
     from maskcls.common.fileio import check_name, inside, locked, write_text
     path = inside(runs_root, SPEC_FOLDER, check_name(name, "spec name") + ".json")
+    if name in list_presets():  # a run records the name: it must mean one spec
+        raise ValueError(f"{name!r} is a shipped preset ({', '.join(list_presets())}): a saved spec of that name "
+                         f"would make a run's augment={name!r} mean two things; choose another name")
     text = spec.validate().to_json()
     with locked(path):
         if path.exists() and not replace:

@@ -7,6 +7,7 @@ One module per command group, each with `register(sub, parents)`; shared options
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from maskcls.cli import augment, bench, data, infer, runs, study, sweep, team, train
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     except Cancelled as e:  # a cancel's SIGTERM or Ctrl-C: one line, no traceback
         print(f"maskcls {args.command}: {e}", file=sys.stderr)
         return 130 if str(e).startswith("Ctrl-C") else 143
+    except BrokenPipeError:  # `maskcls ... | head`: the reader had enough; nothing to say, as other tools do
+        try:
+            sys.stdout = open(os.devnull, "w")  # Python's flush at exit would raise again
+        except OSError:
+            pass
+        return 141
     except KeyboardInterrupt:
         print(f"maskcls {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
         return 130

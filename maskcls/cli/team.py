@@ -213,7 +213,8 @@ def cmd_rm(args) -> int:
         if me and member != me:
             raise TeamError(f"you are {me!r} on the team store: you remove only your own records, not {member!r}'s")
     done = [remove_record(store, member, name) for member, name in refs]
-    emit(done, args.json, "\n".join(f"removed {d['removed']} ({len(d['versions'])} version(s))" for d in done))
+    emit(done, args.json, "\n".join(f"removed {d['removed']} ({len(d['versions'])} version(s))" + (
+        f", a group, with its runs {', '.join(d['runs'])}" if d.get("runs") else "") for d in done))
     return 0
 
 

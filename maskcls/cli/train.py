@@ -1,6 +1,8 @@
 """Training commands: train (a new run, a resume, all data, K folds), background jobs, the folds' results."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import sys
 
 from maskcls.cli.common import add, config_from_args, default_run_name, emit, estimate_line, runs_root_of, when
@@ -52,8 +54,9 @@ def register(sub, parents) -> None:
     acts = cfg.add_subparsers(dest="action", required=True)
     add(acts, "keys", cmd_config_keys, "every config key: its default and what it does", parents.of("json"))
     p = add(acts, "show", cmd_config_show, "a preset's config (demo-cpu, gpu-effnet, winners-2022) or a run's, as "
-            "JSON to start from (`train --config FILE --set ...`)", parents.of("runs_root"))
-    p.add_argument("what", metavar="PRESET|RUN")
+            "JSON to start from (`train --config FILE --set ...`), or what one config key is",
+            parents.of("runs_root"))
+    p.add_argument("what", metavar="PRESET|RUN|KEY")
 
     p = add(sub, "group", cmd_group, "every run of a repeat or fold group split over servers (--claims), wherever "
             "it trained: state (lapsed: its worker stopped, it will be trained again), host, macro F1",
@@ -122,9 +125,14 @@ def cmd_config_keys(args) -> int:
 
 
 def cmd_config_show(args) -> int:
-    from maskcls.train.config import PRESETS, create_config, did_you_mean, run_config
+    from maskcls.train.config import PRESETS, create_config, did_you_mean, key_docs, run_config
     if args.what in PRESETS:
         print(create_config(args.what).to_json())
+        return 0
+    key = next((d for d in key_docs() if d["key"] == args.what), None)
+    if key is not None and not (Path(runs_root_of(args)) / args.what).exists():  # a config key: what it is
+        emit(key, getattr(args, "json", False), f"{key['key']} ({key['section']}): default {dumps(key['default'])}; "
+                                                 f"{key['meaning']}\nset it with --set {key['key']}=VALUE")
         return 0
     from maskcls.common.runfolder import RunFolder
     try:
@@ -138,6 +146,12 @@ def cmd_config_show(args) -> int:
 
 def train_estimate(args) -> int:
     """`train ... --estimate`: the time it would take, measured, and nothing trained."""
+    if args.full_data:  # the run retrained on all data: its own config, as train_full_data builds it
+        from maskcls.common.runfolder import RunFolder
+        from maskcls.train.driver import full_data_config
+        cfg = full_data_config(RunFolder.existing(runs_root_of(args), args.full_data))
+        print(estimate_line([cfg], runs_root_of(args), probe=True, what="seeds"))
+        return 0
     cfg = _config(args)
     from maskcls.train.startable import check_startable
     check_startable(cfg)  # what would refuse the run refuses its estimate (a missing data root: exit 2, not a guess)

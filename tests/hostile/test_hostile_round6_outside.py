@@ -100,3 +100,55 @@ def test_mlflow_is_told_to_send_no_telemetry(monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # the user's own choice is kept
     quiet_mlflow()
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
+
+
+# -- the second outside round of 2026-12-07 (104 cases, 95 held) -----------------------------------------------
+def test_config_show_of_a_key_says_what_the_key_is(capsys):
+    """#36: the README's `config show KEY` said "'lr' is no preset ... and no run"."""
+    code, out, err = run_cli(capsys, "config", "show", "lr")
+    assert code == 0 and out.startswith("lr (") and "default" in out and "--set lr=VALUE" in out, err
+
+
+def test_a_spec_cannot_be_saved_under_a_shipped_presets_name(tmp_path, capsys):
+    """#42: `augment save strong {}` was accepted: a run's augment="strong" then meant two specs."""
+    spec = tmp_path / "s.json"
+    spec.write_text("{}")
+    code, _, err = run_cli(capsys, "augment", "save", "strong", spec, "--runs-root", tmp_path / "runs")
+    assert code == 2 and "'strong' is a shipped preset" in err
+    assert not (tmp_path / "runs" / "augment-specs" / "strong.json").exists()
+
+
+def test_a_reader_that_stops_early_gets_no_error(tmp_path):
+    """#85: `maskcls review fo | head -1` printed "maskcls review: error: Broken pipe"."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "maskcls", "config", "keys"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=REPO, bufsize=0)
+    proc.stdout.read(10)
+    proc.stdout.close()  # as `head` does once it has its line
+    err = proc.stderr.read().decode()
+    proc.wait(60)
+    assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
+def test_an_export_of_a_pulled_run_goes_beside_it(tiny_run, demo_root, tmp_path, capsys):
+    """#81: `export bob/grp-s1 --to tensorboard` wrote tensorboard/ into the read-only pulled run."""
+    pytest.importorskip("tensorboard")
+    from test_hostile_round5 import place_pulled
+    runs, name = copy_run(tiny_run, tmp_path)
+    pulled = place_pulled(runs, runs / name, demo_root)
+    before = sorted(p.name for p in pulled.path.iterdir())
+    code, _, err = run_cli(capsys, "export", "alice/done", "--to", "tensorboard", "--runs-root", runs)
+    assert code == 0, err
+    assert sorted(p.name for p in pulled.path.iterdir()) == before
+    assert list((runs / "team" / ".local" / "alice" / "done" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_the_estimate_of_a_full_data_run_is_of_its_own_config(tiny_run, tmp_path, capsys):
+    """#69: `train --full-data RUN --estimate` said "no data root", then with --data estimated resnet18 at 128x96
+    for a resnet10t 64x48 run."""
+    runs, name = copy_run(tiny_run, tmp_path)
+    cfg = json.loads((runs / name / "config.json").read_text())
+    code, out, err = run_cli(capsys, "train", "--full-data", name, "--estimate", "--runs-root", runs)
+    assert code == 0 and cfg["model"] in out and "x".join(map(str, cfg["image_size"])) in out, (out, err)
+    assert sorted(p.name for p in runs.iterdir() if not p.name.startswith(".")) == [name]  # nothing trained

@@ -210,13 +210,16 @@ def drop_old_versions(store: TeamStore, record, keep: str, *, strict: bool = Fal
 def remove_record(store: TeamStore, member: str, name: str) -> dict:
     """`team rm MEMBER/RUN`: every version of the record, then the record, when it is the caller's own (the store
     refuses another member's: its permissions, not a check of ours)."""
-    record = store.find(member, name) or store.find(member, name, kind="group")
+    run = store.find(member, name)
+    record = run or store.find(member, name, kind="group")
     if record is None:
         raise TeamError(f"the team store holds no record {member}/{name}")
+    members = [] if run else [r for r in record.data.tags.get("maskcls.runs", "").split(",") if r]
+    removed = [remove_record(store, member, r)["removed"] for r in members if store.find(member, r)]  # a group: its runs
     with reached(store.uri, f"remove {member}/{name}"):
         dropped = drop_old_versions(store, record, keep="", strict=True)
         store.client.delete_run(record.info.run_id)
-    return {"removed": f"{member}/{name}", "record": record.info.run_id, "versions": dropped}
+    return {"removed": f"{member}/{name}", "record": record.info.run_id, "versions": dropped, "runs": removed}
 
 
 def push_group(store: TeamStore, name: str, *, kind: str, runs: list[RunFolder], member: str, planned: list[str],

@@ -22,8 +22,9 @@ def export_run(run, to: str, *, project: str = "maskcls", uri: str = "", artifac
     if not rows:
         raise ValueError(f"run {run.name!r} has no metrics.jsonl rows to export")
     problems: list[str] = []
-    earlier = sorted((Path(run.path) / "tensorboard").glob("events.out.tfevents.*")) if to == "tensorboard" else []
-    ctx = TrackContext(run.name, Path(run.path), Path(run.root), config, config.get("track_group") or group_of(run.name),
+    where = Path(run.local_dir)  # a teammate's pulled run is read-only: its export goes beside it
+    earlier = sorted((where / "tensorboard").glob("events.out.tfevents.*")) if to == "tensorboard" else []
+    ctx = TrackContext(run.name, where, Path(run.root), config, config.get("track_group") or group_of(run.name),
                        project or "maskcls", uri, artifacts)
     tracking = Tracking([to], ctx, problems.append, after="nothing more was sent")
     for row in rows:
