@@ -29,7 +29,7 @@ def test_pull_a_teammates_run_and_compare_it_with_mine(studio_demo, demo_root, t
             def box(label):  # the selectbox whose label reads exactly `label`
                 return page.get_by_role("combobox", name=label, exact=True)
             # the teammate's run, in the Team table (a canvas) and so in the picker beside Pull
-            expect(box("Teammate's run")).to_have_value("alice/done", timeout=60_000)
+            expect(box("Teammate's run or group")).to_have_value("alice/done", timeout=60_000)
             shot(page, "team-runs-before-pull")
             page.get_by_role("button", name="Pull").click()
             wait_idle(page)
