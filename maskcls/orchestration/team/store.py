@@ -15,7 +15,17 @@ from urllib.parse import urlsplit, urlunsplit
 from maskcls.common.settings import TEAM_ENV
 
 EXPERIMENT = "maskcls-team"
-TIMEOUT_S = 10  # one HTTP request to the store; MLflow's own retries are turned down to one
+TIMEOUT_S = 60  # one HTTP request to the store: a bundle over a slow link, or five members at once on a small server
+
+
+def request_timeout() -> float:
+    """Seconds one request to the store may take: MLFLOW_HTTP_REQUEST_TIMEOUT where the user set it (MLflow reads
+    the same variable), else TIMEOUT_S. A store that is down refuses at once; this bounds one that hangs."""
+    try:
+        value = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or TIMEOUT_S)
+    except ValueError:
+        return TIMEOUT_S
+    return value if value > 0 else TIMEOUT_S
 
 
 class TeamError(ValueError):
@@ -57,7 +67,7 @@ def has_auth(uri: str) -> bool:
     import urllib.error
     import urllib.request
     try:
-        urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=TIMEOUT_S)
+        urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=request_timeout())
         return False
     except urllib.error.HTTPError as e:
         return e.code in (401, 403)
@@ -138,7 +148,7 @@ class TeamStore:
                                      f"{urllib.parse.urlencode({'username': self.user or ''})}",
                                      headers={"Authorization": "Basic " + base64.b64encode(login).decode()})
         try:  # one plain request: MLflow's auth client would import its whole server first (seconds)
-            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as r:
+            with urllib.request.urlopen(req, timeout=request_timeout()) as r:
                 return bool(json.loads(r.read(1 << 20)).get("user", {}).get("is_admin"))
         except (OSError, ValueError):
             return False
@@ -216,9 +226,11 @@ class reached:
             why = f"no host named {urlsplit(self.uri).hostname!r} could be found (a typo in MASKCLS_TEAM / --team?)"
         elif "Connection refused" in text or "ConnectionRefusedError" in text:
             why = "nothing listens on that port: the connection was refused (is `maskcls team serve` running there?)"
+        elif "error responses" in text or "ResponseError" in text:  # urllib3 gave up on the server's 5xx answers
+            why = "it answered with server errors (HTTP 5xx) again and again: its log (`maskcls team serve`) says why"
         elif any(w in text for w in ("Max retries", "timed out", "Timeout", "NewConnectionError", "ConnectionError",
                                      "Failed to establish")):
-            why = f"it did not answer within {TIMEOUT_S} s (is `maskcls team serve` running there?)"
+            why = f"it did not answer within {request_timeout():g} s (is `maskcls team serve` running there?)"
         elif any(w in text for w in ("404", "NOT_FOUND", "No such file", "does not exist", "not found")):
             why = ("the store no longer holds a file its record names (removed on the server?): ask its owner to "
                    "push it again")
