@@ -242,7 +242,7 @@ def test_a_workers_own_dead_claim_is_freed_when_it_starts_again(team2):
         assert db.claim("crash", "crash-s1", "another")
 
 
-def test_five_members_push_and_pull_at_once(team2, tmp_path):
+def test_five_members_push_and_pull_at_once(team2, tmp_path, capsys, monkeypatch):
     """5 pushes and 5 pulls at the same moment, each its own member and process: all succeed, one record each."""
     from maskcls.orchestration.team.store import TeamStore
     _, a, _, _ = team2
@@ -250,9 +250,11 @@ def test_five_members_push_and_pull_at_once(team2, tmp_path):
     for m, root in roots.items():
         for name in ("base", "fresh"):
             shutil.copytree(a / "done", root / name, ignore=shutil.ignore_patterns(".*.lock", ".team.json"))
-        done = subprocess.run([sys.executable, "-m", "maskcls", "team", "push", "base", "--runs-root", str(root)],
-                              env=env_of(m), capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        with monkeypatch.context() as as_member:  # the first pushes one after another, here: the race is below
+            as_member.setenv("MLFLOW_TRACKING_USERNAME", m)
+            as_member.setenv("MLFLOW_TRACKING_PASSWORD", MEMBERS[m])
+            code, _, err = cli(capsys, "team", "push", "base", "--runs-root", root)
+        assert code == 0, err
     names = list(MEMBERS)
     procs = [subprocess.Popen([sys.executable, "-m", "maskcls", "team", "push", "fresh", "--runs-root",
                                str(roots[m])], env=env_of(m), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

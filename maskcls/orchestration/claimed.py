@@ -10,8 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from maskcls.common.devices import device_of
-from maskcls.common.jobfolder import Cancelled, now, this_process
+from maskcls.common.jobfolder import Cancelled
 from maskcls.common.runfolder import RunFolder, create_run
 
 FINAL = ("completed", "failed", "cancelled", "pruned")
@@ -38,31 +37,12 @@ def train_claimed(run: RunFolder, group: str, *, resume: bool = False, progress=
     """Train one claimed run like a training job: its job lock, its device's slot, then the driver."""
     from maskcls.train.config import RunConfig
     from maskcls.train.driver import run_training
-    from maskcls.train.slots import wait_for_slot
-    cfg = RunConfig.from_dict(run.read_config())
-    job_lock = run.hold_lock()  # this worker works for the run: a cancel of the run can verify it
-    device = device_of(cfg.device)
-    run.write_status(state="queued", device=device, submitted=now(), progress=0.0, epoch=0, epochs=cfg.epochs,
-                     **this_process(), group=group)
-    held = []
-    try:
-        held = wait_for_slot(run, device)
-        if device.startswith("cuda"):
-            cfg.device = device
+    from maskcls.orchestration.jobs import after_training
+    from maskcls.train.slots import trained_here
+    with trained_here(run, RunConfig.from_dict(run.read_config()), group=group) as cfg:
         status = run_training(cfg, run, resume, progress)
-        if cfg.fold >= 0:
-            from maskcls.orchestration.folds import collect_after
-            collect_after(run)
-        from maskcls.orchestration.team.autopush import push_if_asked
-        push_if_asked(run)
+        after_training(run)
         return status
-    except Cancelled:
-        if run.read_status().get("state") in ("queued", "running"):
-            run.write_status(state="cancelled", ended=now(), pid=None)
-        raise
-    finally:
-        for f in held + [job_lock]:
-            f.close()
 
 
 def run_group(runs_root, group: str, planned: list, *, claims: str = "", progress=None, log=print,

@@ -8,6 +8,7 @@ is shown as failed (lost), never as running forever.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from maskcls.common.devices import device_of
 from maskcls.common.jobfolder import Cancelled, now
 from maskcls.common.runfolder import RunFolder, create_run, list_runs
 from maskcls.train.config import RunConfig
-from maskcls.train.slots import wait_for_slot
+from maskcls.train.slots import slot_held
 
 
 @dataclass
@@ -62,29 +63,21 @@ class TrainingJob(RunFolder):
         cfg = RunConfig.from_dict(self.read_config())
         status = self.read_status()
         device = status.get("device") or device_of(cfg.device)
-        try:
-            held = wait_for_slot(self, device, max(1, int(status.get("slots", 1))))  # 0 would never open
-        except Cancelled:
-            self.log("cancelled while queued")
-            raise
-        self.log(f"device {device} free: starting")
-        try:
+        with contextlib.ExitStack() as stack:
+            try:  # 0 slots would never open
+                stack.enter_context(slot_held(self, device, max(1, int(status.get("slots", 1)))))
+            except Cancelled:
+                self.log("cancelled while queued")
+                raise
+            self.log(f"device {device} free: starting")
             if cfg.gpus > 1:
                 self._torchrun(cfg)
                 return
             if device.startswith("cuda"):
                 cfg.device = "cuda"  # CUDA_VISIBLE_DEVICES maps the chosen GPU to cuda:0
             run_training(cfg, self, resume=True)  # picks up the newest good checkpoint, if any
-            if cfg.fold >= 0:
-                from maskcls.orchestration.folds import collect_after
-                oof = collect_after(self)
-                if oof:
-                    self.log(f"all folds done: out-of-fold table {oof}")
-            from maskcls.orchestration.team.autopush import push_if_asked
-            push_if_asked(self)
-        finally:
-            for f in held:
-                f.close()
+            after_training(self)
+
 
     def _torchrun(self, cfg: RunConfig) -> None:
         """Multi-GPU: this process supervises `torchrun --nproc_per_node N`, whose ranks train the folder."""
@@ -191,3 +184,15 @@ def cancel(runs_root: str | os.PathLike, name: str, grace: float = 5.0) -> JobIn
     info = job_info(run)
     info.notes = notes
     return info
+
+
+def after_training(run: RunFolder) -> None:
+    """What follows a finished run wherever it trained (a job, a claimed group run): a fold's out-of-fold table once
+    its group is whole, and the push a `--push` asked for."""
+    from maskcls.orchestration.folds import collect_after
+    from maskcls.orchestration.team.autopush import push_if_asked
+    if RunConfig.from_dict(run.read_config()).fold >= 0:
+        oof = collect_after(run)
+        if oof:
+            run.log(f"all folds done: out-of-fold table {oof}")
+    push_if_asked(run)

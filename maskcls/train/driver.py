@@ -298,15 +298,10 @@ def train_run(cfg: RunConfig, runs_root: str | os.PathLike, name: str, resume: b
     run = RunFolder.open(runs_root, name)
     check_resumable(run)
     from maskcls.common.devices import device_of
-    from maskcls.train.slots import wait_for_slot
+    from maskcls.train.slots import slot_held
     cfg = RunConfig.from_dict(run.read_config())
-    device = device_of(cfg.device)
-    held = wait_for_slot(run, device)
-    try:
+    with slot_held(run, device_of(cfg.device)):
         return run_training(cfg, run, True, progress)
-    finally:
-        for f in held:
-            f.close()
 
 
 def restore_summary(run: RunFolder, epoch: int, best_f1: float) -> None:

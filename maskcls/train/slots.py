@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import fcntl
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+from maskcls.common.devices import device_of
+from maskcls.common.jobfolder import Cancelled, now, this_process
 from maskcls.common.procs import is_alive
 from maskcls.common.runfolder import RunFolder, list_runs
 
@@ -54,3 +58,37 @@ def wait_for_slot(run: RunFolder, device: str, slots: int = 1, poll: float = 0.5
             if held is not None:
                 return [held]
         time.sleep(poll)
+
+
+@contextmanager
+def slot_held(run: RunFolder, device: str, slots: int = 1) -> Iterator[None]:
+    """Hold `device`'s slot for the block (waiting for it first), released whatever happens."""
+    held = wait_for_slot(run, device, slots)
+    try:
+        yield
+    finally:
+        for f in held:
+            f.close()
+
+
+@contextmanager
+def trained_here(run: RunFolder, cfg, **fields) -> Iterator[object]:
+    """The lifecycle of a run a worker trains in its own process (a claimed group run, a sweep trial), written once:
+    the run's job lock (a cancel can verify this process), `queued` naming this process and `fields`, its device's
+    slot; yields `cfg` with the GPU it got. A cancel (SIGTERM) leaves the run `cancelled`; locks are released
+    whatever happens."""
+    job_lock = run.hold_lock()
+    device = device_of(cfg.device)
+    run.write_status(state="queued", device=device, submitted=now(), progress=0.0, epoch=0, epochs=cfg.epochs,
+                     **this_process(), **fields)
+    try:
+        with slot_held(run, device):
+            if device.startswith("cuda"):
+                cfg.device = device
+            yield cfg
+    except Cancelled:
+        if run.read_status().get("state") in ("queued", "running"):
+            run.write_status(state="cancelled", ended=now(), pid=None)
+        raise
+    finally:
+        job_lock.close()

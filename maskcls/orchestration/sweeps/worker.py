@@ -13,8 +13,7 @@ import os
 import socket
 import time
 
-from maskcls.common.devices import device_of
-from maskcls.common.jobfolder import Cancelled, error_text, now, this_process
+from maskcls.common.jobfolder import Cancelled, error_text, now
 from maskcls.common.procs import proc_start
 from maskcls.orchestration.group_workers import GroupWorker
 from maskcls.orchestration.sweeps.definition import (SWEEPS_DIR, Sweep, load_sweep, open_study, storage_url,
@@ -69,19 +68,10 @@ def _train_trial(runs_root, sweep: Sweep, trial, params: dict, progress) -> dict
     from maskcls.common.runfolder import create_run
     from maskcls.train.config import RunConfig
     from maskcls.train.driver import run_training
-    from maskcls.train.slots import wait_for_slot
+    from maskcls.train.slots import trained_here
     run = create_run(runs_root, trial_run_name(sweep, trial.number), trial_config(sweep, params))
-    cfg = RunConfig.from_dict(run.read_config())  # as stored: its paths absolute
-    job_lock = run.hold_lock()  # this worker works for the trial's run: a cancel of the run can verify it
-    device = device_of(cfg.device)
-    run.write_status(state="queued", device=device, submitted=now(), progress=0.0, epoch=0, epochs=cfg.epochs,
-                     **this_process(), sweep=sweep.name, trial=trial.number)
-    held = []
-    try:
-        held = wait_for_slot(run, device)
-        if device.startswith("cuda"):
-            cfg.device = device
-
+    # as stored: its paths absolute
+    with trained_here(run, RunConfig.from_dict(run.read_config()), sweep=sweep.name, trial=trial.number) as cfg:
         def should_stop(epoch: int, row: dict) -> bool:
             try:
                 trial.report(row["val_macro_f1"], epoch)
@@ -89,17 +79,11 @@ def _train_trial(runs_root, sweep: Sweep, trial, params: dict, progress) -> dict
                 raise TrialReaped(trial.number) from None
             write_snapshot(sweeps_root(runs_root) / sweep.name, trial.study)  # `sweep status` sees the epoch
             return trial.should_prune()
-        return run_training(cfg, run, progress=progress, should_stop=should_stop)
-    except TrialReaped as e:
-        run.write_status(state="failed", ended=now(), pid=None, error=str(e))
-        raise
-    except Cancelled:
-        if run.read_status().get("state") in ("queued", "running"):
-            run.write_status(state="cancelled", ended=now(), pid=None)
-        raise
-    finally:
-        for f in held + [job_lock]:
-            f.close()
+        try:
+            return run_training(cfg, run, progress=progress, should_stop=should_stop)
+        except TrialReaped as e:
+            run.write_status(state="failed", ended=now(), pid=None, error=str(e))
+            raise
 
 
 def _objective(runs_root, sweep: Sweep, progress, log, flags: dict):
