@@ -3,6 +3,7 @@ simulated validation sets shaped like the real data (the fast part of benchmarks
 widens config claims."""
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from maskcls.train.calibration import BASE, PROCEDURES, Skill, study, validation_sets
@@ -20,6 +21,7 @@ def frames(rng, people: int, accuracy: float, labels=None, persons=None):
     return pd.concat([out, pd.DataFrame(np.eye(18)[predicted], columns=[f"p{i}" for i in range(18)])], axis=1)
 
 
+@pytest.mark.slow  # one of the inner loop's slowest: the suite runs it
 @settings(max_examples=150, deadline=None)
 @given(st.integers(2, 60), st.floats(0.2, 0.95), st.floats(0.2, 0.95), st.integers(1, 3), st.integers(1, 3),
        st.booleans(), st.integers(0, 10**6))

@@ -108,6 +108,7 @@ decision = st.tuples(st.sampled_from(["accept", "reject"]), id_text, st.sampled_
                      st.text(st.characters(exclude_categories=("Cs",)), max_size=30))
 
 
+@pytest.mark.slow  # one of the inner loop's slowest: the suite runs it
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(decision, max_size=12), st.sampled_from(["", " "]))
 @example([("accept", "000000", "", "", "", "x\r0")], "")  # a lone carriage return in a note (it made a row '0')

@@ -104,6 +104,7 @@ def test_an_unseen_set_the_size_of_the_eval_set():
     assert small["public_private_gap_abs"] > out["public_private_gap_abs"] > 0  # smaller halves disagree more
 
 
+@pytest.mark.slow  # one of the inner loop's slowest: the suite runs it
 def test_the_selection_free_figure_removes_the_best_epochs_optimism():
     """Issue 36 #4: the best of many epochs, chosen on the same people it is scored on, leans high; choosing on one
     half of the people and scoring the other half does not. Twelve epochs of equal skill (their differences are

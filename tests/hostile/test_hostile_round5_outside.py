@@ -73,6 +73,7 @@ def test_evaluate_recomputes_an_interval_its_predictions_do_not_match(tiny_run, 
     assert code == 0 and "over 5 people" in out and "over 12 people" not in out, err
 
 
+@pytest.mark.slow  # one of the inner loop's slowest: the suite runs it
 def test_tuning_a_pulled_run_writes_beside_it_not_into_it(tiny_run, demo_root, tmp_path, capsys):
     """#25: `evaluate alice/base --tune` wrote class_bias.json into the read-only pulled run."""
     from test_hostile_round5 import place_pulled
