@@ -100,13 +100,34 @@ def pytest_xdist_make_scheduler(config, log):
     that training."""
     if config.getvalue("dist") != "loadfile":
         return None
+    import re
+
     from xdist.scheduler import LoadFileScheduling
-    trained = {p.name for p in Path(__file__).parent.glob("test_*.py") if "trained_run" in p.read_text()}
+    here = Path(__file__).parent
+    texts = {str(p.relative_to(here.parent)): p.read_text() for p in here.rglob("test_*.py")}
+    trained = {Path(f).name for f, text in texts.items() if "trained_run" in text}
+
+    def tier(scope: str) -> int:
+        """How heavy a unit is likely to be: the trained run's files, then whole files of slow or browser tests
+        (servers, training, Chromium), then files with some slow tests, then the rest."""
+        if scope == "trained-run":
+            return 3
+        text = texts.get(scope, "")
+        if re.search(r"^pytestmark = .*(slow|browser)", text, re.M):
+            return 2
+        return 1 if "mark.slow" in text else 0
 
     class TrainedRunTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = nodeid.split("::", 1)[0]
             return "trained-run" if Path(file).name in trained else file
+
+        def _assign_work_unit(self, node) -> None:
+            """The heaviest unit left goes first (xdist orders by test count alone, which sent a one-test file of
+            four minutes last and left one worker idle at the end)."""
+            heaviest = max(self.workqueue, key=lambda scope: (tier(scope), len(self.workqueue[scope])))
+            self.workqueue.move_to_end(heaviest, last=False)
+            super()._assign_work_unit(node)
 
     return TrainedRunTogether(config, log)
 
