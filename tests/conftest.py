@@ -86,11 +86,11 @@ def real_layout(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
-    """A small demo dataset (60 people, 15 eval people) shared by the tests that only read it (and by the xdist
-    workers: generated once)."""
+    """A small demo dataset (60 people, 15 eval people) shared by the tests that only read it."""
     from maskcls.data.demo import write_demo
-    return built_once(tmp_path_factory, "demo", lambda root: write_demo(root, people=60, eval_people=15, seed=3,
-                                                                        workers=2))
+    root = tmp_path_factory.mktemp("demo")
+    write_demo(root, people=60, eval_people=15, seed=3, workers=2)
+    return root
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
@@ -132,21 +132,6 @@ def pytest_xdist_make_scheduler(config, log):
     return TrainedRunTogether(config, log)
 
 
-def built_once(tmp_path_factory, name: str, build) -> Path:
-    """A folder `build(folder)` fills once for all xdist workers of the session: the first builds it under a lock
-    (into a fresh folder, marked complete when it returns), the others wait and reuse it."""
-    import fcntl
-    shared = shared_dir(tmp_path_factory, "built-once")
-    target = shared / name
-    with open(shared / f"{name}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / f"{name}.built").exists():
-            shutil.rmtree(target, ignore_errors=True)
-            build(target)
-            (shared / f"{name}.built").touch()
-    return target
-
-
 def shared_dir(tmp_path_factory, name: str) -> Path:
     """A folder all xdist workers of this session share (their base temps' parent), or a private one without
     xdist."""
@@ -179,17 +164,11 @@ def studio_demo(tmp_path_factory) -> Path:
 def tiny_run(demo_root, tmp_path_factory):
     """The one small trained run the tests share (two TINY epochs through the CLI): (runs root, name). Tests
     that change it work on a copy (`copy_run`)."""
-    import shutil
-
-    def train(base: Path):
-        from maskcls.cli import main
-        base.mkdir()
-        assert main(["train", "--config", config_file(demo_root, base, epochs=2), "--runs-root", str(base / "runs"),
-                     "--name", "done", "--quiet"]) == 0
-    trained = built_once(tmp_path_factory, "tiny-run", train)  # trained once for all the workers
-    mine = tmp_path_factory.mktemp("tiny-run") / "runs"  # each worker its own copy of the runs root
-    shutil.copytree(trained / "runs", mine, ignore=shutil.ignore_patterns(".*.lock"))
-    return mine, "done"
+    base = tmp_path_factory.mktemp("tiny-run")
+    from maskcls.cli import main
+    assert main(["train", "--config", config_file(demo_root, base, epochs=2), "--runs-root", str(base / "runs"),
+                 "--name", "done", "--quiet"]) == 0
+    return base / "runs", "done"
 
 
 def copy_run(run: tuple, tmp_path) -> tuple[Path, str]:

@@ -70,8 +70,8 @@ def _train_trial(runs_root, sweep: Sweep, trial, params: dict, progress) -> dict
     from maskcls.train.driver import run_training
     from maskcls.train.slots import trained_here
     run = create_run(runs_root, trial_run_name(sweep, trial.number), trial_config(sweep, params))
-    # as stored: its paths absolute
-    with trained_here(run, RunConfig.from_dict(run.read_config()), sweep=sweep.name, trial=trial.number) as cfg:
+    cfg = RunConfig.from_dict(run.read_config())  # as stored: its paths absolute
+    with trained_here(run, cfg, sweep=sweep.name, trial=trial.number) as cfg:
         def should_stop(epoch: int, row: dict) -> bool:
             try:
                 trial.report(row["val_macro_f1"], epoch)
