@@ -30,3 +30,19 @@ def test_server_errors_are_not_called_a_silence():
                                "HTTPConnectionPool(host='127.0.0.1', port=5077): Max retries exceeded with url: "
                                "(Caused by ResponseError('too many 500 error responses'))")
     assert "did not answer" not in str(caught.value)
+
+
+def test_a_trackers_ten_seconds_do_not_become_the_stores_and_the_users_value_wins(monkeypatch):
+    """`train --push` with the MLflow tracker: the tracker's 10 s default was left in the environment, so the push
+    after the run got 10 s instead of the store's minute."""
+    from maskcls.common import settings
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    monkeypatch.setattr(settings, "_MLFLOW_TIMEOUT_OURS", None)
+    settings.mlflow_requests(10)  # the tracker, as a run starts
+    assert request_timeout() == 10
+    settings.mlflow_requests(TIMEOUT_S)  # the store, as the push after it connects
+    assert request_timeout() == TIMEOUT_S
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")  # the user's own
+    settings.mlflow_requests(10)
+    settings.mlflow_requests(TIMEOUT_S)
+    assert request_timeout() == 5

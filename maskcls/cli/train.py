@@ -1,9 +1,8 @@
 """Training commands: train (a new run, a resume, all data, K folds), background jobs, the folds' results."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 from maskcls.cli.common import add, config_from_args, default_run_name, emit, estimate_line, runs_root_of, when
 from maskcls.common.fileio import dumps

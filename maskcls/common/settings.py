@@ -105,6 +105,20 @@ def own_member_name() -> str:
     return "this server"
 
 
+_MLFLOW_TIMEOUT_OURS: str | None = None  # the MLFLOW_HTTP_REQUEST_TIMEOUT this process set, not the user
+
+
+def mlflow_requests(timeout_s: float) -> None:
+    """MLflow's HTTP requests from here on: one retry and `timeout_s` a request, unless the user set
+    MLFLOW_HTTP_REQUEST_TIMEOUT. A value set here for another caller is not the user's: a run's tracker (10 s: a
+    server gone must not stall training) leaves the team store's push after it its own minute."""
+    global _MLFLOW_TIMEOUT_OURS
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    current = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    if current is None or current == _MLFLOW_TIMEOUT_OURS:
+        _MLFLOW_TIMEOUT_OURS = os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = f"{timeout_s:g}"
+
+
 def quiet_mlflow() -> None:
     """Before MLflow is imported: no usage telemetry leaves the machine (the studio sends no usage stats either,
     and a telemetry thread racing a first request broke a push), and the deprecation warnings of MLflow's own

@@ -41,7 +41,7 @@ def train_claimed(run: RunFolder, group: str, *, resume: bool = False, progress=
     from maskcls.train.slots import trained_here
     with trained_here(run, RunConfig.from_dict(run.read_config()), group=group) as cfg:
         status = run_training(cfg, run, resume, progress)
-        after_training(run)
+        after_training(run, cfg)
         return status
 
 

@@ -76,8 +76,7 @@ class TrainingJob(RunFolder):
             if device.startswith("cuda"):
                 cfg.device = "cuda"  # CUDA_VISIBLE_DEVICES maps the chosen GPU to cuda:0
             run_training(cfg, self, resume=True)  # picks up the newest good checkpoint, if any
-            after_training(self)
-
+            after_training(self, cfg)
 
     def _torchrun(self, cfg: RunConfig) -> None:
         """Multi-GPU: this process supervises `torchrun --nproc_per_node N`, whose ranks train the folder."""
@@ -186,12 +185,12 @@ def cancel(runs_root: str | os.PathLike, name: str, grace: float = 5.0) -> JobIn
     return info
 
 
-def after_training(run: RunFolder) -> None:
+def after_training(run: RunFolder, cfg: RunConfig) -> None:
     """What follows a finished run wherever it trained (a job, a claimed group run): a fold's out-of-fold table once
     its group is whole, and the push a `--push` asked for."""
     from maskcls.orchestration.folds import collect_after
     from maskcls.orchestration.team.autopush import push_if_asked
-    if RunConfig.from_dict(run.read_config()).fold >= 0:
+    if cfg.fold >= 0:
         oof = collect_after(run)
         if oof:
             run.log(f"all folds done: out-of-fold table {oof}")

@@ -214,12 +214,20 @@ def remove_record(store: TeamStore, member: str, name: str) -> dict:
     record = run or store.find(member, name, kind="group")
     if record is None:
         raise TeamError(f"the team store holds no record {member}/{name}")
-    members = [] if run else [r for r in record.data.tags.get("maskcls.runs", "").split(",") if r]
-    removed = [remove_record(store, member, r)["removed"] for r in members if store.find(member, r)]  # a group: its runs
+    removed = []
+    for r in [] if run else [r for r in record.data.tags.get("maskcls.runs", "").split(",") if r]:  # a group's runs
+        found = store.find(member, r)
+        if found is not None:
+            removed.append(_remove(store, member, r, found)["removed"])
+    return {**_remove(store, member, name, record), "runs": removed}
+
+
+def _remove(store: TeamStore, member: str, name: str, record) -> dict:
+    """One record and every version it holds."""
     with reached(store.uri, f"remove {member}/{name}"):
         dropped = drop_old_versions(store, record, keep="", strict=True)
         store.client.delete_run(record.info.run_id)
-    return {"removed": f"{member}/{name}", "record": record.info.run_id, "versions": dropped, "runs": removed}
+    return {"removed": f"{member}/{name}", "record": record.info.run_id, "versions": dropped}
 
 
 def push_group(store: TeamStore, name: str, *, kind: str, runs: list[RunFolder], member: str, planned: list[str],

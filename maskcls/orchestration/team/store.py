@@ -90,11 +90,10 @@ class TeamStore:
     @classmethod
     def connect(cls, uri: str | None = None) -> "TeamStore":
         uri = team_uri(uri)
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(TIMEOUT_S))
+        from maskcls.common.settings import mlflow_requests, quiet_mlflow
+        mlflow_requests(TIMEOUT_S)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        from maskcls.common.settings import quiet_mlflow
         quiet_mlflow()
         from mlflow.tracking import MlflowClient
         auth = has_auth(uri)  # one request without credentials: no password check

@@ -45,9 +45,8 @@ class MlflowTracker(Tracker):
 
     def start(self, ctx: TrackContext) -> None:
         # a server that went away must fail a call in seconds, not retry for minutes (the user's own settings win)
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        from maskcls.common.settings import quiet_mlflow
+        from maskcls.common.settings import mlflow_requests, quiet_mlflow
+        mlflow_requests(10)
         quiet_mlflow()
         from mlflow.tracking import MlflowClient
         self.ctx = ctx
