@@ -242,6 +242,34 @@ def test_a_workers_own_dead_claim_is_freed_when_it_starts_again(team2):
         assert db.claim("crash", "crash-s1", "another")
 
 
+def test_workers_first_reaching_a_fresh_claims_database_at_once_all_start(team2):
+    """CI 2026-12-07: two workers' first connections made the tables at the same moment and one died on PostgreSQL's
+    catalogue (duplicate key on pg_type "maskcls_groups"). Eight at once, five times, on fresh databases."""
+    import threading
+
+    import psycopg
+
+    from maskcls.orchestration.team.claims import Claims
+    _, _, claims, _ = team2
+    admin = psycopg.connect(claims,
+                            password=os.environ["MASKCLS_STORAGE_PASSWORD"], autocommit=True)
+    for attempt in range(5):
+        admin.execute(f"CREATE DATABASE fresh{attempt}")
+        url, gate, errors = claims.rsplit("/", 1)[0] + f"/fresh{attempt}", threading.Barrier(8), []
+
+        def first_connection():
+            gate.wait()
+            try:
+                Claims(url).close()
+            except Exception as e:  # noqa: BLE001  (every worker's failure is the finding)
+                errors.append(repr(e))
+        workers = [threading.Thread(target=first_connection) for _ in range(8)]
+        [w.start() for w in workers]
+        [w.join(60) for w in workers]
+        assert errors == [], errors
+    admin.close()
+
+
 def test_five_members_push_and_pull_at_once(team2, tmp_path, capsys, monkeypatch):
     """5 pushes and 5 pulls at the same moment, each its own member and process: all succeed, one record each."""
     from maskcls.orchestration.team.store import TeamStore

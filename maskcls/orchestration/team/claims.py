@@ -32,6 +32,7 @@ ALTER TABLE maskcls_claims ADD COLUMN IF NOT EXISTS lease_until timestamptz;
 ALTER TABLE maskcls_claims ADD COLUMN IF NOT EXISTS pid integer;
 ALTER TABLE maskcls_claims ADD COLUMN IF NOT EXISTS pid_start bigint;
 """
+SCHEMA_LOCK = 0x6D61736B636C73  # "maskcls": the advisory lock two workers' first connections take in turn
 CONNECT_TIMEOUT_S = 10
 FINAL = ("completed", "failed", "cancelled", "pruned")
 
@@ -72,7 +73,15 @@ class Claims:
         from maskcls.orchestration.sweeps.storage import shown_url
         self.raw_url, self.url = url, shown_url(url)
         self.conn = _connect(url)
-        self.conn.execute(SCHEMA)
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        """Create the tables once. Two workers' CREATE TABLE IF NOT EXISTS at the same moment on a fresh database
+        collide in PostgreSQL's catalogue (a unique violation on pg_type), so the creation takes a transaction-scoped
+        advisory lock: the second worker waits, then finds the tables there."""
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            self.conn.execute(SCHEMA)
 
     def close(self) -> None:
         self.conn.close()
