@@ -34,10 +34,11 @@ def flipped_folds(tmp_path_factory):
     flipped = sorted(np.random.default_rng(5).choice(people.index, PLANTED, replace=False))
     pd.DataFrame({"id": flipped, "gender": ["female" if people.loc[p, "gender"] == 0 else "male" for p in flipped],
                   "age": "", "swap_mask": 0, "note": "planted"}).to_csv(base / "flips.csv", index=False)
-    # the face crop and 16-image batches: at 64x48 the whole frame leaves the face too few pixels to tell gender
-    # well (gender accuracy 0.85 out of fold), the crop gives the folds a model worth reviewing with
+    # the face crop: at 64x48 the whole frame leaves the face too few pixels to tell gender well (gender accuracy
+    # 0.85 out of fold), the crop gives the folds a model worth reviewing with. Four epochs of 32-image batches find
+    # as many planted flips as six of 16 did (14 of 16 in the top 16, measured alone) in 60 % of the time
     cfg = create_config("demo-cpu", data_root=str(root), corrections=str(base / "flips.csv"), image_size=[64, 48],
-                        epochs=6, batch_size=16, face_crop=True, cache_dir=str(base / "cache"))
+                        epochs=4, batch_size=32, face_crop=True, cache_dir=str(base / "cache"))
     train_folds(cfg, base / "runs", "rq", 3, say=lambda m: None)
     return base / "runs", root, flipped
 
