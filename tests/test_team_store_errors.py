@@ -46,3 +46,14 @@ def test_a_trackers_ten_seconds_do_not_become_the_stores_and_the_users_value_win
     settings.mlflow_requests(10)
     settings.mlflow_requests(TIMEOUT_S)
     assert request_timeout() == 5
+
+
+def test_the_serve_announcement_names_what_members_export_on_each_kind_of_store():
+    """A store with accounts takes the member from the login and ignores MASKCLS_MEMBER: the announcement must
+    not send members to a variable that does nothing (outside round, left alone until 2026-12-07)."""
+    from maskcls.cli.team import members_setup
+    with_accounts = members_setup("127.0.0.1", 5000, auth=True)
+    assert "MASKCLS_TEAM=http://127.0.0.1:5000" in with_accounts and "MASKCLS_MEMBER" not in with_accounts
+    assert "MLFLOW_TRACKING_USERNAME=<name>" in with_accounts and "team add-member" in with_accounts
+    assert members_setup("127.0.0.1", 5000, auth=False) == \
+        "members: export MASKCLS_TEAM=http://127.0.0.1:5000 MASKCLS_MEMBER=<name>"

@@ -44,6 +44,16 @@ def register(sub, parents) -> None:
     p.add_argument("--data", help="this machine's copy of the data (default: the run's own data root, if it is here)")
 
 
+def members_setup(host: str, port: int, auth: bool) -> str:
+    """What each member exports to reach a store: with accounts the store takes the member from the login (and
+    ignores MASKCLS_MEMBER), so it names the login and how the admin makes one."""
+    team = f"MASKCLS_TEAM=http://{host}:{port}"
+    if auth:
+        return (f"members: export {team} MLFLOW_TRACKING_USERNAME=<name> MLFLOW_TRACKING_PASSWORD=<password> "
+                f"(the admin makes each account with `maskcls team add-member NAME`)")
+    return f"members: export {team} MASKCLS_MEMBER=<name>"
+
+
 def cmd_serve(args) -> int:
     import signal
 
@@ -61,8 +71,8 @@ def cmd_serve(args) -> int:
         proc = start_store(args.backend_store_uri, args.artifacts, host=args.host, port=args.port, auth=args.auth,
                            started=started)
         announced = True
-        print(f"team store on http://{args.host}:{args.port} (pid {proc.pid}); members: export "
-              f"MASKCLS_TEAM=http://{args.host}:{args.port} MASKCLS_MEMBER=<name>; Ctrl-C stops it", flush=True)
+        print(f"team store on http://{args.host}:{args.port} (pid {proc.pid}); "
+              f"{members_setup(args.host, args.port, args.auth)}; Ctrl-C stops it", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
         for sig in stopping:  # a second signal must not cut the stop short
