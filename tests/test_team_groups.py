@@ -251,23 +251,27 @@ def test_workers_first_reaching_a_fresh_claims_database_at_once_all_start(team2)
 
     from maskcls.orchestration.team.claims import Claims
     _, _, claims, _ = team2
-    admin = psycopg.connect(claims,
-                            password=os.environ["MASKCLS_STORAGE_PASSWORD"], autocommit=True)
-    for attempt in range(5):
-        admin.execute(f"CREATE DATABASE fresh{attempt}")
-        url, gate, errors = claims.rsplit("/", 1)[0] + f"/fresh{attempt}", threading.Barrier(8), []
 
-        def first_connection():
-            gate.wait()
-            try:
-                Claims(url).close()
-            except Exception as e:  # noqa: BLE001  (every worker's failure is the finding)
-                errors.append(repr(e))
-        workers = [threading.Thread(target=first_connection) for _ in range(8)]
-        [w.start() for w in workers]
-        [w.join(60) for w in workers]
-        assert errors == [], errors
-    admin.close()
+    def first_connection(url, gate, errors):
+        gate.wait()
+        try:
+            Claims(url).close()
+        except Exception as e:  # noqa: BLE001  (every worker's failure is the finding)
+            errors.append(repr(e))
+    with psycopg.connect(claims, password=os.environ["MASKCLS_STORAGE_PASSWORD"], autocommit=True) as admin:
+        for attempt in range(5):
+            admin.execute(f"CREATE DATABASE fresh{attempt}")
+            url, gate, errors = claims.rsplit("/", 1)[0] + f"/fresh{attempt}", threading.Barrier(8), []
+            workers = [threading.Thread(target=first_connection, args=(url, gate, errors)) for _ in range(8)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(60)
+            assert not any(w.is_alive() for w in workers), "a first connection still waits after 60 s"
+            assert errors == [], errors
+            with Claims(url) as db:  # the tables are there, once
+                assert db.conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'maskcls_%'").fetchone() \
+                    == (2,)
 
 
 def test_five_members_push_and_pull_at_once(team2, tmp_path, capsys, monkeypatch):
